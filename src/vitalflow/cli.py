@@ -1,0 +1,196 @@
+"""The ``vitalflow`` command. The only module that prints; errors become one line ``Error: ...``.
+
+Exit codes: 0 success; 1 error (bad input, spec, output); 2 usage error;
+3 the share of successful cases is below ``min_success_rate``; 4 verification of the output failed.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vitalflow import __version__
+from vitalflow.errors import VitalflowError
+
+EXIT_ERROR, EXIT_LOW_SUCCESS, EXIT_VERIFY_FAILED = 1, 3, 4
+
+app = typer.Typer(
+    name="vitalflow",
+    help="Turn VitalDB .vital recordings into windowed, normalized TFRecord datasets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+_state = {"verbose": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"vitalflow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks and per-case log lines."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    _state["verbose"] = verbose
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def _errors(fn):
+    """Turn vitalflow errors into ``Error: ...`` and exit code 1 (traceback with --verbose)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except VitalflowError as exc:
+            if _state["verbose"]:
+                err.print(traceback.format_exc(), markup=False)
+            err.print(f"Error: {exc}", markup=False)
+            raise typer.Exit(EXIT_ERROR) from None
+
+    return wrapper
+
+
+@app.command()
+@_errors
+def synth(
+    out_dir: Path = typer.Argument(..., help="Directory to write NNNN.vital files and clinical.csv into."),
+    cases: int = typer.Option(..., "--cases", "-n", min=1, help="Number of recordings."),
+    seed: int = typer.Option(0, help="Random seed; the same seed gives the same files."),
+    hours: Optional[float] = typer.Option(None, min=0.05, help="Length of each recording (default: drawn, ~2-4.5 h)."),
+    waves: bool = typer.Option(True, "--waves/--no-waves", help="Include waveform tracks (~20 MB per 3 h case)."),
+) -> None:
+    """Write synthetic VitalDB-like recordings and a clinical table."""
+    from vitalflow.vital.synth import synth_corpus
+
+    paths = synth_corpus(out_dir, cases, seed=seed, hours=hours, waves=waves)
+    size = sum(p.stat().st_size for p in paths)
+    out.print(f"wrote {len(paths)} recordings ({size / 1e6:.1f} MB) and clinical.csv to {out_dir}")
+
+
+@app.command()
+@_errors
+def preprocess(
+    input: Path = typer.Option(..., "--input", "-i", help="Directory of <caseid>.vital files."),
+    clinical: Path = typer.Option(..., "--clinical", "-c", help="VitalDB clinical table (CSV)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output directory for TFRecords and the card."),
+    cases: Optional[str] = typer.Option(None, "--cases", help='Cases to process, e.g. "1-10,17,0022" (default: all files).'),
+    config: Optional[Path] = typer.Option(None, "--config", help="Run config YAML (spec, windows, split, output)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a dataset already in --output."),
+) -> None:
+    """Preprocess recordings into train/validation/test TFRecords, then verify them."""
+    code = _preprocess_and_report(input, clinical, output, cases, config, overwrite)
+    if code:
+        raise typer.Exit(code)
+
+
+def _preprocess_and_report(input_dir, clinical, output, cases, config_path, overwrite) -> int:
+    from vitalflow.run.cases import parse_case_selection
+    from vitalflow.run.preprocess import preprocess as run
+    from vitalflow.spec import load_config
+
+    config, spec = load_config(config_path)
+    selected = parse_case_selection(cases) if cases is not None else None
+    result = run(input_dir, clinical, output, config, spec, cases=selected, overwrite=overwrite)
+    card = result.card
+    _print_summary(card)
+    for f in card["failed"]:
+        err.print(f"  failed  case {f['case_id']} ({f['stage']}): {f['error']}", markup=False)
+    for e in card["excluded"]:
+        out.print(f"  excluded case {e['case_id']}: {e['reason']}", markup=False)
+    if not result.verify.ok:
+        for p in result.verify.problems:
+            err.print(f"  verify: {p}", markup=False)
+        err.print(f"Error: verification of {output} failed ({len(result.verify.problems)} problems)")
+        return EXIT_VERIFY_FAILED
+    rate, minimum = card["cases"]["success_rate"], config.min_success_rate
+    if rate < minimum:
+        err.print(f"Error: only {rate:.1%} of cases succeeded (minimum {minimum:.0%}); see the card's 'failed' list")
+        return EXIT_LOW_SUCCESS
+    out.print(f"success: {sum(s['windows'] for s in card['splits'].values())} windows from "
+              f"{card['cases']['with_windows']} cases written to {output} and verified")
+    return 0
+
+
+def _print_summary(card: dict) -> None:
+    table = Table(title="dataset", title_justify="left")
+    for col in ("split", "cases", "subjects", "windows", "file", "MB"):
+        table.add_column(col, justify="left" if col in ("split", "file") else "right")
+    for split, s in card["splits"].items():
+        f = card["files"][split]
+        table.add_row(split, str(s["cases"]), str(s["subjects"]), str(s["windows"]), f["path"], f"{f['bytes'] / 1e6:.1f}")
+    out.print(table)
+    c = card["cases"]
+    out.print(f"cases: {c['selected']} selected, {c['with_windows']} with windows, {c['excluded']} excluded, "
+              f"{c['failed']} failed (success rate {c['success_rate']:.1%}); {card['timings_s']['total']:.1f} s")
+
+
+@app.command()
+@_errors
+def verify(output_dir: Path = typer.Argument(..., help="A preprocess output directory.")) -> None:
+    """Read every output file back and check it against the card; exit 0 only if all holds."""
+    from vitalflow.dataset.verify import verify_output
+
+    report = verify_output(output_dir)
+    for p in report.problems:
+        err.print(f"  {p}", markup=False)
+    counts = ", ".join(f"{k} {v}" for k, v in report.examples.items())
+    if not report.ok:
+        err.print(f"Error: {output_dir} failed verification ({len(report.problems)} problems; examples: {counts})")
+        raise typer.Exit(EXIT_VERIFY_FAILED)
+    out.print(f"verified {output_dir}: examples {counts}; shapes, ranges, counts, checksums and splits hold")
+
+
+@app.command()
+@_errors
+def demo(
+    directory: Path = typer.Argument(Path("vitalflow-demo"), help="Where to put the demo corpus and output."),
+    cases: int = typer.Option(12, "--cases", "-n", min=2, help="Number of synthetic recordings."),
+    waves: bool = typer.Option(False, "--waves/--no-waves", help="Include waveform tracks (slower, ~20 MB per 3 h)."),
+) -> None:
+    """Synthesize a small corpus, preprocess it, verify it and print a summary."""
+    from vitalflow.vital.synth import synth_corpus
+
+    corpus, output = directory / "recordings", directory / "output"
+    synth_corpus(corpus, cases, seed=0, hours=1.5, waves=waves)
+    out.print(f"synthesized {cases} recordings in {corpus}")
+    code = _preprocess_and_report(corpus, corpus / "clinical.csv", output, None, None, overwrite=True)
+    if code:
+        raise typer.Exit(code)
+    out.print(f"read it in TensorFlow: see README 'Output schema'; card: {output / 'preprocessing_metadata.json'}")
+
+
+@app.command("spec")
+@_errors
+def spec_table(
+    config: Optional[Path] = typer.Option(None, "--config", help="Run config naming the spec (default: built-in)."),
+) -> None:
+    """Print the spec's feature tables as Markdown (README's tables are generated by this)."""
+    from vitalflow.spec import load_config
+    from vitalflow.spec.tables import markdown_tables
+
+    _, spec = load_config(config)
+    out.print(markdown_tables(spec), markup=False)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,187 @@
+"""The dataset card ``preprocessing_metadata.json``: what the output holds and how it was made."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from vitalflow import __version__
+from vitalflow.dataset.split import SPLITS
+from vitalflow.errors import OutputError
+from vitalflow.dataset.writer import PublishedFile
+from vitalflow.spec.model import Config, Spec, config_hash
+from vitalflow.transform.case import Crop, FeatureStats
+
+CARD_NAME = "preprocessing_metadata.json"
+CARD_FORMAT = "vitalflow-dataset/1"
+
+
+@dataclass
+class CaseOutcome:
+    """What happened to one case. ``status`` is ok, excluded (valid but no windows) or failed."""
+
+    case_id: int
+    status: str
+    split: str | None = None
+    subject_id: str | None = None
+    windows: int = 0
+    stage: str | None = None  # where a failure happened: clinical, read, transform, write
+    reason: str | None = None  # why excluded or failed
+    crop: Crop | None = None
+    packed: bool | None = None
+    feature_stats: dict[str, FeatureStats] = field(default_factory=dict)
+    static_defaulted: tuple[str, ...] = ()
+    static_clipped: tuple[str, ...] = ()
+
+
+def example_schema(spec: Spec, config: Config) -> dict:
+    length, n_features = config.windows.length_s, len(spec.timeseries)
+    schema = {
+        "timeseries": {"dtype": "float32", "shape": [length * n_features], "reshape": [length, n_features],
+                       "layout": "time-major: value of feature f at second t is at t * n_features + f"},
+        "static": {"dtype": "float32", "shape": [len(spec.static)]},
+        "target": {"dtype": "float32", "shape": [len(spec.targets)]},
+        "case_id": {"dtype": "int64", "shape": [1]},
+        "subject_id": {"dtype": "string", "shape": [1]},
+        "window_start_s": {"dtype": "int64", "shape": [1], "meaning": "seconds from the recording start"},
+    }
+    if config.output.write_mask:
+        schema["mask"] = {"dtype": "float32", "shape": [length * n_features], "meaning": "1 = recorded, 0 = filled or defaulted"}
+    return schema
+
+
+def build_card(
+    spec: Spec,
+    config: Config,
+    outcomes: list[CaseOutcome],
+    files: dict[str, PublishedFile],
+    timings: dict[str, float],
+    status: str = "complete",
+) -> dict:
+    ok = [o for o in outcomes if o.status != "failed"]
+    splits = {}
+    for s in SPLITS:
+        members = [o for o in outcomes if o.split == s and o.status == "ok"]
+        splits[s] = {
+            "cases": len(members),
+            "subjects": len({o.subject_id for o in members}),
+            "windows": sum(o.windows for o in members),
+        }
+    return {
+        "format": CARD_FORMAT,
+        "status": status,
+        "tool": {"name": "vitalflow", "version": __version__},
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "spec": {"name": spec.name, "version": spec.version, "hash": spec.content_hash()},
+        "config_hash": config_hash(config, spec),
+        "config": config.model_dump(mode="json"),
+        "features": {
+            "timeseries": [
+                {"index": i, "name": f.name, "unit": f.unit, "range": list(f.range),
+                 "sources": [s.track for s in f.sources] + (["derived"] if f.derive else [])}
+                for i, f in enumerate(spec.timeseries)
+            ],
+            "static": [
+                {"index": i, "name": f.name, "unit": f.unit, "range": list(f.range) if f.range else None,
+                 "categories": f.categories, "default": f.default}
+                for i, f in enumerate(spec.static)
+            ],
+            "targets": [
+                {"index": i, "name": t, "feature_index": spec.feature_names.index(t)}
+                for i, t in enumerate(spec.targets)
+            ],
+            "normalization": "norm = clip((x - lo) / (hi - lo) * 2 - 1, -1, 1); inverse x = lo + (norm + 1) / 2 * (hi - lo)",
+        },
+        "example_schema": example_schema(spec, config),
+        "files": {s: asdict(f) for s, f in files.items()},
+        "splits": splits,
+        "cases": {
+            "selected": len(outcomes),
+            "succeeded": len(ok),
+            "with_windows": sum(o.status == "ok" for o in outcomes),
+            "excluded": sum(o.status == "excluded" for o in outcomes),
+            "failed": len(outcomes) - len(ok),
+            "success_rate": round(len(ok) / len(outcomes), 6) if outcomes else 0.0,
+        },
+        "excluded": [{"case_id": o.case_id, "reason": o.reason} for o in outcomes if o.status == "excluded"],
+        "failed": [{"case_id": o.case_id, "stage": o.stage, "error": o.reason} for o in outcomes if o.status == "failed"],
+        "feature_stats": _feature_stats(spec, outcomes),
+        "static_stats": {
+            f.name: {
+                "defaulted": sum(f.name in o.static_defaulted for o in ok),
+                "clipped": sum(f.name in o.static_clipped for o in ok),
+            }
+            for f in spec.static
+        },
+        "case_details": [_case_detail(o) for o in outcomes],
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+    }
+
+
+def _feature_stats(spec: Spec, outcomes: list[CaseOutcome]) -> dict:
+    """Per feature, over every second of every successful case (a second counts once, however
+    many windows contain it)."""
+    out = {}
+    for f in spec.timeseries:
+        stats = [o.feature_stats[f.name] for o in outcomes if f.name in o.feature_stats]
+        seconds = sum(s.observed + s.filled + s.defaulted for s in stats)
+        sources: dict[str, int] = {}
+        for s in stats:
+            key = s.source or "none"
+            sources[key] = sources.get(key, 0) + 1
+        out[f.name] = {
+            "seconds": seconds,
+            "observed_fraction": round(sum(s.observed for s in stats) / seconds, 6) if seconds else 0.0,
+            "filled_fraction": round(sum(s.filled for s in stats) / seconds, 6) if seconds else 0.0,
+            "defaulted_fraction": round(sum(s.defaulted for s in stats) / seconds, 6) if seconds else 0.0,
+            "clipped": sum(s.clipped for s in stats),
+            "implausible": sum(s.implausible for s in stats),
+            "cases_by_source": dict(sorted(sources.items())),
+        }
+    return out
+
+
+def _case_detail(o: CaseOutcome) -> dict:
+    detail = {"case_id": o.case_id, "status": o.status, "split": o.split, "subject_id": o.subject_id,
+              "windows": o.windows}
+    if o.crop is not None:
+        detail["crop_s"] = [o.crop.start_s, o.crop.end_s]
+        if o.crop.note:
+            detail["crop_note"] = o.crop.note
+    if o.packed is not None:
+        detail["layout"] = "packed" if o.packed else "interleaved"
+    implausible = {k: s.implausible for k, s in o.feature_stats.items() if s.implausible}
+    if implausible:
+        detail["implausible_seconds"] = implausible
+    if o.reason:
+        detail["reason"] = o.reason
+    return detail
+
+
+def write_card(output_dir: Path, card: dict) -> Path:
+    """Write the card atomically (temporary name, fsync, rename)."""
+    final = Path(output_dir) / CARD_NAME
+    temp = final.with_name(final.name + ".incomplete")
+    with open(temp, "w") as f:
+        json.dump(card, f, indent=2, allow_nan=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, final)
+    return final
+
+
+def read_card(output_dir: Path) -> dict:
+    path = Path(output_dir) / CARD_NAME
+    try:
+        card = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise OutputError(f"{output_dir}: no {CARD_NAME} (not a vitalflow output, or the run did not finish)") from None
+    except json.JSONDecodeError as exc:
+        raise OutputError(f"{path}: unreadable card ({exc})") from exc
+    if card.get("format") != CARD_FORMAT:
+        raise OutputError(f"{path}: unknown card format {card.get('format')!r} (expected {CARD_FORMAT})")
+    return card

@@ -1,0 +1,315 @@
+"""The data contract (spec) and the run configuration as validated, frozen pydantic models.
+
+A spec says what a dataset means (features, sources, units, ranges, imputation, targets); a config
+says how one run builds it (which spec, windows, split, output options). Both refuse unknown keys,
+so a typo in a YAML file is an error that names the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from vitalflow.errors import SpecError
+
+BUILTIN_DIR = Path(__file__).parent
+DEFAULT_SPEC = "master-poc"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_range(value: tuple[float, float], what: str) -> tuple[float, float]:
+    lo, hi = value
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{what} must be finite, got [{lo}, {hi}]")
+    if not lo < hi:
+        raise ValueError(f"{what} needs lo < hi, got [{lo}, {hi}]")
+    return value
+
+
+# --- conversions (one per source) -------------------------------------------------------------
+class NoConversion(Strict):
+    kind: Literal["none"] = "none"
+
+
+class Scale(Strict):
+    kind: Literal["scale"]
+    factor: float | None = None
+    divisor: float | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Scale:
+        if (self.factor is None) == (self.divisor is None):
+            raise ValueError("scale needs exactly one of factor or divisor")
+        if (self.divisor if self.factor is None else self.factor) <= 0:
+            raise ValueError("scale factor/divisor must be > 0")
+        return self
+
+    @property
+    def multiplier(self) -> float:
+        return self.factor if self.factor is not None else 1.0 / self.divisor  # type: ignore[operator]
+
+
+class Infusion(Strict):
+    kind: Literal["infusion"]
+    concentration: float = Field(gt=0, description="drug per mL of syringe (mg/mL or ug/mL)")
+    per: Literal["hour", "minute"]
+
+
+class PerIdealBodyWeight(Strict):
+    kind: Literal["per_ibw"]
+
+
+class VolPercentToKpa(Strict):
+    kind: Literal["vol_percent_to_kpa"]
+    ambient_track: str
+    ambient_default_kpa: float = Field(gt=0)
+
+
+Conversion = Annotated[
+    Union[NoConversion, Scale, Infusion, PerIdealBodyWeight, VolPercentToKpa],
+    Field(discriminator="kind"),
+]
+
+
+class Source(Strict):
+    track: str
+    convert: Conversion = NoConversion()
+
+
+class MeanArterial(Strict):
+    """MAP = (SYS + 2 * DIA) / 3 from two other features, used when no source has a value."""
+
+    kind: Literal["mean_arterial"]
+    systolic: str
+    diastolic: str
+
+
+class Impute(Strict):
+    before_first_value: float
+    max_gap_s: int = Field(ge=0)
+    hold_after_last_s: int = Field(ge=0)
+    after_last_value: float
+
+    @property
+    def carry_s(self) -> int:
+        """How long a value is carried forward at most (gap fill, then the after-last hold)."""
+        return max(self.max_gap_s, self.hold_after_last_s)
+
+
+class TimeseriesFeature(Strict):
+    name: str
+    unit: str
+    sources: tuple[Source, ...] = Field(min_length=1)
+    derive: MeanArterial | None = None
+    range: tuple[float, float]
+    plausible: tuple[float, float]
+    impute: Impute
+
+    @field_validator("range")
+    @classmethod
+    def _range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        return _check_range(v, "range")
+
+    @field_validator("plausible")
+    @classmethod
+    def _plausible(cls, v: tuple[float, float]) -> tuple[float, float]:
+        return _check_range(v, "plausible")
+
+
+class StaticFeature(Strict):
+    name: str
+    column: str
+    unit: str
+    range: tuple[float, float] | None = None
+    categories: dict[str, float] | None = None
+    default: float | str
+
+    @model_validator(mode="after")
+    def _kind(self) -> StaticFeature:
+        if (self.range is None) == (self.categories is None):
+            raise ValueError(f"static feature {self.name}: give exactly one of range or categories")
+        if self.range is not None:
+            _check_range(self.range, f"static feature {self.name} range")
+            if not isinstance(self.default, (int, float)):
+                raise ValueError(f"static feature {self.name}: numeric default expected")
+        elif self.default not in self.categories:  # type: ignore[operator]
+            raise ValueError(f"static feature {self.name}: default {self.default!r} is not a category")
+        return self
+
+
+class IdealBodyWeight(Strict):
+    male_base_kg: float = Field(gt=0)
+    female_base_kg: float = Field(gt=0)
+    kg_per_cm: float = Field(gt=0)
+    reference_height_cm: float = Field(gt=0)
+    floor_kg: float = Field(gt=0)
+
+
+class Spec(Strict):
+    name: str
+    version: int
+    ideal_body_weight: IdealBodyWeight
+    timeseries: tuple[TimeseriesFeature, ...] = Field(min_length=1)
+    static: tuple[StaticFeature, ...] = Field(min_length=1)
+    targets: tuple[str, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _names(self) -> Spec:
+        names = [f.name for f in self.timeseries]
+        _unique(names, "time-series feature")
+        _unique([f.name for f in self.static], "static feature")
+        _unique(list(self.targets), "target")
+        for t in self.targets:
+            if t not in names:
+                raise ValueError(f"target {t!r} is not a time-series feature")
+        for f in self.timeseries:
+            if f.derive is not None:
+                for ref in (f.derive.systolic, f.derive.diastolic):
+                    if ref not in names or names.index(ref) >= names.index(f.name):
+                        raise ValueError(
+                            f"{f.name}: derive refers to {ref!r}, which must be a feature listed before it"
+                        )
+        return self
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.timeseries)
+
+    @property
+    def target_indices(self) -> tuple[int, ...]:
+        return tuple(self.feature_names.index(t) for t in self.targets)
+
+    @property
+    def tracks(self) -> tuple[str, ...]:
+        """Every track any feature may read (sources and ambient tracks), in spec order."""
+        out: dict[str, None] = {}
+        for f in self.timeseries:
+            for s in f.sources:
+                out[s.track] = None
+                if isinstance(s.convert, VolPercentToKpa):
+                    out[s.convert.ambient_track] = None
+        return tuple(out)
+
+    def content_hash(self) -> str:
+        return _hash(self.model_dump(mode="json"))
+
+
+def _unique(names: list[str], what: str) -> None:
+    seen = set()
+    for n in names:
+        if n in seen:
+            raise ValueError(f"duplicate {what} name {n!r}")
+        seen.add(n)
+
+
+def _hash(obj: object) -> str:
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+    return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+# --- run configuration -----------------------------------------------------------------------
+class Windows(Strict):
+    length_s: int = Field(default=300, gt=0)
+    step_s: int = Field(default=30, gt=0)
+    horizon_s: int = Field(default=30, ge=0)
+
+
+class Split(Strict):
+    train: float = Field(default=0.70, ge=0)
+    validation: float = Field(default=0.15, ge=0)
+    test: float = Field(default=0.15, ge=0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _sum(self) -> Split:
+        if not math.isclose(self.train + self.validation + self.test, 1.0, abs_tol=1e-9):
+            raise ValueError("split fractions must add up to 1")
+        return self
+
+    @property
+    def fractions(self) -> dict[str, float]:
+        return {"train": self.train, "validation": self.validation, "test": self.test}
+
+
+class Output(Strict):
+    compression: Literal["none", "GZIP"] = "none"
+    write_mask: bool = True
+
+
+class Config(Strict):
+    spec: str = DEFAULT_SPEC
+    crop_to_anesthesia: bool = True
+    windows: Windows = Windows()
+    split: Split = Split()
+    output: Output = Output()
+    min_success_rate: float = Field(default=0.95, ge=0, le=1)
+
+
+# --- loading -----------------------------------------------------------------------------------
+def _read_yaml(path: Path, what: str) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{what} file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{what} file {path} is not valid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError(f"{what} file {path} must hold a mapping at the top level")
+    return data
+
+
+def _validate(model: type[BaseModel], data: dict, where: str):
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        msg = first["msg"]
+        if first["type"] == "extra_forbidden":
+            msg = "unknown key"
+        more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
+        raise SpecError(f"{where}: {loc}: {msg}{more}") from exc
+
+
+def spec_path(name_or_path: str, relative_to: Path | None = None) -> Path:
+    """A built-in spec name (``master-poc``) or a path to a spec YAML file."""
+    builtin = BUILTIN_DIR / f"{name_or_path.replace('-', '_')}.yaml"
+    if "/" not in name_or_path and not name_or_path.endswith((".yaml", ".yml")) and builtin.exists():
+        return builtin
+    path = Path(name_or_path)
+    if relative_to is not None and not path.is_absolute():
+        path = relative_to / path
+    return path
+
+
+def load_spec(name_or_path: str = DEFAULT_SPEC, relative_to: Path | None = None) -> Spec:
+    path = spec_path(name_or_path, relative_to)
+    return _validate(Spec, _read_yaml(path, "spec"), f"spec {path}")
+
+
+def load_config(path: str | Path | None = None) -> tuple[Config, Spec]:
+    """Load a run config (defaults when ``path`` is None) and the spec it names."""
+    if path is None:
+        config = Config()
+        return config, load_spec(config.spec)
+    path = Path(path)
+    config = _validate(Config, _read_yaml(path, "config"), f"config {path}")
+    return config, load_spec(config.spec, relative_to=path.parent)
+
+
+def config_hash(config: Config, spec: Spec) -> str:
+    """Hash of everything that determines the dataset's content: the config and the spec's content."""
+    data = config.model_dump(mode="json")
+    data["spec"] = spec.content_hash()
+    return _hash(data)

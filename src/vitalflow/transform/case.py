@@ -1,0 +1,221 @@
+"""``preprocess_case``: one recording and its clinical row in, normalized windows out.
+
+Pure numpy: no files, no logging, no globals. The steps, in order:
+grid (1 Hz) -> per feature: convert each source to the feature's unit, drop implausible values,
+pick the first source with a plausible value (else derive, e.g. MAP from SYS/DIA) -> causal
+imputation + observed mask -> crop to the anesthesia period -> normalize to [-1, 1] -> windows and
+targets. Imputation runs before the crop so values seen before anesthesia start carry into it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+from vitalflow.errors import CaseDataError
+from vitalflow.spec.model import Spec, StaticFeature, TimeseriesFeature, VolPercentToKpa, Windows
+from vitalflow.transform.grid import to_grid
+from vitalflow.transform.impute import DEFAULTED, FILLED, OBSERVED, impute
+from vitalflow.transform.normalize import normalize
+from vitalflow.transform.patient import Patient
+from vitalflow.transform.units import convert
+from vitalflow.transform.windows import target_seconds, window_starts
+
+Track = tuple[np.ndarray, np.ndarray]  # (times in seconds from recording start, values)
+DERIVED = "derived"
+
+
+@dataclass(frozen=True)
+class Crop:
+    start_s: int  # first second kept, from the recording start
+    end_s: int  # one past the last second kept
+    note: str | None = None  # why the crop differs from anestart/aneend, if it does
+
+
+@dataclass(frozen=True)
+class FeatureStats:
+    source: str | None  # the track used, "derived", or None when nothing was recorded
+    observed: int = 0  # seconds (within the crop) with a plausible recorded value
+    filled: int = 0  # seconds carried forward from an earlier value
+    defaulted: int = 0  # seconds set to a default value
+    implausible: int = 0  # seconds whose recorded value was outside the plausible range
+    clipped: int = 0  # seconds whose normalized value was clipped to [-1, 1]
+
+
+@dataclass(frozen=True)
+class CaseArrays:
+    case_id: int
+    crop: Crop
+    series: np.ndarray  # float32 [seconds, features], normalized
+    observed: np.ndarray  # uint8 [seconds, features], 1 = recorded, 0 = filled or defaulted
+    static: np.ndarray  # float32 [static features], normalized
+    window_starts: np.ndarray  # int64 [windows], seconds from the recording start
+    targets: np.ndarray  # float32 [windows, targets], normalized
+    length_s: int
+    feature_stats: dict[str, FeatureStats] = field(default_factory=dict)
+    static_defaulted: tuple[str, ...] = ()
+    static_clipped: tuple[str, ...] = ()
+
+    @property
+    def n_windows(self) -> int:
+        return int(self.window_starts.shape[0])
+
+    def windows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Views [windows, length, features] of the series and the observed mask (no copies)."""
+        first = self.window_starts - self.crop.start_s
+        return _windows(self.series, first, self.length_s), _windows(self.observed, first, self.length_s)
+
+
+def _windows(a: np.ndarray, first: np.ndarray, length: int) -> np.ndarray:
+    if first.size == 0:
+        return np.empty((0, length, a.shape[1]), dtype=a.dtype)
+    view = np.lib.stride_tricks.sliding_window_view(a, length, axis=0)  # [T-L+1, F, L]
+    return view[first].transpose(0, 2, 1)
+
+
+def anesthesia_crop(n_seconds: int, anestart: float, aneend: float) -> Crop:
+    """The seconds to keep: the anesthesia period when the clinical times are sane.
+
+    >>> anesthesia_crop(1000, 100.0, 900.5)
+    Crop(start_s=100, end_s=901, note=None)
+    >>> anesthesia_crop(1000, -60.0, 900.0).note
+    'anestart -60 s is before the recording start; cropped from 0 s'
+    >>> anesthesia_crop(1000, 300.0, 10.0)
+    Crop(start_s=0, end_s=1000, note='whole recording used: aneend 10 s is not after anestart 300 s')
+    """
+    if not (math.isfinite(anestart) and math.isfinite(aneend)):
+        return Crop(0, n_seconds, f"whole recording used: anestart/aneend missing ({anestart}, {aneend})")
+    if aneend <= anestart:
+        return Crop(0, n_seconds, f"whole recording used: aneend {aneend:g} s is not after anestart {anestart:g} s")
+    start, end = max(0, math.ceil(anestart)), min(n_seconds, math.ceil(aneend))
+    if end <= start:
+        return Crop(
+            0, n_seconds,
+            f"whole recording used: anesthesia {anestart:g}..{aneend:g} s lies outside the recording (0..{n_seconds} s)",
+        )
+    notes = []
+    if anestart < 0:
+        notes.append(f"anestart {anestart:g} s is before the recording start; cropped from 0 s")
+    if aneend > n_seconds:
+        notes.append(f"aneend {aneend:g} s is after the recording end; cropped at {n_seconds} s")
+    return Crop(start, end, "; ".join(notes) or None)
+
+
+def validate_patient(patient: Patient) -> None:
+    """Refuse clinical values no example can be built from (weights are divisors)."""
+    if not (math.isfinite(patient.weight) and patient.weight > 0):
+        raise CaseDataError(
+            f"case {patient.case_id}: weight {patient.weight:g} kg is missing or not positive "
+            "(drug rates and tidal volume are per kg)"
+        )
+    if math.isfinite(patient.height) and patient.height <= 0:
+        raise CaseDataError(f"case {patient.case_id}: height {patient.height:g} cm is not positive")
+
+
+def preprocess_case(
+    tracks: Mapping[str, Track],
+    duration_s: float,
+    patient: Patient,
+    spec: Spec,
+    windows: Windows = Windows(),
+    crop_to_anesthesia: bool = True,
+) -> CaseArrays:
+    """Turn one recording (``tracks``: name -> (times, values)) into normalized windows."""
+    validate_patient(patient)
+    n = max(0, math.ceil(duration_s))
+    grids = {name: to_grid(t, v, n) for name, (t, v) in tracks.items() if name in spec.tracks}
+    crop = anesthesia_crop(n, patient.anestart, patient.aneend) if crop_to_anesthesia else Crop(0, n)
+    keep = slice(crop.start_s, crop.end_s)
+
+    series, observed, stats = [], [], {}
+    chosen: dict[str, np.ndarray] = {}  # plausible recorded values per feature, NaN elsewhere
+    for feature in spec.timeseries:
+        values, source, implausible = _select_source(feature, grids, patient, spec, n)
+        if source is None and feature.derive is not None:
+            sys_, dia = chosen[feature.derive.systolic], chosen[feature.derive.diastolic]
+            derived = (sys_ + 2.0 * dia) / 3.0  # NaN unless both were recorded that second
+            if np.isfinite(derived).any():
+                values, source = derived, DERIVED
+        chosen[feature.name] = values
+        filled = impute(values, feature.impute)
+        norm, clipped = normalize(filled.values[keep], *feature.range)
+        state = filled.state[keep]
+        series.append(norm)
+        observed.append(state == OBSERVED)
+        stats[feature.name] = FeatureStats(
+            source=source,
+            observed=int(np.count_nonzero(state == OBSERVED)),
+            filled=int(np.count_nonzero(state == FILLED)),
+            defaulted=int(np.count_nonzero(state == DEFAULTED)),
+            implausible=int(np.count_nonzero(implausible[keep])),
+            clipped=clipped,
+        )
+
+    series_arr = np.stack(series, axis=1).astype(np.float32) if n else np.empty((0, len(series)), np.float32)
+    observed_arr = np.stack(observed, axis=1).astype(np.uint8) if n else np.empty((0, len(series)), np.uint8)
+    starts = window_starts(crop.end_s - crop.start_s, windows.length_s, windows.step_s, windows.horizon_s)
+    targets = series_arr[target_seconds(starts, windows.length_s, windows.horizon_s)][:, list(spec.target_indices)]
+    static, defaulted, static_clipped = static_vector(patient, spec.static)
+    return CaseArrays(
+        case_id=patient.case_id,
+        crop=crop,
+        series=series_arr,
+        observed=observed_arr,
+        static=static,
+        window_starts=starts + crop.start_s,
+        targets=targets.astype(np.float32),
+        length_s=windows.length_s,
+        feature_stats=stats,
+        static_defaulted=defaulted,
+        static_clipped=static_clipped,
+    )
+
+
+def _select_source(
+    feature: TimeseriesFeature, grids: Mapping[str, np.ndarray], patient: Patient, spec: Spec, n: int
+) -> tuple[np.ndarray, str | None, np.ndarray]:
+    """The first source with any plausible value: (values with NaN where missing, track, implausible mask)."""
+    lo, hi = feature.plausible
+    for src in feature.sources:
+        raw = grids.get(src.track)
+        if raw is None:
+            continue
+        ambient = grids.get(src.convert.ambient_track) if isinstance(src.convert, VolPercentToKpa) else None
+        with np.errstate(invalid="ignore", over="ignore"):
+            values = convert(raw, src.convert, patient, spec.ideal_body_weight, ambient)
+            plausible = np.isfinite(values) & (values >= lo) & (values <= hi)
+        if plausible.any():
+            implausible = ~plausible & ~np.isnan(raw)
+            return np.where(plausible, values, np.nan), src.track, implausible
+    return np.full(n, np.nan), None, np.zeros(n, dtype=bool)
+
+
+def static_vector(patient: Patient, features: tuple[StaticFeature, ...]) -> tuple[np.ndarray, tuple[str, ...], tuple[str, ...]]:
+    """Normalized static features, plus the names that were defaulted and clipped.
+
+    >>> from vitalflow.spec import load_spec
+    >>> vec, defaulted, clipped = static_vector(Patient(case_id=1, age=60.0, sex="M", height=90.0,
+    ...     weight=110.0, bmi=float("nan"), asa=3.0), load_spec().static)
+    >>> [round(float(v), 4) for v in vec], defaulted, clipped
+    ([0.0, 1.0, -1.0, 0.0, -0.29, -0.2], ('bmi',), ('height',))
+    """
+    out, defaulted, clipped = [], [], []
+    for f in features:
+        raw = patient.column(f.column)
+        if f.categories is not None:
+            if raw not in f.categories:
+                raw = f.default
+                defaulted.append(f.name)
+            out.append(f.categories[raw])
+            continue
+        if raw is None or not math.isfinite(raw):
+            raw = f.default
+            defaulted.append(f.name)
+        norm, n_clipped = normalize(np.array([raw]), *f.range)
+        if n_clipped:
+            clipped.append(f.name)
+        out.append(float(norm[0]))
+    return np.asarray(out, dtype=np.float32), tuple(defaulted), tuple(clipped)

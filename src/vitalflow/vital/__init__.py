@@ -1,0 +1,1 @@
+"""VitalDB inputs: ``.vital`` recordings, the clinical table, and the synthetic recording writer."""
