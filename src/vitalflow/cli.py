@@ -55,13 +55,13 @@ def _root(
 
 
 def _errors(fn):
-    """Turn vitalflow errors into ``Error: ...`` and exit code 1 (traceback with --verbose)."""
+    """Turn vitalflow and OS errors into ``Error: ...`` and exit code 1 (traceback with --verbose)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except VitalflowError as exc:
+        except (VitalflowError, OSError) as exc:
             if _state["verbose"]:
                 err.print(traceback.format_exc(), markup=False)
             err.print(f"Error: {exc}", markup=False)

@@ -125,7 +125,7 @@ def preprocess_case(
 ) -> CaseArrays:
     """Turn one recording (``tracks``: name -> (times, values)) into normalized windows."""
     validate_patient(patient)
-    n = max(0, math.ceil(duration_s))
+    n = math.floor(duration_s) + 1 if duration_s > 0 else 0  # second k holds records in [k, k + 1)
     grids = {name: to_grid(t, v, n) for name, (t, v) in tracks.items() if name in spec.tracks}
     crop = anesthesia_crop(n, patient.anestart, patient.aneend) if crop_to_anesthesia else Crop(0, n)
     keep = slice(crop.start_s, crop.end_s)
