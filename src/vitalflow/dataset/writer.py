@@ -14,7 +14,9 @@ INCOMPLETE = ".incomplete"
 
 
 def split_file_name(split: str, compression: str) -> str:
-    """>>> split_file_name("train", "GZIP")
+    """The published name of a split's file.
+
+    >>> split_file_name("train", "GZIP")
     'train.tfrecord.gz'
     """
     return f"{split}.tfrecord" + (".gz" if compression == "GZIP" else "")

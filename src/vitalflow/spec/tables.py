@@ -6,7 +6,9 @@ from vitalflow.spec.model import Infusion, NoConversion, PerIdealBodyWeight, Sca
 
 
 def describe_conversion(conversion) -> str:
-    """>>> describe_conversion(Scale(kind="scale", divisor=7.50062))
+    """A conversion as README shows it.
+
+    >>> describe_conversion(Scale(kind="scale", divisor=7.50062))
     '/ 7.50062'
     """
     if isinstance(conversion, NoConversion):
