@@ -8,7 +8,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from vitalflow import __version__
+from importlib.metadata import version
 from vitalflow.dataset.split import SPLITS
 from vitalflow.errors import OutputError
 from vitalflow.dataset.writer import PublishedFile
@@ -73,7 +73,7 @@ def build_card(
     return {
         "format": CARD_FORMAT,
         "status": status,
-        "tool": {"name": "vitalflow", "version": __version__},
+        "tool": {"name": "vitalflow", "version": version("vitalflow")},
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "spec": {"name": spec.name, "version": spec.version, "hash": spec.content_hash()},
         "config_hash": config_hash(config, spec),

@@ -23,3 +23,16 @@ def denormalize(norm: np.ndarray, lo: float, hi: float) -> np.ndarray:
     array([ 20., 110., 200.])
     """
     return lo + (np.asarray(norm, dtype=np.float64) + 1.0) / 2.0 * (hi - lo)
+
+
+def denormalize_targets(targets: np.ndarray, spec) -> np.ndarray:
+    """Model outputs (normalized, last axis = the spec's targets in order) back in clinical units.
+
+    >>> from vitalflow.spec import load_spec
+    >>> denormalize_targets(np.zeros(8), load_spec()).tolist()  # mid-range of every target
+    [6.0, 0.4, 0.25, 6.0, 15.0, 60.5, 18.0, 3.0]
+    """
+    ranges = {f.name: f.range for f in spec.timeseries}
+    lo = np.array([ranges[t][0] for t in spec.targets])
+    hi = np.array([ranges[t][1] for t in spec.targets])
+    return denormalize(targets, lo, hi)

@@ -1,0 +1,1 @@
+"""Running preprocessing: case plans, the per-case loop, publication, the card and verification."""
