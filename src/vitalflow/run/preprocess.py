@@ -91,11 +91,15 @@ def preprocess(
     prepare_output(output_dir, overwrite)
 
     writer = DatasetWriter(output_dir, config.output.compression)
-    timings = dict.fromkeys(("read", "transform", "write"), 0.0)
+    timings = dict.fromkeys(("read", "transform", "encode", "write"), 0.0)
     outcomes = []
     try:
         for case_id in selected:
-            outcome = _process_case(case_id, files, patients, split_of, writer, config, spec, timings)
+            outcome, examples = _process_case(case_id, files, patients, split_of, config, spec, timings)
+            t = time.perf_counter()
+            for example in examples:  # output errors (disk full) are the run's, not the case's
+                writer.add(outcome.split, example)
+            timings["write"] += time.perf_counter() - t
             outcomes.append(outcome)
             if outcome.status == "failed":
                 log.warning("case %s failed at %s: %s", case_id, outcome.stage, outcome.reason)
@@ -115,7 +119,8 @@ def preprocess(
     return RunResult(output_dir, card, report)
 
 
-def _process_case(case_id, files, patients, split_of, writer, config: Config, spec: Spec, timings) -> CaseOutcome:
+def _process_case(case_id, files, patients, split_of, config: Config, spec: Spec, timings) -> tuple[CaseOutcome, list[bytes]]:
+    """Read, transform and encode one case; its problems become a failed or excluded outcome."""
     patient = patients.get(case_id)
     outcome = CaseOutcome(case_id, "failed", split=split_of.get(case_id),
                           subject_id=subject_key(patient) if patient else None)
@@ -146,16 +151,15 @@ def _process_case(case_id, files, patients, split_of, writer, config: Config, sp
             outcome.status = "excluded"
             outcome.reason = (f"too short: {arrays.crop.end_s - arrays.crop.start_s} s after cropping, "
                               f"one window plus horizon needs {span} s")
-            return outcome
-        # Encode every example first: a case either lands whole or not at all.
+            return outcome, []
+        # Encode every example before any is written: a case lands whole or not at all.
         examples = list(case_examples(arrays, outcome.subject_id, config.output.write_mask))
-        for example in examples:
-            writer.add(outcome.split, example)
-        timings["write"] += time.perf_counter() - t3
+        timings["encode"] += time.perf_counter() - t3
         outcome.status, outcome.windows = "ok", arrays.n_windows
+        return outcome, examples
     except _CaseFailed as exc:
         outcome.stage, outcome.reason = exc.stage, exc.reason
-    except Exception as exc:  # a bug or an unforeseen input: record it, keep the run going
+    except Exception as exc:  # a bug or an unforeseen input in this case's data: record it, go on
         log.exception("case %s: unexpected error", case_id)
         outcome.stage, outcome.reason = "internal", f"case {case_id}: {type(exc).__name__}: {exc}"
-    return outcome
+    return outcome, []

@@ -79,6 +79,7 @@ _COLOR_WHITE = 0xFFFFFFFF
 # The vitaldb reader drops everything from the first packet above this size in non-packed files.
 _MAX_INTERLEAVED_PACKET = 1_000_000
 
+_SMALL_RECORD = 64  # bytes; blocks of records of one size up to this are gathered with numpy
 _REC_HEAD = [("ptype", "u1"), ("plen", "<u4"), ("infolen", "<u2"), ("dt", "<f8"), ("tid", "<u2")]
 _REC_HEAD_LEN = 17  # bytes of the fields above: 1 + 4 + 2 + 8 + 2
 _WAVE_HEAD = np.dtype(_REC_HEAD + [("nsamp", "<u4")])
@@ -389,28 +390,56 @@ def _merge_chunks(dts: np.ndarray, lengths: np.ndarray, flat: np.ndarray, trk: T
 
 
 def _interleave(blocks: list[_Block]) -> list:
-    """Rec packets of all blocks in time order (ties: track order), as large joined pieces."""
+    """Rec packets of all blocks in time order (ties: track order), as one byte array.
+
+    Numeric blocks hold records of one fixed size; those are gathered with numpy (as void items)
+    and copied in runs. Other records (strings, wave chunks) are copied one slice each.
+    """
     if not blocks:
         return []
-    dts = np.concatenate([b.dts for b in blocks])
-    rank = np.concatenate([np.full(len(b.dts), k) for k, b in enumerate(blocks)])
-    base = np.cumsum([0] + [b.blob.nbytes for b in blocks])
-    starts = np.concatenate([b.offsets[:-1] + base[k] for k, b in enumerate(blocks)])
-    ends = np.concatenate([b.offsets[1:] + base[k] for k, b in enumerate(blocks)])
-    order = np.lexsort((rank, dts))
-    starts, ends = starts[order], ends[order]
-    # fuse neighbours that are already adjacent in memory (runs of one track)
-    if len(starts) > 1:
-        cut = np.flatnonzero(starts[1:] != ends[:-1]) + 1
-        starts = starts[np.concatenate([[0], cut])]
-        ends = ends[np.concatenate([cut - 1, [len(ends) - 1]])]
-    whole = memoryview(np.concatenate([b.blob for b in blocks]))
-    pieces = []
-    step = 8192
-    s_list, e_list = starts.tolist(), ends.tolist()
-    for k in range(0, len(s_list), step):
-        pieces.append(b"".join([whole[s:e] for s, e in zip(s_list[k : k + step], e_list[k : k + step])]))
-    return pieces
+    counts = np.array([len(b.dts) for b in blocks], dtype=np.int64)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    order = np.argsort(np.concatenate([b.dts for b in blocks]), kind="stable")  # ties: track order
+    blk = np.repeat(np.arange(len(blocks)), counts)[order]  # block of each sorted record
+    idx = order - first[blk]  # its index inside the block
+    sizes = np.concatenate([np.diff(b.offsets) for b in blocks])[order]
+    dst = np.zeros(sizes.size, dtype=np.int64)
+    np.cumsum(sizes[:-1], out=dst[1:])
+    out = np.empty(int(sizes.sum()), dtype=np.uint8)
+
+    rec_size = np.array([_uniform_size(b) for b in blocks], dtype=np.int64)  # 0: not uniform
+    size_of = rec_size[blk]
+    for size in np.unique(rec_size[rec_size > 0]).tolist():
+        members = np.flatnonzero(rec_size == size)
+        items = np.concatenate([blocks[k].blob.view(f"V{size}") for k in members.tolist()])
+        row_base = np.zeros(len(blocks), dtype=np.int64)
+        row_base[members] = np.concatenate([[0], np.cumsum(counts[members])[:-1]])
+        sel = np.flatnonzero(size_of == size)  # sorted positions of these records
+        stream = items[row_base[blk[sel]] + idx[sel]].view(np.uint8)
+        cut = np.flatnonzero(np.diff(sel) != 1) + 1
+        if (cut.size + 1) * 32 < sel.size:  # long runs: copy run by run
+            lo = np.concatenate([[0], cut]).tolist()
+            hi = np.concatenate([cut, [sel.size]]).tolist()
+            for r0, r1, d in zip(lo, hi, dst[sel[lo]].tolist()):
+                out[d : d + (r1 - r0) * size] = stream[r0 * size : r1 * size]
+        else:
+            out[(dst[sel, None] + np.arange(size)).ravel()] = stream
+    rest = np.flatnonzero(size_of == 0)
+    blobs = [b.blob for b in blocks]
+    offsets = [b.offsets for b in blocks]
+    for k, i, d, n in zip(blk[rest].tolist(), idx[rest].tolist(), dst[rest].tolist(), sizes[rest].tolist()):
+        s = int(offsets[k][i])
+        out[d : d + n] = blobs[k][s : s + n]
+    return [out]
+
+
+def _uniform_size(block: _Block) -> int:
+    """Record size if all records of the block are that small fixed size, else 0."""
+    if len(block.dts) == 0:
+        return 0
+    sizes = np.diff(block.offsets)
+    size = int(sizes[0])
+    return size if size <= _SMALL_RECORD and bool(np.all(sizes == size)) else 0
 
 
 def _pstr(s: str) -> bytes:

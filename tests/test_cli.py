@@ -1,0 +1,208 @@
+"""The CLI, in-process, with its real output; every bad input of the issue; verify's detection."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from vitalflow.cli import app
+from vitalflow.dataset import writer as writer_module
+from vitalflow.dataset.card import CARD_NAME
+
+runner = CliRunner()
+COMMANDS = ["synth", "preprocess", "verify", "demo", "spec"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def _edit_clinical(path, edits, drop=()):
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    fields = list(rows[0])
+    rows = [r for r in rows if int(r["caseid"]) not in drop]
+    for r in rows:
+        r.update(edits.get(int(r["caseid"]), {}))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command):
+    result = invoke(command, "--help")
+    assert result.exit_code == 0
+    assert "Usage:" in result.output and len(result.output.splitlines()) > 4
+
+
+def test_top_level_help_lists_every_command():
+    result = invoke("--help")
+    for command in COMMANDS:
+        assert command in result.output
+
+
+def test_synth_writes_cases_and_clinical_table(tmp_path):
+    result = invoke("synth", tmp_path, "--cases", 3, "--hours", 0.3, "--no-waves", "--seed", 5)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0001.vital", "0002.vital", "0003.vital", "clinical.csv"]
+    with open(tmp_path / "clinical.csv") as f:
+        assert [int(r["caseid"]) for r in csv.DictReader(f)] == [1, 2, 3]
+
+
+def test_preprocess_then_verify(corpus, tmp_path):
+    out = tmp_path / "out"
+    result = invoke("preprocess", "--input", corpus, "--clinical", corpus / "clinical.csv", "--output", out,
+                    "--cases", "1-3,0005")
+    assert result.exit_code == 0, result.output
+    assert "success:" in result.stdout and "verified" in result.stdout
+    card = json.loads((out / CARD_NAME).read_text())
+    assert [d["case_id"] for d in card["case_details"]] == [1, 2, 3, 5]
+    assert not list(out.glob("*.incomplete"))
+    result = invoke("verify", out)
+    assert result.exit_code == 0 and "verified" in result.stdout
+
+
+def test_second_run_into_same_output_is_refused_without_overwrite(corpus, tmp_path):
+    args = ["preprocess", "--input", corpus, "--clinical", corpus / "clinical.csv", "--output", tmp_path, "--cases", "1"]
+    assert invoke(*args).exit_code == 0
+    again = invoke(*args)
+    assert again.exit_code == 1
+    assert again.stderr.strip().splitlines()[-1].startswith("Error: ")
+    assert "already holds a dataset" in again.stderr and "--overwrite" in again.stderr
+    assert invoke(*args, "--overwrite").exit_code == 0
+
+
+def test_bad_inputs_fail_their_case_and_the_run_goes_on(corpus_copy, tmp_path):
+    valid = (corpus_copy / "0001.vital").read_bytes()
+    (corpus_copy / "0002.vital").write_bytes(valid[: len(valid) // 3])  # truncated gzip
+    (corpus_copy / "0003.vital").write_bytes(b"")  # empty
+    (corpus_copy / "0004.vital").write_text("caseid,weight\n4,70\n")  # not a .vital file
+    data = bytearray((corpus_copy / "0005.vital").read_bytes())
+    data[40:80] = bytes(b ^ 0x5A for b in data[40:80])  # corrupt gzip
+    (corpus_copy / "0005.vital").write_bytes(bytes(data))
+    _edit_clinical(corpus_copy / "clinical.csv",
+                   {6: {"weight": "0"}, 7: {"height": "-170"}, 8: {"aneend": "garbage"}}, drop=[1])
+    out = tmp_path / "out"
+    result = invoke("preprocess", "--input", corpus_copy, "--clinical", corpus_copy / "clinical.csv",
+                    "--output", out, "--cases", "1-8,0099")
+    assert result.exit_code == 3, result.output  # success rate 1/9 < 0.95
+    assert "Error: only 11.1% of cases succeeded" in result.stderr
+    card = json.loads((out / CARD_NAME).read_text())
+    failed = {f["case_id"]: f for f in card["failed"]}
+    expected = {
+        1: ("clinical", "case 1: no row in the clinical table"),
+        2: ("read", "0002.vital: truncated gzip stream"),
+        3: ("read", "0003.vital: empty file"),
+        4: ("read", "0004.vital: not a .vital file"),
+        5: ("read", "0005.vital: corrupt gzip data"),
+        6: ("transform", "case 6: weight 0 kg is missing or not positive"),
+        7: ("transform", "case 7: height -170 cm is not positive"),
+        99: ("read", "case 99: no file 0099.vital"),
+    }
+    assert set(failed) == set(expected)
+    for case, (stage, text) in expected.items():
+        assert failed[case]["stage"] == stage and text in failed[case]["error"], failed[case]
+        assert f"case {case}" in result.stderr
+    details = {d["case_id"]: d for d in card["case_details"]}
+    assert details[8]["status"] == "ok" and "whole recording used" in details[8]["crop_note"]
+    assert invoke("verify", out).exit_code == 0  # what was written is complete and valid
+
+
+def test_min_success_rate_is_configurable(corpus_copy, tmp_path):
+    (corpus_copy / "0002.vital").write_bytes(b"")
+    config = tmp_path / "run.yaml"
+    config.write_text("min_success_rate: 0.5\n")
+    result = invoke("preprocess", "--input", corpus_copy, "--clinical", corpus_copy / "clinical.csv",
+                    "--output", tmp_path / "out", "--cases", "1-4", "--config", config)
+    assert result.exit_code == 0, result.output
+    assert "failed  case 2 (read)" in result.stderr
+
+
+def test_spec_with_unknown_key_is_one_clear_line(corpus, tmp_path):
+    spec = tmp_path / "spec.yaml"
+    from vitalflow.spec.model import BUILTIN_DIR
+
+    spec.write_text((BUILTIN_DIR / "master_poc.yaml").read_text().replace("version: 1", "version: 1\nflavour: x"))
+    config = tmp_path / "run.yaml"
+    config.write_text(f"spec: {spec}\n")
+    result = invoke("preprocess", "--input", corpus, "--clinical", corpus / "clinical.csv",
+                    "--output", tmp_path / "out", "--config", config)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"Error: spec {spec}: flavour: unknown key"
+    assert not (tmp_path / "out").exists()  # failed before any I/O on the output
+    verbose = runner.invoke(app, ["--verbose", "preprocess", "--input", str(corpus), "--clinical",
+                                  str(corpus / "clinical.csv"), "--output", str(tmp_path / "out"),
+                                  "--config", str(config)])
+    assert "Traceback" in verbose.stderr and verbose.exit_code == 1
+
+
+@pytest.mark.parametrize("selection, message", [("5-1", "runs backwards"), ("a-b", "not a case id"),
+                                                ("1-", "not a case id"), ("", "empty")])
+def test_bad_case_selection(corpus, tmp_path, selection, message):
+    result = invoke("preprocess", "--input", corpus, "--clinical", corpus / "clinical.csv",
+                    "--output", tmp_path / "out", "--cases", selection)
+    assert result.exit_code == 1 and message in result.stderr and result.stderr.startswith("Error: ")
+
+
+def test_missing_clinical_table(corpus, tmp_path):
+    result = invoke("preprocess", "--input", corpus, "--clinical", tmp_path / "nope.csv", "--output", tmp_path / "o")
+    assert result.exit_code == 1 and "clinical table not found" in result.stderr
+
+
+def test_crash_while_writing_leaves_nothing_under_final_names(corpus, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_add = writer_module.DatasetWriter.add
+
+    def failing_add(self, split, example):
+        calls["n"] += 1
+        if calls["n"] == 50:
+            raise OSError(28, "No space left on device")
+        return real_add(self, split, example)
+
+    monkeypatch.setattr(writer_module.DatasetWriter, "add", failing_add)
+    out = tmp_path / "out"
+    result = invoke("preprocess", "--input", corpus, "--clinical", corpus / "clinical.csv", "--output", out)
+    assert result.exit_code == 1 and "No space left on device" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == []  # no split file, no card, no leftovers
+
+
+def _run(corpus, out):
+    assert invoke("preprocess", "--input", corpus, "--clinical", corpus / "clinical.csv",
+                  "--output", out, "--cases", "1-4").exit_code == 0
+
+
+def test_verify_detects_a_flipped_byte(corpus, tmp_path):
+    _run(corpus, tmp_path)
+    card = json.loads((tmp_path / CARD_NAME).read_text())
+    split = max(card["splits"], key=lambda s: card["splits"][s]["windows"])
+    path = tmp_path / card["files"][split]["path"]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    result = invoke("verify", tmp_path)
+    assert result.exit_code == 4
+    assert "checksum differs" in result.stderr and "unreadable" in result.stderr
+
+
+def test_verify_detects_a_truncated_file_and_a_missing_card(corpus, tmp_path):
+    _run(corpus, tmp_path)
+    card = json.loads((tmp_path / CARD_NAME).read_text())
+    path = tmp_path / card["files"]["train"]["path"]
+    path.write_bytes(path.read_bytes()[:-100])
+    result = invoke("verify", tmp_path)
+    assert result.exit_code == 4 and "unreadable" in result.stderr
+    (tmp_path / CARD_NAME).unlink()
+    result = invoke("verify", tmp_path)
+    assert result.exit_code == 1 and "no preprocessing_metadata.json" in result.stderr
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    result = invoke("demo", tmp_path / "demo", "--cases", 4)
+    assert result.exit_code == 0, result.output
+    assert "success:" in result.stdout and "train" in result.stdout
+    assert (tmp_path / "demo" / "output" / CARD_NAME).exists()
