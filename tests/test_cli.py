@@ -206,3 +206,26 @@ def test_demo_runs_end_to_end(tmp_path):
     assert result.exit_code == 0, result.output
     assert "success:" in result.stdout and "train" in result.stdout
     assert (tmp_path / "demo" / "output" / CARD_NAME).exists()
+
+
+def test_nan_inf_negative_rates_are_dropped_counted_and_the_case_kept(tmp_path):
+    import numpy as np
+
+    from vitalflow.vital.write import TrackData, write_vital
+
+    rates = np.full(400, 14.0)  # mL/h of propofol 20 mg/mL
+    rates[[100, 200, 300]] = [np.nan, np.inf, -5.0]
+    t = np.arange(400.0)
+    write_vital(tmp_path / "0001.vital", [
+        TrackData("Solar8000", "HR", "num", t[::2], np.full(200, 72.0)),
+        TrackData("Orchestra", "PPF20_RATE", "num", t, rates),
+    ], start=1.6e9, layout="packed")
+    (tmp_path / "clinical.csv").write_text(
+        "caseid,subjectid,anestart,aneend,age,sex,height,weight,bmi,asa\n1,11,0,400,50,M,175,70,22.9,2\n")
+    out = tmp_path / "out"
+    result = invoke("preprocess", "--input", tmp_path, "--clinical", tmp_path / "clinical.csv", "--output", out)
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / CARD_NAME).read_text())
+    assert card["cases"]["failed"] == 0
+    assert card["feature_stats"]["Propofol_INF"]["implausible"] == 2  # inf and -5; NaN is simply missing
+    assert card["case_details"][0]["implausible_seconds"] == {"Propofol_INF": 2}

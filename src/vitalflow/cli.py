@@ -76,7 +76,7 @@ def synth(
     out_dir: Path = typer.Argument(..., help="Directory to write NNNN.vital files and clinical.csv into."),
     cases: int = typer.Option(..., "--cases", "-n", min=1, help="Number of recordings."),
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same files."),
-    hours: Optional[float] = typer.Option(None, min=0.05, help="Length of each recording (default: drawn, ~2-4.5 h)."),
+    hours: Optional[float] = typer.Option(None, min=0.1, help="Length of each recording (default: drawn, ~2-4.5 h)."),
     waves: bool = typer.Option(True, "--waves/--no-waves", help="Include waveform tracks (~20 MB per 3 h case)."),
 ) -> None:
     """Write synthetic VitalDB-like recordings and a clinical table."""
