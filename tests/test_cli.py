@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vitalflow.cli import app
-from vitalflow.dataset import writer as writer_module
+from vitalflow.dataset import parts as parts_module
 from vitalflow.dataset.card import CARD_NAME
 
 runner = CliRunner()
@@ -67,14 +67,24 @@ def test_preprocess_then_verify(corpus, tmp_path):
     assert result.exit_code == 0 and "verified" in result.stdout
 
 
-def test_second_run_into_same_output_is_refused_without_overwrite(corpus, tmp_path):
-    args = ["preprocess", "--input", corpus, "--clinical", corpus / "clinical.csv", "--output", tmp_path, "--cases", "1"]
+def test_rerun_resumes_and_other_settings_are_refused(corpus, tmp_path):
+    args = ["preprocess", "--input", corpus, "--clinical", corpus / "clinical.csv", "--output", tmp_path, "--cases", "1-2"]
     assert invoke(*args).exit_code == 0
-    again = invoke(*args)
-    assert again.exit_code == 1
-    assert again.stderr.strip().splitlines()[-1].startswith("Error: ")
-    assert "already holds a dataset" in again.stderr and "--overwrite" in again.stderr
-    assert invoke(*args, "--overwrite").exit_code == 0
+    first = json.loads((tmp_path / CARD_NAME).read_text())
+    again = invoke(*args)  # resume is the default: nothing left to do, same dataset
+    assert again.exit_code == 0, again.output
+    second = json.loads((tmp_path / CARD_NAME).read_text())
+    assert second["run"]["cases_processed"] == 0 and second["files"] == first["files"]
+    other = invoke(*args[:-1], "1-3")
+    assert other.exit_code == 1
+    assert other.stderr.strip().splitlines()[-1].startswith("Error: ")
+    assert "different case selection" in other.stderr and "--overwrite" in other.stderr
+    config = tmp_path.parent / "run.yaml"
+    config.write_text("windows: {length_s: 300, step_s: 60, horizon_s: 30}\n")
+    changed = invoke(*args, "--config", config)
+    assert changed.exit_code == 1 and "different config or spec" in changed.stderr
+    assert invoke(*args, "--config", config, "--overwrite").exit_code == 0
+    assert json.loads((tmp_path / CARD_NAME).read_text())["config"]["windows"]["step_s"] == 60
 
 
 def test_bad_inputs_fail_their_case_and_the_run_goes_on(corpus_copy, tmp_path):
@@ -154,21 +164,42 @@ def test_missing_clinical_table(corpus, tmp_path):
     assert result.exit_code == 1 and "clinical table not found" in result.stderr
 
 
-def test_crash_while_writing_leaves_nothing_under_final_names(corpus, tmp_path, monkeypatch):
+def test_crash_while_writing_leaves_only_committed_parts_and_resume_completes(corpus, tmp_path, monkeypatch):
+    from vitalflow.dataset.tfrecord import decode_example, read_records
+
     calls = {"n": 0}
-    real_add = writer_module.DatasetWriter.add
+    real_add = parts_module.PartWriter.add
 
     def failing_add(self, split, example):
         calls["n"] += 1
-        if calls["n"] == 50:
+        if calls["n"] == 150:
             raise OSError(28, "No space left on device")
         return real_add(self, split, example)
 
-    monkeypatch.setattr(writer_module.DatasetWriter, "add", failing_add)
+    monkeypatch.setattr(parts_module.PartWriter, "add", failing_add)
     out = tmp_path / "out"
-    result = invoke("preprocess", "--input", corpus, "--clinical", corpus / "clinical.csv", "--output", out)
+    args = ["preprocess", "--input", corpus, "--clinical", corpus / "clinical.csv", "--output", out, "--commit-every", 1]
+    result = invoke(*args)
     assert result.exit_code == 1 and "No space left on device" in result.stderr
-    assert sorted(p.name for p in out.iterdir()) == []  # no split file, no card, no leftovers
+    records = [json.loads(p.read_text()) for p in sorted((out / "_ledger" / "h0").glob("commit-*.json"))]
+    committed = {p["path"] for r in records for p in r["parts"].values()}
+    assert committed and not (out / CARD_NAME).exists()
+    assert {p.name for p in out.glob("*.tfrecord*")} == committed  # nothing half-written under a final name
+    for r in records:  # each committed part holds exactly the windows its record lists
+        for split, part in r["parts"].items():
+            n = sum(1 for _ in read_records(out / part["path"]))
+            assert n == part["examples"] == sum(c["windows"] for c in r["cases"] if c["split"] == split)
+    monkeypatch.setattr(parts_module.PartWriter, "add", real_add)
+    resumed = invoke(*args)
+    assert resumed.exit_code == 0, resumed.output
+    card = json.loads((out / CARD_NAME).read_text())
+    keys = set()
+    for split, parts in card["files"].items():
+        for part in parts:
+            for record in read_records(out / part["path"]):
+                ex = decode_example(record)
+                keys.add((int(ex["case_id"][0]), int(ex["window_start_s"][0])))
+    assert len(keys) == sum(s["windows"] for s in card["splits"].values())  # none twice, none lost
 
 
 def _run(corpus, out):
@@ -180,7 +211,7 @@ def test_verify_detects_a_flipped_byte(corpus, tmp_path):
     _run(corpus, tmp_path)
     card = json.loads((tmp_path / CARD_NAME).read_text())
     split = max(card["splits"], key=lambda s: card["splits"][s]["windows"])
-    path = tmp_path / card["files"][split]["path"]
+    path = tmp_path / card["files"][split][0]["path"]
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
@@ -192,7 +223,7 @@ def test_verify_detects_a_flipped_byte(corpus, tmp_path):
 def test_verify_detects_a_truncated_file_and_a_missing_card(corpus, tmp_path):
     _run(corpus, tmp_path)
     card = json.loads((tmp_path / CARD_NAME).read_text())
-    path = tmp_path / card["files"]["train"]["path"]
+    path = tmp_path / card["files"]["train"][0]["path"]
     path.write_bytes(path.read_bytes()[:-100])
     result = invoke("verify", tmp_path)
     assert result.exit_code == 4 and "unreadable" in result.stderr

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from reference import clinical_rows, reference_case
-from vitalflow.dataset.card import read_card
 from vitalflow.run.preprocess import preprocess
 from vitalflow.spec import load_config
 from vitalflow.spec.model import Config, Output
@@ -24,8 +23,8 @@ def _tf_examples(output_dir, card):
     }
     compression = "GZIP" if card["config"]["output"]["compression"] == "GZIP" else ""
     by_split = {}
-    for split, entry in card["files"].items():
-        ds = tf.data.TFRecordDataset(str(output_dir / entry["path"]), compression_type=compression)
+    for split, parts in card["files"].items():
+        ds = tf.data.TFRecordDataset([str(output_dir / p["path"]) for p in parts], compression_type=compression)
         by_split[split] = [
             {k: v.numpy() for k, v in tf.io.parse_single_example(r, features).items()} for r in ds
         ]
@@ -38,7 +37,7 @@ def test_golden_end_to_end_against_reference(corpus, tmp_path, compression):
     config = Config(output=Output(compression=compression))
     result = preprocess(corpus, corpus / "clinical.csv", tmp_path / "out", config, spec)
     assert result.verify.ok, result.verify.problems
-    card = read_card(tmp_path / "out")
+    card = result.card
     assert card["cases"]["failed"] == 0
 
     rows = clinical_rows(corpus / "clinical.csv")

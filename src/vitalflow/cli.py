@@ -1,13 +1,17 @@
 """The ``vitalflow`` command. The only module that prints; errors become one line ``Error: ...``.
 
 Exit codes: 0 success; 1 error (bad input, spec, output); 2 usage error;
-3 the share of successful cases is below ``min_success_rate``; 4 verification of the output failed.
+3 the share of successful cases is below ``min_success_rate``; 4 verification of the output failed;
+75 stopped by a signal before all cases were done (the card is partial; rerun to resume).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import os
+import shlex
 import sys
 import traceback
 from pathlib import Path
@@ -20,7 +24,7 @@ from rich.table import Table
 from vitalflow import __version__
 from vitalflow.errors import VitalflowError
 
-EXIT_ERROR, EXIT_LOW_SUCCESS, EXIT_VERIFY_FAILED = 1, 3, 4
+EXIT_ERROR, EXIT_LOW_SUCCESS, EXIT_VERIFY_FAILED, EXIT_STOPPED = 1, 3, 4, 75
 
 app = typer.Typer(
     name="vitalflow",
@@ -46,12 +50,23 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     _state["verbose"] = verbose
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
+    _configure_logging("text")
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        data = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                "message": record.getMessage()}
+        if hasattr(record, "progress"):
+            data["progress"] = record.progress
+        return json.dumps(data)
+
+
+def _configure_logging(log_format: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if log_format == "json" else logging.Formatter("%(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.INFO if _state["verbose"] else logging.WARNING, handlers=[handler], force=True)
+    logging.getLogger("vitalflow.progress").setLevel(logging.INFO)
 
 
 def _errors(fn):
@@ -92,31 +107,62 @@ def synth(
 def preprocess(
     input: Path = typer.Option(..., "--input", "-i", help="Directory of <caseid>.vital files."),
     clinical: Path = typer.Option(..., "--clinical", "-c", help="VitalDB clinical table (CSV)."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output directory for TFRecords and the card."),
+    output: str = typer.Option(..., "--output", "-o", help="Output directory for parts, ledger and card."),
     cases: Optional[str] = typer.Option(None, "--cases", help='Cases to process, e.g. "1-10,17,0022" (default: all files).'),
     config: Optional[Path] = typer.Option(None, "--config", help="Run config YAML (spec, windows, split, output)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a dataset already in --output."),
+    workers: int = typer.Option(os.cpu_count() or 1, "--workers", "-w", min=1, help="Worker processes."),
+    commit_every: int = typer.Option(16, "--commit-every", min=1, help="Cases per commit (parts + ledger record)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="On resume, run failed cases again."),
+    merge: bool = typer.Option(False, "--merge", help="Also write single train/validation/test.tfrecord files."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete what is in --output and start fresh."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    log_format: str = typer.Option("text", "--log-format", help="text or json (one JSON object per log line)."),
+    progress_interval: float = typer.Option(30.0, "--progress-interval", min=0.1,
+                                            help="Seconds between progress lines when not on a terminal."),
 ) -> None:
-    """Preprocess recordings into train/validation/test TFRecords, then verify them."""
-    code = _preprocess_and_report(input, clinical, output, cases, config, overwrite)
+    """Preprocess recordings into train/validation/test TFRecords; resumes an interrupted run."""
+    from vitalflow.run.preprocess import RunOptions
+
+    _configure_logging(log_format)
+    options = RunOptions(workers=workers, commit_every=commit_every, overwrite=overwrite,
+                         retry_failed=retry_failed, merge=merge)
+    resume = ["vitalflow", "preprocess", "--input", str(input), "--clinical", str(clinical), "--output", output]
+    resume += (["--cases", cases] if cases else []) + (["--config", str(config)] if config else [])
+    code = _preprocess_and_report(input, clinical, output, cases, config, options,
+                                  _reporter(quiet, log_format, progress_interval), shlex.join(resume))
     if code:
         raise typer.Exit(code)
 
 
-def _preprocess_and_report(input_dir, clinical, output, cases, config_path, overwrite) -> int:
+def _reporter(quiet: bool, log_format: str, interval: float):
+    from vitalflow.run.progress import BarReporter, LogReporter, Reporter
+
+    if quiet:
+        return Reporter()
+    if log_format == "text" and sys.stderr.isatty():
+        return BarReporter(err)
+    return LogReporter(interval)
+
+
+def _preprocess_and_report(input_dir, clinical, output, cases, config_path, options, reporter, resume_cmd) -> int:
     from vitalflow.run.cases import parse_case_selection
     from vitalflow.run.preprocess import preprocess as run
     from vitalflow.spec import load_config
 
     config, spec = load_config(config_path)
     selected = parse_case_selection(cases) if cases is not None else None
-    result = run(input_dir, clinical, output, config, spec, cases=selected, overwrite=overwrite)
+    result = run(input_dir, clinical, output, config, spec, cases=selected, options=options, reporter=reporter)
     card = result.card
     _print_summary(card)
     for f in card["failed"]:
         err.print(f"  failed  case {f['case_id']} ({f['stage']}): {f['error']}", markup=False)
     for e in card["excluded"]:
         out.print(f"  excluded case {e['case_id']}: {e['reason']}", markup=False)
+    if not result.complete:
+        why = f"stopped by {result.stopped_by}" if result.stopped_by else "stopped"
+        err.print(f"Error: {why}: {card['cases']['done']} of {card['cases']['selected']} cases are committed "
+                  f"and the card is marked partial. Resume with:\n  {resume_cmd}", markup=False)
+        return EXIT_STOPPED
     if not result.verify.ok:
         for p in result.verify.problems:
             err.print(f"  verify: {p}", markup=False)
@@ -124,20 +170,24 @@ def _preprocess_and_report(input_dir, clinical, output, cases, config_path, over
         return EXIT_VERIFY_FAILED
     rate, minimum = card["cases"]["success_rate"], config.min_success_rate
     if rate < minimum:
-        err.print(f"Error: only {rate:.1%} of cases succeeded (minimum {minimum:.0%}); see the card's 'failed' list")
+        err.print(f"Error: only {rate:.1%} of cases succeeded (minimum {minimum:.0%}); see the card's 'failed' "
+                  f"list; after fixing the inputs rerun with --retry-failed:\n  {resume_cmd} --retry-failed",
+                  markup=False)
         return EXIT_LOW_SUCCESS
+    merged = " (and merged split files)" if card["merged"] else ""
     out.print(f"success: {sum(s['windows'] for s in card['splits'].values())} windows from "
-              f"{card['cases']['with_windows']} cases written to {output} and verified")
+              f"{card['cases']['with_windows']} cases written to {output}{merged} and verified")
     return 0
 
 
 def _print_summary(card: dict) -> None:
     table = Table(title="dataset", title_justify="left")
-    for col in ("split", "cases", "subjects", "windows", "file", "MB"):
-        table.add_column(col, justify="left" if col in ("split", "file") else "right")
+    for col in ("split", "cases", "subjects", "windows", "parts", "MB"):
+        table.add_column(col, justify="left" if col == "split" else "right")
     for split, s in card["splits"].items():
-        f = card["files"][split]
-        table.add_row(split, str(s["cases"]), str(s["subjects"]), str(s["windows"]), f["path"], f"{f['bytes'] / 1e6:.1f}")
+        parts = card["files"][split]
+        size = sum(p["bytes"] for p in parts) / 1e6
+        table.add_row(split, str(s["cases"]), str(s["subjects"]), str(s["windows"]), str(len(parts)), f"{size:.1f}")
     out.print(table)
     c = card["cases"]
     out.print(f"cases: {c['selected']} selected, {c['with_windows']} with windows, {c['excluded']} excluded, "
@@ -146,7 +196,7 @@ def _print_summary(card: dict) -> None:
 
 @app.command()
 @_errors
-def verify(output_dir: Path = typer.Argument(..., help="A preprocess output directory.")) -> None:
+def verify(output_dir: str = typer.Argument(..., help="A preprocess output directory.")) -> None:
     """Read every output file back and check it against the card; exit 0 only if all holds."""
     from vitalflow.dataset.verify import verify_output
 
@@ -173,7 +223,11 @@ def demo(
     corpus, output = directory / "recordings", directory / "output"
     synth_corpus(corpus, cases, seed=0, hours=1.5, waves=waves)
     out.print(f"synthesized {cases} recordings in {corpus}")
-    code = _preprocess_and_report(corpus, corpus / "clinical.csv", output, None, None, overwrite=True)
+    from vitalflow.run.preprocess import RunOptions
+
+    code = _preprocess_and_report(corpus, corpus / "clinical.csv", str(output), None, None,
+                                  RunOptions(overwrite=True, merge=True), _reporter(False, "text", 30.0),
+                                  f"vitalflow preprocess --input {corpus} --clinical {corpus / 'clinical.csv'} --output {output}")
     if code:
         raise typer.Exit(code)
     out.print(f"read it in TensorFlow: see README 'Output schema'; card: {output / 'preprocessing_metadata.json'}")

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-
 from importlib.metadata import version
+
 from vitalflow.dataset.split import SPLITS
 from vitalflow.errors import OutputError
-from vitalflow.dataset.writer import PublishedFile
 from vitalflow.spec.model import Config, Spec, config_hash
+from vitalflow.store import Store
 from vitalflow.transform.case import Crop, FeatureStats
 
 CARD_NAME = "preprocessing_metadata.json"
@@ -36,6 +34,18 @@ class CaseOutcome:
     static_defaulted: tuple[str, ...] = ()
     static_clipped: tuple[str, ...] = ()
 
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> CaseOutcome:
+        data = dict(data)
+        data["crop"] = Crop(**data["crop"]) if data.get("crop") else None
+        data["feature_stats"] = {k: FeatureStats(**v) for k, v in (data.get("feature_stats") or {}).items()}
+        data["static_defaulted"] = tuple(data.get("static_defaulted") or ())
+        data["static_clipped"] = tuple(data.get("static_clipped") or ())
+        return cls(**data)
+
 
 def example_schema(spec: Spec, config: Config) -> dict:
     length, n_features = config.windows.length_s, len(spec.timeseries)
@@ -56,11 +66,16 @@ def example_schema(spec: Spec, config: Config) -> dict:
 def build_card(
     spec: Spec,
     config: Config,
-    outcomes: list[CaseOutcome],
-    files: dict[str, PublishedFile],
+    selected: list[int],
+    outcomes: dict[int, CaseOutcome],
+    parts: list[dict],
     timings: dict[str, float],
-    status: str = "complete",
+    merged: dict[str, dict] | None = None,
+    run: dict | None = None,
 ) -> dict:
+    """The card of an output: complete when every selected case has an outcome, else partial."""
+    pending = [c for c in selected if c not in outcomes]
+    outcomes = [outcomes[c] for c in selected if c in outcomes]
     ok = [o for o in outcomes if o.status != "failed"]
     splits = {}
     for s in SPLITS:
@@ -72,7 +87,7 @@ def build_card(
         }
     return {
         "format": CARD_FORMAT,
-        "status": status,
+        "status": "partial" if pending else "complete",
         "tool": {"name": "vitalflow", "version": version("vitalflow")},
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "spec": {"name": spec.name, "version": spec.version, "hash": spec.content_hash()},
@@ -96,10 +111,13 @@ def build_card(
             "normalization": "norm = clip((x - lo) / (hi - lo) * 2 - 1, -1, 1); inverse x = lo + (norm + 1) / 2 * (hi - lo)",
         },
         "example_schema": example_schema(spec, config),
-        "files": {s: asdict(f) for s, f in files.items()},
+        "files": {s: sorted((_part(p) for p in parts if p["split"] == s), key=lambda p: p["path"]) for s in SPLITS},
+        "merged": merged or {},
         "splits": splits,
         "cases": {
-            "selected": len(outcomes),
+            "selected": len(selected),
+            "done": len(outcomes),
+            "pending": len(pending),
             "succeeded": len(ok),
             "with_windows": sum(o.status == "ok" for o in outcomes),
             "excluded": sum(o.status == "excluded" for o in outcomes),
@@ -118,7 +136,12 @@ def build_card(
         },
         "case_details": [_case_detail(o) for o in outcomes],
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "run": run or {},
     }
+
+
+def _part(p: dict) -> dict:
+    return {k: p[k] for k in ("path", "examples", "bytes", "sha256")}
 
 
 def _feature_stats(spec: Spec, outcomes: list[CaseOutcome]) -> dict:
@@ -161,27 +184,18 @@ def _case_detail(o: CaseOutcome) -> dict:
     return detail
 
 
-def write_card(output_dir: Path, card: dict) -> Path:
-    """Write the card atomically (temporary name, fsync, rename)."""
-    final = Path(output_dir) / CARD_NAME
-    temp = final.with_name(final.name + ".incomplete")
-    with open(temp, "w") as f:
-        json.dump(card, f, indent=2, allow_nan=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, final)
-    return final
+def write_card(store: Store, card: dict) -> None:
+    """Write the card atomically; it is the last thing a run writes."""
+    store.write_bytes(CARD_NAME, (json.dumps(card, indent=2, allow_nan=False) + "\n").encode())
 
 
-def read_card(output_dir: Path) -> dict:
-    path = Path(output_dir) / CARD_NAME
+def read_card(store: Store) -> dict:
+    if not store.exists(CARD_NAME):
+        raise OutputError(f"{store.uri}: no {CARD_NAME} (not a vitalflow output, or no run has finished a commit)")
     try:
-        card = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise OutputError(f"{output_dir}: no {CARD_NAME} (not a vitalflow output, or the run did not finish)") from None
+        card = json.loads(store.read_bytes(CARD_NAME))
     except json.JSONDecodeError as exc:
-        raise OutputError(f"{path}: unreadable card ({exc})") from exc
+        raise OutputError(f"{store.url(CARD_NAME)}: unreadable card ({exc})") from exc
     if card.get("format") != CARD_FORMAT:
-        raise OutputError(f"{path}: unknown card format {card.get('format')!r} (expected {CARD_FORMAT})")
+        raise OutputError(f"{store.url(CARD_NAME)}: unknown card format {card.get('format')!r} (expected {CARD_FORMAT})")
     return card

@@ -1,24 +1,32 @@
-"""Read a finished output back and check it against its card, without TensorFlow."""
+"""Read an output back and check it against its card and its ledger, without TensorFlow.
+
+Checks: the card is complete and names exactly the parts the ledger committed; no uncommitted part
+lies around; every part (and merged file) has the recorded checksum and example count, intact
+framing, the schema's shapes, finite values in [-1, 1] and a 0/1 mask; every example belongs to the
+split its case was assigned; window counts per case and split match; no subject is in two splits.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from vitalflow.dataset.card import read_card
+from vitalflow.dataset.ledger import LEDGER, Ledger
+from vitalflow.dataset.parts import PART_RE
 from vitalflow.dataset.split import SPLITS
 from vitalflow.dataset.tfrecord import CorruptRecordError, decode_example, read_records
-from vitalflow.dataset.writer import sha256_file
+from vitalflow.store import Store
 
 MAX_PROBLEMS = 50
 
 
 @dataclass
 class VerifyReport:
-    output_dir: str
+    output: str
     problems: list[str] = field(default_factory=list)
     examples: dict[str, int] = field(default_factory=dict)
 
@@ -33,79 +41,127 @@ class VerifyReport:
             self.problems.append("... more problems not listed")
 
 
-def verify_output(output_dir: str | Path) -> VerifyReport:
-    """Check files (presence, checksum, framing), shapes, ranges, counts and split disjointness."""
-    output_dir = Path(output_dir)
-    card = read_card(output_dir)
-    report = VerifyReport(str(output_dir))
-    schema = card["example_schema"]
-    sizes = {name: int(np.prod(f["shape"])) for name, f in schema.items()}
-    compression = card["config"]["output"]["compression"]
-    expected_windows = {d["case_id"]: d["windows"] for d in card["case_details"] if d["status"] == "ok"}
-    split_of_case = {d["case_id"]: d["split"] for d in card["case_details"]}
+class _HashingReader:
+    """A file wrapper that hashes every byte read through it."""
 
-    subjects_by_split: dict[str, set[str]] = defaultdict(set)
-    windows_by_case: Counter[int] = Counter()
-    seen: set[tuple[int, int]] = set()
+    def __init__(self, f):
+        self.f, self.sha = f, hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.sha.update(data)
+        return data
+
+    def drain(self) -> str:
+        while self.read(1 << 20):
+            pass
+        return self.sha.hexdigest()
+
+
+def hosts(store: Store) -> list[str]:
+    return sorted({name.split("/")[1] for name in store.list(LEDGER) if name.count("/") >= 2})
+
+
+def verify_output(output: str) -> VerifyReport:
+    store = Store(output)
+    card = read_card(store)
+    report = VerifyReport(store.uri)
+    if card["status"] != "complete":
+        report.problem(f"the run is partial: {card['cases']['pending']} of {card['cases']['selected']} "
+                       "cases are not done; resume it (rerun the same command)")
+
+    committed = {}
+    for host in hosts(store):
+        for part in Ledger(store, host).load().parts:
+            committed[part["path"]] = part
+    in_card = {p["path"]: dict(p, split=s) for s, ps in card["files"].items() for p in ps}
+    for path in sorted(set(committed) ^ set(in_card)):
+        where = "the ledger but not the card" if path in committed else "the card but not the ledger"
+        report.problem(f"{path}: listed in {where}")
+    for path, part in in_card.items():
+        if path in committed and committed[path] != part:
+            report.problem(f"{path}: the card's record differs from the ledger's")
+    for name in store.list():
+        if PART_RE.match(name) and name not in committed:
+            report.problem(f"{name}: a part file no commit record names (a leftover of an interrupted run)")
+
+    checker = _ExampleChecker(card, report)
     for split in SPLITS:
-        entry = card["files"].get(split)
-        if entry is None:
-            report.problem(f"card lists no file for split {split}")
-            continue
-        path = output_dir / entry["path"]
-        if not path.is_file():
-            report.problem(f"{path}: missing")
-            continue
-        if sha256_file(path) != entry["sha256"]:
-            report.problem(f"{path}: checksum differs from the card (file changed or corrupt)")
-        count = 0
-        try:
-            for record in read_records(path, compression=None if compression == "none" else "GZIP"):
-                count += 1
-                _check_example(report, path, count, decode_example(record), sizes, split, split_of_case,
-                               subjects_by_split, windows_by_case, seen)
-        except (CorruptRecordError, ValueError) as exc:
-            report.problem(f"{path}: unreadable after {count} examples ({exc})")
-        report.examples[split] = count
-        if count != entry["examples"] or count != card["splits"][split]["windows"]:
-            report.problem(
-                f"{path}: {count} examples, card says {entry['examples']} (file) and "
-                f"{card['splits'][split]['windows']} (split)"
-            )
-    for case_id, n in expected_windows.items():
-        if windows_by_case[case_id] != n:
-            report.problem(f"case {case_id}: {windows_by_case[case_id]} windows in the files, card says {n}")
-    for a in SPLITS:
-        for b in SPLITS[SPLITS.index(a) + 1 :]:
-            shared = subjects_by_split[a] & subjects_by_split[b]
-            if shared:
-                report.problem(f"subjects in both {a} and {b}: {sorted(shared)[:10]}")
+        report.examples[split] = 0
+        for part in card["files"].get(split, []):
+            report.examples[split] += checker.check_file(store, part, split)
+        if report.examples[split] != card["splits"][split]["windows"]:
+            report.problem(f"{split}: {report.examples[split]} examples in the parts, card says "
+                           f"{card['splits'][split]['windows']}")
+    checker.check_totals()
+    for split, merged in card.get("merged", {}).items():
+        n = _ExampleChecker(card, report).check_file(store, merged, split)
+        if n != card["splits"][split]["windows"]:
+            report.problem(f"{merged['path']}: {n} examples, split {split} has {card['splits'][split]['windows']}")
     return report
 
 
-def _check_example(report, path, n, ex, sizes, split, split_of_case, subjects_by_split, windows_by_case, seen):
-    where = f"{path} example {n}"
-    for name, size in sizes.items():
-        value = ex.get(name)
-        if value is None:
-            report.problem(f"{where}: feature {name} missing")
-            return
-        if len(value) != size:
-            report.problem(f"{where}: {name} has {len(value)} values, schema says {size}")
-            return
-    for name in ("timeseries", "static", "target", "mask"):
-        if name in sizes:
-            v = ex[name]
-            if not np.all(np.isfinite(v)) or v.min(initial=0) < -1 or v.max(initial=0) > 1:
-                report.problem(f"{where}: {name} has values outside [-1, 1] or not finite")
-    if "mask" in sizes and not np.isin(ex["mask"], (0.0, 1.0)).all():
-        report.problem(f"{where}: mask holds values other than 0 and 1")
-    case_id = int(ex["case_id"][0])
-    key = (case_id, int(ex["window_start_s"][0]))
-    if key in seen:
-        report.problem(f"{where}: window (case {key[0]}, start {key[1]} s) appears twice")
-    seen.add(key)
-    if split_of_case.get(case_id) != split:
-        report.problem(f"{where}: case {case_id} belongs to {split_of_case.get(case_id)}, found in {split}")
-    subjects_by_split[split].add(ex["subject_id"][0].decode())
-    windows_by_case[case_id] += 1
+class _ExampleChecker:
+    def __init__(self, card: dict, report: VerifyReport):
+        self.report = report
+        self.sizes = {name: int(np.prod(f["shape"])) for name, f in card["example_schema"].items()}
+        self.gzip = card["config"]["output"]["compression"] == "GZIP"
+        self.split_of_case = {d["case_id"]: d["split"] for d in card["case_details"]}
+        self.expected_windows = {d["case_id"]: d["windows"] for d in card["case_details"] if d["status"] == "ok"}
+        self.subjects: dict[str, set[str]] = defaultdict(set)
+        self.windows: Counter[int] = Counter()
+        self.seen: set[tuple[int, int]] = set()
+
+    def check_file(self, store: Store, entry: dict, split: str) -> int:
+        name, count = entry["path"], 0
+        if not store.exists(name):
+            self.report.problem(f"{name}: missing")
+            return 0
+        with store.open(name) as raw:
+            reader = _HashingReader(raw)
+            try:
+                for record in read_records(reader, compression="GZIP" if self.gzip else None):
+                    count += 1
+                    self._check_example(f"{name} example {count}", decode_example(record), split)
+            except (CorruptRecordError, ValueError) as exc:
+                self.report.problem(f"{name}: unreadable after {count} examples ({exc})")
+            digest = reader.drain()
+        if digest != entry["sha256"]:
+            self.report.problem(f"{name}: checksum differs from the record (file changed or corrupt)")
+        if count != entry["examples"]:
+            self.report.problem(f"{name}: {count} examples, recorded {entry['examples']}")
+        return count
+
+    def _check_example(self, where: str, ex: dict, split: str) -> None:
+        problem = self.report.problem
+        for name, size in self.sizes.items():
+            if name not in ex:
+                return problem(f"{where}: feature {name} missing")
+            if len(ex[name]) != size:
+                return problem(f"{where}: {name} has {len(ex[name])} values, schema says {size}")
+        for name in ("timeseries", "static", "target", "mask"):
+            if name in self.sizes:
+                v = ex[name]
+                if not np.all(np.isfinite(v)) or v.min(initial=0) < -1 or v.max(initial=0) > 1:
+                    problem(f"{where}: {name} has values outside [-1, 1] or not finite")
+        if "mask" in self.sizes and not np.isin(ex["mask"], (0.0, 1.0)).all():
+            problem(f"{where}: mask holds values other than 0 and 1")
+        case_id = int(ex["case_id"][0])
+        key = (case_id, int(ex["window_start_s"][0]))
+        if key in self.seen:
+            problem(f"{where}: window (case {key[0]}, start {key[1]} s) appears twice")
+        self.seen.add(key)
+        if self.split_of_case.get(case_id) != split:
+            problem(f"{where}: case {case_id} belongs to {self.split_of_case.get(case_id)}, found in {split}")
+        self.subjects[split].add(ex["subject_id"][0].decode())
+        self.windows[case_id] += 1
+
+    def check_totals(self) -> None:
+        for case_id, n in self.expected_windows.items():
+            if self.windows[case_id] != n:
+                self.report.problem(f"case {case_id}: {self.windows[case_id]} windows in the parts, card says {n}")
+        for i, a in enumerate(SPLITS):
+            for b in SPLITS[i + 1 :]:
+                shared = self.subjects[a] & self.subjects[b]
+                if shared:
+                    self.report.problem(f"subjects in both {a} and {b}: {sorted(shared)[:10]}")

@@ -1,44 +1,68 @@
-"""One preprocessing run on one machine: plan, process every case, publish, write the card, verify."""
+"""A preprocessing run on one host: plan, process cases in workers, commit parts, card, verify.
+
+Safe to kill at any instant: examples are committed in parts every ``commit_every`` cases, the
+ledger records each commit after its parts are published, and a rerun with the same inputs and
+config (resume is the default) skips committed cases and removes unpublished leftovers.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import resource
+import socket
 import time
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from vitalflow.dataset.card import CARD_NAME, CaseOutcome, build_card, write_card
 from vitalflow.dataset.examples import case_examples
-from vitalflow.dataset.split import SPLITS, assign_splits
+from vitalflow.dataset.ledger import Ledger
+from vitalflow.dataset.merge import merge_parts
+from vitalflow.dataset.parts import PART_RE, PartWriter
+from vitalflow.dataset.split import assign_splits
 from vitalflow.dataset.verify import VerifyReport, verify_output
-from vitalflow.dataset.writer import INCOMPLETE, DatasetWriter, split_file_name
-from vitalflow.errors import OutputError, VitalflowError
+from vitalflow.errors import CaseDataError, OutputError, VitalflowError
 from vitalflow.run.cases import find_case_files
-from vitalflow.spec.model import Config, Spec
+from vitalflow.run.pool import WorkerPool
+from vitalflow.run.progress import Reporter, Tally
+from vitalflow.run.stop import StopRequest
+from vitalflow.spec.model import Config, Spec, config_hash
+from vitalflow.store import Store
 from vitalflow.transform.case import preprocess_case
 from vitalflow.transform.patient import Patient
 from vitalflow.vital.clinical import read_clinical
 from vitalflow.vital.read import read_vital
 
 log = logging.getLogger("vitalflow")
+LEDGER_FORMAT = "vitalflow-ledger/1"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    workers: int = os.cpu_count() or 1
+    commit_every: int = 16  # cases per commit (parts + ledger record)
+    overwrite: bool = False
+    retry_failed: bool = False
+    merge: bool = False
+    host: str = "h0"
+    stop_grace_s: float = 20.0  # after a stop request, how long cases in flight may finish
 
 
 @dataclass
 class RunResult:
-    output_dir: Path
+    output: str
     card: dict
-    verify: VerifyReport
+    verify: VerifyReport | None  # None when the run stopped early (the card says partial)
+    stopped_by: str | None = None
 
     @property
-    def success_rate(self) -> float:
-        return self.card["cases"]["success_rate"]
-
-
-class _CaseFailed(Exception):
-    def __init__(self, stage: str, reason: str):
-        super().__init__(reason)
-        self.stage, self.reason = stage, reason
+    def complete(self) -> bool:
+        return self.card["status"] == "complete"
 
 
 def subject_key(patient: Patient) -> str:
@@ -46,36 +70,18 @@ def subject_key(patient: Patient) -> str:
     return patient.subject_id or f"case-{patient.case_id}"
 
 
-def prepare_output(output_dir: Path, overwrite: bool) -> None:
-    """Create the output directory, refusing (or with ``overwrite`` removing) an earlier dataset."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    ours = [output_dir / CARD_NAME] + [
-        output_dir / (split_file_name(s, c) + suffix)
-        for s in SPLITS for c in ("none", "GZIP") for suffix in ("", INCOMPLETE)
-    ]
-    existing = [p for p in ours + [output_dir / (CARD_NAME + INCOMPLETE)] if p.exists()]
-    if existing and not overwrite:
-        raise OutputError(
-            f"{output_dir} already holds a dataset ({existing[0].name}); "
-            "choose another --output or pass --overwrite to replace it"
-        )
-    for p in existing:
-        p.unlink()
-
-
 def preprocess(
     input_dir: Path,
     clinical_path: Path,
-    output_dir: Path,
+    output: str | Path,
     config: Config,
     spec: Spec,
     cases: list[int] | None = None,
-    overwrite: bool = False,
-    on_case: Callable[[CaseOutcome], None] | None = None,
+    options: RunOptions = RunOptions(),
+    reporter: Reporter | None = None,
 ) -> RunResult:
-    """Run the whole pipeline. Per-case problems become failed/excluded outcomes, not exceptions."""
     t0 = time.perf_counter()
-    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    input_dir = Path(input_dir)
     if not input_dir.is_dir():
         raise OutputError(f"input directory not found: {input_dir}")
     patients = read_clinical(clinical_path)
@@ -84,65 +90,128 @@ def preprocess(
     if not selected:
         raise OutputError(f"{input_dir}: no case files (<caseid>.vital) found")
     split_of = assign_splits(
-        {c: subject_key(patients[c]) for c in selected if c in patients},
-        config.split.fractions,
-        config.split.seed,
+        {c: subject_key(patients[c]) for c in selected if c in patients}, config.split.fractions, config.split.seed
     )
-    prepare_output(output_dir, overwrite)
+    store = Store(output)
+    ledger = Ledger(store, options.host)
+    manifest = {
+        "format": LEDGER_FORMAT,
+        "host": options.host,
+        "config_hash": config_hash(config, spec),
+        "spec": {"name": spec.name, "version": spec.version, "hash": spec.content_hash()},
+        "cases": selected,
+        "clinical_sha256": hashlib.sha256(Path(clinical_path).read_bytes()).hexdigest(),
+    }
+    reporter = reporter or Reporter()
+    with store.lock(ledger.lock_name, f"vitalflow preprocess on {socket.gethostname()}"), StopRequest() as stop:
+        _open_ledger(store, ledger, manifest, options.overwrite)
+        state = ledger.load()
+        removed = ledger.remove_leftovers(state)
+        if removed:
+            log.warning("removed %d unpublished part(s) of an interrupted run: %s", len(removed), ", ".join(removed))
+        done = state.outcomes
+        todo = [c for c in selected if c not in done or (options.retry_failed and done[c].status == "failed")]
+        tally = Tally(total=len(selected))
+        for c in selected:
+            if c in done and c not in todo:
+                tally.add(done[c].windows, done[c].status == "failed")
+        tally.done_at_start = tally.done
+        timings = dict.fromkeys(("read", "transform", "encode"), 0.0)
+        reporter.start(tally)
+        try:
+            _run_cases(todo, store, ledger, state.next_seq, (files, patients, split_of, config, spec),
+                       options, stop, tally, reporter, timings)
+        finally:
+            reporter.close()
 
-    writer = DatasetWriter(output_dir, config.output.compression)
-    timings = dict.fromkeys(("read", "transform", "encode", "write"), 0.0)
-    outcomes = []
-    try:
-        for case_id in selected:
-            outcome, examples = _process_case(case_id, files, patients, split_of, config, spec, timings)
-            t = time.perf_counter()
-            for example in examples:  # output errors (disk full) are the run's, not the case's
-                writer.add(outcome.split, example)
-            timings["write"] += time.perf_counter() - t
-            outcomes.append(outcome)
-            if outcome.status == "failed":
-                log.warning("case %s failed at %s: %s", case_id, outcome.stage, outcome.reason)
-            if on_case is not None:
-                on_case(outcome)
-        published = writer.publish()
-    except BaseException:
-        writer.abort()
-        raise
-    timings["total"] = time.perf_counter() - t0
-    card = build_card(spec, config, outcomes, published, timings)
-    write_card(output_dir, card)
-    t1 = time.perf_counter()
-    report = verify_output(output_dir)
-    card["timings_s"]["verify"] = round(time.perf_counter() - t1, 3)
-    write_card(output_dir, card)
-    return RunResult(output_dir, card, report)
+        state = ledger.load()
+        outcomes = state.outcomes
+        complete = all(c in outcomes for c in selected)
+        merged = merge_parts(store, state.parts, config.output.compression) if complete and options.merge else {}
+        timings["total"] = time.perf_counter() - t0
+        run_info = {
+            "host": options.host,
+            "workers": options.workers,
+            "commit_every": options.commit_every,
+            "stopped_by": stop.requested,
+            "cases_processed": tally.done - tally.done_at_start,
+            "removed_leftovers": removed,
+            "peak_rss_mb": _peak_rss_mb(),
+        }
+        card = build_card(spec, config, selected, outcomes, state.parts, timings, merged, run_info)
+        write_card(store, card)
+        if not complete:
+            return RunResult(store.uri, card, None, stop.requested)
+        t1 = time.perf_counter()
+        report = verify_output(store.uri)
+        card["timings_s"]["verify"] = round(time.perf_counter() - t1, 3)
+        write_card(store, card)
+        return RunResult(store.uri, card, report, stop.requested)
 
 
-def _process_case(case_id, files, patients, split_of, config: Config, spec: Spec, timings) -> tuple[CaseOutcome, list[bytes]]:
-    """Read, transform and encode one case; its problems become a failed or excluded outcome."""
+def _open_ledger(store: Store, ledger: Ledger, manifest: dict, overwrite: bool) -> None:
+    """Start fresh, resume, or refuse an output written under other inputs or config."""
+    if overwrite:
+        ledger.clear()
+    existing = ledger.read_manifest()
+    if existing is None:
+        mine = ledger.prefix + "/"
+        foreign = [n for n in store.list() if n == CARD_NAME or n.startswith(mine)
+                   or (PART_RE.match(n) and PART_RE.match(n).group(3) == ledger.host)]
+        if foreign:
+            raise OutputError(
+                f"{store.uri} already holds a dataset ({foreign[0]}) this run did not start; "
+                "choose another --output or pass --overwrite to replace it"
+            )
+        ledger.write_manifest(manifest)
+        return
+    differences = [what for key, what in (("config_hash", "config or spec"), ("cases", "case selection"),
+                                          ("clinical_sha256", "clinical table"))
+                   if existing.get(key) != manifest[key]]
+    if differences:
+        raise OutputError(
+            f"{store.uri} was written with a different {' and '.join(differences)} "
+            f"(spec {existing.get('spec', {}).get('hash', '?')[:19]}, config {existing.get('config_hash', '?')[:19]}); "
+            "resuming would mix two datasets. Use the original settings to resume, or pass --overwrite to "
+            "delete it and start fresh"
+        )
+
+
+# --- the case loop ------------------------------------------------------------------------------
+_context: tuple = ()
+
+
+def _set_context(*context) -> None:
+    global _context
+    _context = context
+
+
+def process_case(case_id: int) -> tuple[CaseOutcome, list[bytes], dict[str, float]]:
+    """Read, transform and encode one case (in a worker). Problems become failed/excluded outcomes."""
+    files, patients, split_of, config, spec = _context
+    timings: dict[str, float] = {}
     patient = patients.get(case_id)
     outcome = CaseOutcome(case_id, "failed", split=split_of.get(case_id),
                           subject_id=subject_key(patient) if patient else None)
+    stage = "read"
     try:
         if case_id not in files:
-            raise _CaseFailed("read", f"case {case_id}: no file {case_id:04d}.vital (or other zero padding) in the input")
+            raise CaseDataError(f"case {case_id}: no file {case_id:04d}.vital (or other zero padding) in the input")
         if patient is None:
-            raise _CaseFailed("clinical", f"case {case_id}: no row in the clinical table")
+            stage = "clinical"
+            raise CaseDataError(f"case {case_id}: no row in the clinical table")
         t = time.perf_counter()
         try:
             recording = read_vital(files[case_id], spec.tracks)
         except VitalflowError as exc:
-            raise _CaseFailed("read", f"case {case_id}: {exc}") from exc
+            raise CaseDataError(f"case {case_id}: {exc}") from exc
         t2 = time.perf_counter()
-        timings["read"] += t2 - t
-        try:
-            arrays = preprocess_case(recording.tracks, recording.duration_s, patient, spec,
-                                     config.windows, config.crop_to_anesthesia)
-        except VitalflowError as exc:
-            raise _CaseFailed("transform", str(exc)) from exc
+        timings["read"] = t2 - t
+        stage = "transform"
+        arrays = preprocess_case(recording.tracks, recording.duration_s, patient, spec,
+                                 config.windows, config.crop_to_anesthesia)
         t3 = time.perf_counter()
-        timings["transform"] += t3 - t2
+        timings["transform"] = t3 - t2
         outcome.crop, outcome.packed = arrays.crop, recording.packed
         outcome.feature_stats = arrays.feature_stats
         outcome.static_defaulted, outcome.static_clipped = arrays.static_defaulted, arrays.static_clipped
@@ -151,15 +220,98 @@ def _process_case(case_id, files, patients, split_of, config: Config, spec: Spec
             outcome.status = "excluded"
             outcome.reason = (f"too short: {arrays.crop.end_s - arrays.crop.start_s} s after cropping, "
                               f"one window plus horizon needs {span} s")
-            return outcome, []
-        # Encode every example before any is written: a case lands whole or not at all.
+            return outcome, [], timings
+        stage = "encode"
         examples = list(case_examples(arrays, outcome.subject_id, config.output.write_mask))
-        timings["encode"] += time.perf_counter() - t3
+        timings["encode"] = time.perf_counter() - t3
         outcome.status, outcome.windows = "ok", arrays.n_windows
-        return outcome, examples
-    except _CaseFailed as exc:
-        outcome.stage, outcome.reason = exc.stage, exc.reason
+        return outcome, examples, timings
+    except VitalflowError as exc:
+        outcome.stage, outcome.reason = stage, str(exc)
     except Exception as exc:  # a bug or an unforeseen input in this case's data: record it, go on
         log.exception("case %s: unexpected error", case_id)
         outcome.stage, outcome.reason = "internal", f"case {case_id}: {type(exc).__name__}: {exc}"
-    return outcome, []
+    return outcome, [], timings
+
+
+def _run_cases(todo, store, ledger, seq, context, options: RunOptions, stop: StopRequest, tally: Tally,
+               reporter: Reporter, timings: dict) -> None:
+    compression = context[3].output.compression
+    part = PartWriter(store, seq, options.host, compression)
+    batch: list[CaseOutcome] = []
+
+    def commit() -> None:
+        nonlocal part, seq, batch
+        if batch:
+            ledger.record(seq, part.publish(), batch)
+            seq, batch = seq + 1, []
+            part = PartWriter(store, seq, options.host, compression)
+
+    def pool() -> WorkerPool:
+        return WorkerPool(max(1, min(options.workers, len(todo))), _set_context, context)
+
+    workers = pool() if todo else None
+    pending, inflight = deque(todo), {}
+    limit = 2 * options.workers  # cases in flight: memory depends on this, not on len(todo)
+    deadline = None
+    try:
+        while pending or inflight:
+            if stop.requested and deadline is None:
+                deadline = time.monotonic() + options.stop_grace_s
+                pending.clear()
+            while pending and len(inflight) < limit:
+                case_id = pending.popleft()
+                inflight[workers.submit(process_case, case_id)] = case_id
+            finished, _ = wait(list(inflight), timeout=0.5, return_when=FIRST_COMPLETED)
+            broken = False
+            for future in finished:
+                case_id = inflight.pop(future)
+                try:
+                    outcome, examples, case_timings = future.result()
+                except BrokenProcessPool:  # a worker was killed (OOM?): every case in flight is lost
+                    outcome, examples, case_timings = _worker_died(case_id, context), [], {}
+                    broken = True
+                for example in examples:
+                    part.add(outcome.split, example)
+                for k, v in case_timings.items():
+                    timings[k] += v
+                if outcome.status == "failed":
+                    log.warning("case %s failed at %s: %s", case_id, outcome.stage, outcome.reason)
+                batch.append(outcome)
+                tally.add(outcome.windows, outcome.status == "failed")
+                if len(batch) >= options.commit_every:
+                    commit()
+            if broken:
+                workers.kill()
+                workers = pool()
+                for case_id in inflight.values():  # lost with the pool: run them again
+                    pending.appendleft(case_id)
+                inflight.clear()
+            if deadline is not None and time.monotonic() > deadline and inflight:
+                log.warning("abandoning %d case(s) still in flight; they will run on resume", len(inflight))
+                workers.kill()
+                inflight.clear()
+            reporter.update()
+        commit()
+    except BaseException:
+        part.abort()
+        if workers is not None:
+            workers.kill()
+        raise
+    if workers is not None:
+        workers.close()
+
+
+def _worker_died(case_id: int, context) -> CaseOutcome:
+    files, patients, split_of, config, spec = context
+    patient = patients.get(case_id)
+    return CaseOutcome(case_id, "failed", split=split_of.get(case_id),
+                       subject_id=subject_key(patient) if patient else None, stage="worker",
+                       reason=f"case {case_id}: the worker process died (killed, or out of memory)")
+
+
+def _peak_rss_mb() -> dict[str, float]:
+    """Peak resident memory of this process and of the largest finished worker."""
+    main = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"main": round(main, 1), "largest_worker": round(workers, 1)}

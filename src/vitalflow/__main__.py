@@ -1,0 +1,5 @@
+"""``python -m vitalflow`` is the ``vitalflow`` command."""
+
+from vitalflow.cli import main
+
+main()

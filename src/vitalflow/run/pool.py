@@ -1,0 +1,56 @@
+"""Worker processes for cases, with a bounded number of cases in flight.
+
+Workers ignore SIGINT/SIGTERM (the main process decides when to stop) and die with the main
+process (Linux ``PR_SET_PDEATHSIG``), so a killed run never leaves orphans computing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import signal
+from concurrent.futures import Future, ProcessPoolExecutor
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:  # not Linux: orphans finish their case and exit with the pool
+        pass
+
+
+def _init_worker(initializer, initargs) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent()
+    initializer(*initargs)
+
+
+class WorkerPool:
+    """``submit`` returns futures; ``kill`` abandons everything in flight at once."""
+
+    def __init__(self, workers: int, initializer, initargs: tuple):
+        self.workers = workers
+        self._executor = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_init_worker,
+            initargs=(initializer, initargs),
+        )
+
+    def submit(self, fn, *args) -> Future:
+        return self._executor.submit(fn, *args)
+
+    def kill(self) -> None:
+        processes = list((self._executor._processes or {}).values())  # no public way to abandon work
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        for p in processes:
+            p.kill()
+        for p in processes:
+            p.join()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)

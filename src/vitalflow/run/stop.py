@@ -1,0 +1,40 @@
+"""Graceful stop: the first SIGTERM or SIGINT asks the run to stop; a second one exits at once.
+
+Exiting at once is safe: every file and ledger record is published atomically, so the ledger is
+consistent at any instant, and the next run removes unpublished leftovers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+log = logging.getLogger("vitalflow")
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StopRequest:
+    """Install as a context manager around a run; ``requested`` names the first signal."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopRequest:
+        for sig in SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame) -> None:
+        name = signal.Signals(signum).name
+        if self.requested is not None:
+            log.error("second signal (%s): exiting now; the ledger is consistent, rerun to resume", name)
+            os._exit(128 + signum)
+        self.requested = name
+        log.warning("%s received: finishing the cases in flight, then committing and stopping "
+                    "(send it again to exit at once)", name)
