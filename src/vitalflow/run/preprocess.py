@@ -116,7 +116,7 @@ def preprocess(
             if c in done and c not in todo:
                 tally.add(done[c].windows, done[c].status == "failed")
         tally.done_at_start = tally.done
-        timings = dict.fromkeys(("read", "transform", "encode"), 0.0)
+        timings = dict.fromkeys(("read", "transform", "encode", "peak_rss_mb"), 0.0)
         reporter.start(tally)
         try:
             _run_cases(todo, store, ledger, state.next_seq, (files, patients, split_of, config, spec),
@@ -136,7 +136,7 @@ def preprocess(
             "stopped_by": stop.requested,
             "cases_processed": tally.done - tally.done_at_start,
             "removed_leftovers": removed,
-            "peak_rss_mb": _peak_rss_mb(),
+            "peak_rss_mb": {"main": peak_rss_mb(), "largest_worker": timings.pop("peak_rss_mb")},
         }
         card = build_card(spec, config, selected, outcomes, state.parts, timings, merged, run_info)
         write_card(store, card)
@@ -225,6 +225,7 @@ def process_case(case_id: int) -> tuple[CaseOutcome, list[bytes], dict[str, floa
         examples = list(case_examples(arrays, outcome.subject_id, config.output.write_mask))
         timings["encode"] = time.perf_counter() - t3
         outcome.status, outcome.windows = "ok", arrays.n_windows
+        timings["peak_rss_mb"] = peak_rss_mb()
         return outcome, examples, timings
     except VitalflowError as exc:
         outcome.stage, outcome.reason = stage, str(exc)
@@ -274,7 +275,7 @@ def _run_cases(todo, store, ledger, seq, context, options: RunOptions, stop: Sto
                 for example in examples:
                     part.add(outcome.split, example)
                 for k, v in case_timings.items():
-                    timings[k] += v
+                    timings[k] = max(timings[k], v) if k == "peak_rss_mb" else timings[k] + v
                 if outcome.status == "failed":
                     log.warning("case %s failed at %s: %s", case_id, outcome.stage, outcome.reason)
                 batch.append(outcome)
@@ -310,8 +311,13 @@ def _worker_died(case_id: int, context) -> CaseOutcome:
                        reason=f"case {case_id}: the worker process died (killed, or out of memory)")
 
 
-def _peak_rss_mb() -> dict[str, float]:
-    """Peak resident memory of this process and of the largest finished worker."""
-    main = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"main": round(main, 1), "largest_worker": round(workers, 1)}
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM; ``ru_maxrss`` would include a pre-exec parent)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

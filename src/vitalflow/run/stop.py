@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 
 log = logging.getLogger("vitalflow")
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -22,6 +23,8 @@ class StopRequest:
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> StopRequest:
+        if threading.current_thread() is not threading.main_thread():
+            return self  # only the main thread may handle signals; a library caller keeps its own
         for sig in SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
