@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from vitalflow.dataset.split import SPLITS, assign_splits, split_sizes
 from vitalflow.errors import CaseSelectionError, SpecError
-from vitalflow.run.cases import find_case_files, parse_case_selection
+from vitalflow.run.cases import parse_case_selection
+from vitalflow.run.inputs import find_case_files
 from vitalflow.spec import load_config, load_spec
 from vitalflow.spec.model import BUILTIN_DIR
 
@@ -64,7 +65,7 @@ def test_case_selection_round_trip(ids, rnd):
 def test_find_case_files_accepts_any_zero_padding(tmp_path):
     for name in ("0001.vital", "17.vital", "00022.vital", "notes.vital", "0003.txt"):
         (tmp_path / name).write_bytes(b"")
-    assert sorted(find_case_files(tmp_path)) == [1, 17, 22]
+    assert sorted(find_case_files(str(tmp_path))) == [1, 17, 22]
 
 
 # --- spec and config ------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from vitalflow import __version__
+from vitalflow import __version__, launch_cli
 from vitalflow.errors import VitalflowError
 
 EXIT_ERROR, EXIT_LOW_SUCCESS, EXIT_VERIFY_FAILED, EXIT_STOPPED = 1, 3, 4, 75
@@ -105,11 +105,11 @@ def synth(
 @app.command()
 @_errors
 def preprocess(
-    input: Path = typer.Option(..., "--input", "-i", help="Directory of <caseid>.vital files."),
-    clinical: Path = typer.Option(..., "--clinical", "-c", help="VitalDB clinical table (CSV)."),
-    output: str = typer.Option(..., "--output", "-o", help="Output directory for parts, ledger and card."),
+    input: str = typer.Option(..., "--input", "-i", help="Folder or s3:// prefix of <caseid>.vital files."),
+    clinical: str = typer.Option(..., "--clinical", "-c", help="VitalDB clinical table (CSV; path or s3://)."),
+    output: str = typer.Option(..., "--output", "-o", help="Output folder or s3:// prefix (parts, ledger, card)."),
     cases: Optional[str] = typer.Option(None, "--cases", help='Cases to process, e.g. "1-10,17,0022" (default: all files).'),
-    config: Optional[Path] = typer.Option(None, "--config", help="Run config YAML (spec, windows, split, output)."),
+    config: Optional[str] = typer.Option(None, "--config", help="Run config YAML (path or s3://)."),
     workers: int = typer.Option(os.cpu_count() or 1, "--workers", "-w", min=1, help="Worker processes."),
     commit_every: int = typer.Option(16, "--commit-every", min=1, help="Cases per commit (parts + ledger record)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="On resume, run failed cases again."),
@@ -122,12 +122,17 @@ def preprocess(
 ) -> None:
     """Preprocess recordings into train/validation/test TFRecords; resumes an interrupted run."""
     from vitalflow.run.preprocess import RunOptions
+    from vitalflow.sagemaker.env import detect
 
     _configure_logging(log_format)
+    job = detect()
     options = RunOptions(workers=workers, commit_every=commit_every, overwrite=overwrite,
-                         retry_failed=retry_failed, merge=merge)
-    resume = ["vitalflow", "preprocess", "--input", str(input), "--clinical", str(clinical), "--output", output]
-    resume += (["--cases", cases] if cases else []) + (["--config", str(config)] if config else [])
+                         retry_failed=retry_failed, merge=merge, host_index=job.host_index, host_count=job.host_count)
+    if job.kind != "local":
+        logging.getLogger("vitalflow").warning(
+            "SageMaker %s job: host %s is %d of %d", job.kind, job.current_host, job.host_index + 1, job.host_count)
+    resume = ["vitalflow", "preprocess", "--input", input, "--clinical", clinical, "--output", output]
+    resume += (["--cases", cases] if cases else []) + (["--config", config] if config else [])
     code = _preprocess_and_report(input, clinical, output, cases, config, options,
                                   _reporter(quiet, log_format, progress_interval), shlex.join(resume))
     if code:
@@ -225,7 +230,7 @@ def demo(
     out.print(f"synthesized {cases} recordings in {corpus}")
     from vitalflow.run.preprocess import RunOptions
 
-    code = _preprocess_and_report(corpus, corpus / "clinical.csv", str(output), None, None,
+    code = _preprocess_and_report(str(corpus), str(corpus / "clinical.csv"), str(output), None, None,
                                   RunOptions(overwrite=True, merge=True), _reporter(False, "text", 30.0),
                                   f"vitalflow preprocess --input {corpus} --clinical {corpus / 'clinical.csv'} --output {output}")
     if code:
@@ -244,6 +249,9 @@ def spec_table(
 
     _, spec = load_config(config)
     out.print(markdown_tables(spec), markup=False)
+
+
+launch_cli.register(app, _errors)
 
 
 def main() -> None:

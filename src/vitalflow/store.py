@@ -21,6 +21,21 @@ from fsspec.implementations.local import LocalFileSystem
 from vitalflow.errors import OutputError
 
 STAGING = "_staging"
+DEFAULT_MAX_ATTEMPTS = 10
+
+
+def s3_options() -> dict:
+    """s3fs options: retries with exponential backoff come from botocore's retry configuration.
+
+    The endpoint, region and credentials are found the standard way (``AWS_ENDPOINT_URL``,
+    ``AWS_PROFILE``, ``AWS_REGION``, instance roles); ``AWS_MAX_ATTEMPTS`` and ``AWS_RETRY_MODE``
+    tune the retries (default: 10 attempts, standard mode, which backs off exponentially).
+    """
+    retries = {
+        "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)),
+        "mode": os.environ.get("AWS_RETRY_MODE", "standard"),
+    }
+    return {"config_kwargs": {"retries": retries}, "skip_instance_cache": True, "use_listings_cache": False}
 
 
 class Store:
@@ -28,7 +43,9 @@ class Store:
 
     def __init__(self, uri: str | os.PathLike):
         self.uri = str(uri).rstrip("/") or "/"
-        self.fs, self.root = fsspec.core.url_to_fs(self.uri)
+        options = s3_options() if self.uri.startswith("s3://") else {}
+        self.fs, self.root = fsspec.core.url_to_fs(self.uri, **options)
+        self.root = self.root.rstrip("/")
         self.is_local = isinstance(self.fs, LocalFileSystem)
         if self.is_local:
             self.root = os.path.abspath(self.root)

@@ -184,18 +184,27 @@ def _case_detail(o: CaseOutcome) -> dict:
     return detail
 
 
-def write_card(store: Store, card: dict) -> None:
-    """Write the card atomically; it is the last thing a run writes."""
-    store.write_bytes(CARD_NAME, (json.dumps(card, indent=2, allow_nan=False) + "\n").encode())
+def card_name(host: str, host_count: int) -> str:
+    """A single host writes the card; each of several hosts writes its own, and ``verify`` combines.
+
+    >>> card_name("h0", 1), card_name("h2", 3)
+    ('preprocessing_metadata.json', 'preprocessing_metadata-h2.json')
+    """
+    return CARD_NAME if host_count == 1 else CARD_NAME.replace(".json", f"-{host}.json")
 
 
-def read_card(store: Store) -> dict:
-    if not store.exists(CARD_NAME):
-        raise OutputError(f"{store.uri}: no {CARD_NAME} (not a vitalflow output, or no run has finished a commit)")
+def write_card(store: Store, card: dict, name: str = CARD_NAME) -> None:
+    """Write a card atomically; it is the last thing a run writes."""
+    store.write_bytes(name, (json.dumps(card, indent=2, allow_nan=False) + "\n").encode())
+
+
+def read_card(store: Store, name: str = CARD_NAME) -> dict:
+    if not store.exists(name):
+        raise OutputError(f"{store.uri}: no {name} (not a vitalflow output, or no run has finished)")
     try:
-        card = json.loads(store.read_bytes(CARD_NAME))
+        card = json.loads(store.read_bytes(name))
     except json.JSONDecodeError as exc:
-        raise OutputError(f"{store.url(CARD_NAME)}: unreadable card ({exc})") from exc
+        raise OutputError(f"{store.url(name)}: unreadable card ({exc})") from exc
     if card.get("format") != CARD_FORMAT:
-        raise OutputError(f"{store.url(CARD_NAME)}: unknown card format {card.get('format')!r} (expected {CARD_FORMAT})")
+        raise OutputError(f"{store.url(name)}: unknown card format {card.get('format')!r} (expected {CARD_FORMAT})")
     return card

@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vitalflow.dataset.card import read_card
+from vitalflow.dataset.card import build_card, card_name, read_card, write_card
 from vitalflow.dataset.ledger import LEDGER, Ledger
 from vitalflow.dataset.parts import PART_RE
 from vitalflow.dataset.split import SPLITS
 from vitalflow.dataset.tfrecord import CorruptRecordError, decode_example, read_records
+from vitalflow.errors import OutputError
+from vitalflow.spec.model import Config, Spec
 from vitalflow.store import Store
 
 MAX_PROBLEMS = 50
@@ -62,17 +64,27 @@ def hosts(store: Store) -> list[str]:
     return sorted({name.split("/")[1] for name in store.list(LEDGER) if name.count("/") >= 2})
 
 
-def verify_output(output: str) -> VerifyReport:
+def verify_output(output: str, host: str | None = None) -> VerifyReport:
+    """Verify one host's share (``host``), or the whole output (combining the hosts' ledgers into
+    one card first when several hosts wrote it)."""
     store = Store(output)
-    card = read_card(store)
+    if host is not None:
+        host_count = Ledger(store, host).read_manifest()["host_count"]
+        card, scope = read_card(store, card_name(host, host_count)), [host]
+    else:
+        scope = hosts(store)
+        manifests = [Ledger(store, h).read_manifest() for h in scope]
+        if any(m and m["host_count"] > 1 for m in manifests):
+            write_card(store, combined_card(store, scope, manifests))
+        card = read_card(store)
     report = VerifyReport(store.uri)
     if card["status"] != "complete":
         report.problem(f"the run is partial: {card['cases']['pending']} of {card['cases']['selected']} "
                        "cases are not done; resume it (rerun the same command)")
 
     committed = {}
-    for host in hosts(store):
-        for part in Ledger(store, host).load().parts:
+    for h in scope:
+        for part in Ledger(store, h).load().parts:
             committed[part["path"]] = part
     in_card = {p["path"]: dict(p, split=s) for s, ps in card["files"].items() for p in ps}
     for path in sorted(set(committed) ^ set(in_card)):
@@ -82,7 +94,7 @@ def verify_output(output: str) -> VerifyReport:
         if path in committed and committed[path] != part:
             report.problem(f"{path}: the card's record differs from the ledger's")
     for name in store.list():
-        if PART_RE.match(name) and name not in committed:
+        if PART_RE.match(name) and PART_RE.match(name).group(3) in scope and name not in committed:
             report.problem(f"{name}: a part file no commit record names (a leftover of an interrupted run)")
 
     checker = _ExampleChecker(card, report)
@@ -165,3 +177,24 @@ class _ExampleChecker:
                 shared = self.subjects[a] & self.subjects[b]
                 if shared:
                     self.report.problem(f"subjects in both {a} and {b}: {sorted(shared)[:10]}")
+
+
+def combined_card(store: Store, scope: list[str], manifests: list[dict | None]) -> dict:
+    """One card for an output several hosts wrote, from their manifests and ledgers."""
+    first = next(m for m in manifests if m)
+    expected = [f"h{i}" for i in range(first["host_count"])]
+    problems = []
+    if scope != expected:
+        problems.append(f"ledgers of hosts {scope}, expected {expected}")
+    for h, m in zip(scope, manifests):
+        if not m or any(m[k] != first[k] for k in ("config_hash", "cases", "clinical_sha256", "host_count")):
+            problems.append(f"host {h} ran with other settings")
+    if problems:
+        raise OutputError(f"{store.uri}: cannot combine hosts: {'; '.join(problems)}")
+    outcomes, parts = {}, []
+    for h in scope:
+        state = Ledger(store, h).load()
+        outcomes.update(state.outcomes)
+        parts += state.parts
+    spec, config = Spec.model_validate(first["spec_content"]), Config.model_validate(first["config"])
+    return build_card(spec, config, first["cases"], outcomes, parts, {}, None, {"hosts": scope})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from vitalflow.errors import CaseSelectionError
 
@@ -38,12 +37,3 @@ def parse_case_selection(text: str) -> list[int]:
             raise CaseSelectionError(f"case range {item!r} runs backwards (did you mean {hi}-{lo}?)")
         ids.update(range(lo, hi + 1))
     return sorted(ids)
-
-
-def find_case_files(input_dir: Path) -> dict[int, Path]:
-    """case id -> file, for every ``<digits>.vital`` in ``input_dir`` (any zero padding)."""
-    files: dict[int, Path] = {}
-    for path in sorted(Path(input_dir).glob("*.vital")):
-        if path.stem.isdigit():
-            files.setdefault(int(path.stem), path)
-    return files

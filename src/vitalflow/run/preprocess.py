@@ -19,7 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-from vitalflow.dataset.card import CARD_NAME, CaseOutcome, build_card, write_card
+from vitalflow.dataset.card import CaseOutcome, build_card, card_name, write_card
 from vitalflow.dataset.examples import case_examples
 from vitalflow.dataset.ledger import Ledger
 from vitalflow.dataset.merge import merge_parts
@@ -27,7 +27,7 @@ from vitalflow.dataset.parts import PART_RE, PartWriter
 from vitalflow.dataset.split import assign_splits
 from vitalflow.dataset.verify import VerifyReport, verify_output
 from vitalflow.errors import CaseDataError, OutputError, VitalflowError
-from vitalflow.run.cases import find_case_files
+from vitalflow.run.inputs import find_case_files, local_copy, read_input_bytes
 from vitalflow.run.pool import WorkerPool
 from vitalflow.run.progress import Reporter, Tally
 from vitalflow.run.stop import StopRequest
@@ -49,8 +49,13 @@ class RunOptions:
     overwrite: bool = False
     retry_failed: bool = False
     merge: bool = False
-    host: str = "h0"
+    host_index: int = 0  # this host among host_count hosts sharing the run (SageMaker instances)
+    host_count: int = 1
     stop_grace_s: float = 20.0  # after a stop request, how long cases in flight may finish
+
+    @property
+    def host(self) -> str:
+        return f"h{self.host_index}"
 
 
 @dataclass
@@ -70,9 +75,18 @@ def subject_key(patient: Patient) -> str:
     return patient.subject_id or f"case-{patient.case_id}"
 
 
+def host_cases(selected: list[int], host_index: int, host_count: int) -> list[int]:
+    """This host's share: every ``host_count``-th case. Disjoint across hosts, together all cases.
+
+    >>> host_cases([1, 2, 3, 4, 5], 0, 2), host_cases([1, 2, 3, 4, 5], 1, 2)
+    ([1, 3, 5], [2, 4])
+    """
+    return selected[host_index::host_count]
+
+
 def preprocess(
-    input_dir: Path,
-    clinical_path: Path,
+    input_uri: str | Path,
+    clinical_uri: str | Path,
     output: str | Path,
     config: Config,
     spec: Spec,
@@ -81,14 +95,14 @@ def preprocess(
     reporter: Reporter | None = None,
 ) -> RunResult:
     t0 = time.perf_counter()
-    input_dir = Path(input_dir)
-    if not input_dir.is_dir():
-        raise OutputError(f"input directory not found: {input_dir}")
-    patients = read_clinical(clinical_path)
-    files = find_case_files(input_dir)
+    input_uri, clinical_uri = str(input_uri), str(clinical_uri)
+    clinical = read_input_bytes(clinical_uri, "clinical table")
+    patients = read_clinical(clinical, clinical_uri)
+    files = find_case_files(input_uri)
     selected = sorted(files) if cases is None else cases
     if not selected:
-        raise OutputError(f"{input_dir}: no case files (<caseid>.vital) found")
+        raise OutputError(f"{input_uri}: no case files (<caseid>.vital) found")
+    mine = host_cases(selected, options.host_index, options.host_count)
     split_of = assign_splits(
         {c: subject_key(patients[c]) for c in selected if c in patients}, config.split.fractions, config.split.seed
     )
@@ -97,40 +111,48 @@ def preprocess(
     manifest = {
         "format": LEDGER_FORMAT,
         "host": options.host,
+        "host_count": options.host_count,
         "config_hash": config_hash(config, spec),
+        "config": config.model_dump(mode="json"),
         "spec": {"name": spec.name, "version": spec.version, "hash": spec.content_hash()},
+        "spec_content": spec.model_dump(mode="json"),
         "cases": selected,
-        "clinical_sha256": hashlib.sha256(Path(clinical_path).read_bytes()).hexdigest(),
+        "clinical_sha256": hashlib.sha256(clinical).hexdigest(),
     }
     reporter = reporter or Reporter()
     with store.lock(ledger.lock_name, f"vitalflow preprocess on {socket.gethostname()}"), StopRequest() as stop:
-        _open_ledger(store, ledger, manifest, options.overwrite)
+        _open_ledger(store, ledger, manifest, options.overwrite, card_name(options.host, options.host_count))
         state = ledger.load()
         removed = ledger.remove_leftovers(state)
         if removed:
             log.warning("removed %d unpublished part(s) of an interrupted run: %s", len(removed), ", ".join(removed))
         done = state.outcomes
-        todo = [c for c in selected if c not in done or (options.retry_failed and done[c].status == "failed")]
-        tally = Tally(total=len(selected))
-        for c in selected:
+        todo = [c for c in mine if c not in done or (options.retry_failed and done[c].status == "failed")]
+        tally = Tally(total=len(mine))
+        for c in mine:
             if c in done and c not in todo:
                 tally.add(done[c].windows, done[c].status == "failed")
         tally.done_at_start = tally.done
         timings = dict.fromkeys(("read", "transform", "encode", "peak_rss_mb"), 0.0)
         reporter.start(tally)
         try:
-            _run_cases(todo, store, ledger, state.next_seq, (files, patients, split_of, config, spec),
+            _run_cases(todo, store, ledger, state.next_seq, (input_uri, files, patients, split_of, config, spec),
                        options, stop, tally, reporter, timings)
         finally:
             reporter.close()
 
         state = ledger.load()
         outcomes = state.outcomes
-        complete = all(c in outcomes for c in selected)
-        merged = merge_parts(store, state.parts, config.output.compression) if complete and options.merge else {}
+        complete = all(c in outcomes for c in mine)
+        if options.merge and options.host_count > 1:
+            log.warning("--merge ignored on host %s of %d: run `vitalflow verify --merge` once all hosts finished",
+                        options.host, options.host_count)
+        merge = complete and options.merge and options.host_count == 1
+        merged = merge_parts(store, state.parts, config.output.compression) if merge else {}
         timings["total"] = time.perf_counter() - t0
         run_info = {
             "host": options.host,
+            "host_count": options.host_count,
             "workers": options.workers,
             "commit_every": options.commit_every,
             "stopped_by": stop.requested,
@@ -138,25 +160,26 @@ def preprocess(
             "removed_leftovers": removed,
             "peak_rss_mb": {"main": peak_rss_mb(), "largest_worker": timings.pop("peak_rss_mb")},
         }
-        card = build_card(spec, config, selected, outcomes, state.parts, timings, merged, run_info)
-        write_card(store, card)
+        name = card_name(options.host, options.host_count)
+        card = build_card(spec, config, mine, outcomes, state.parts, timings, merged, run_info)
+        write_card(store, card, name)
         if not complete:
             return RunResult(store.uri, card, None, stop.requested)
         t1 = time.perf_counter()
-        report = verify_output(store.uri)
+        report = verify_output(store.uri, host=options.host if options.host_count > 1 else None)
         card["timings_s"]["verify"] = round(time.perf_counter() - t1, 3)
-        write_card(store, card)
+        write_card(store, card, name)
         return RunResult(store.uri, card, report, stop.requested)
 
 
-def _open_ledger(store: Store, ledger: Ledger, manifest: dict, overwrite: bool) -> None:
+def _open_ledger(store: Store, ledger: Ledger, manifest: dict, overwrite: bool, card: str) -> None:
     """Start fresh, resume, or refuse an output written under other inputs or config."""
     if overwrite:
         ledger.clear()
     existing = ledger.read_manifest()
     if existing is None:
         mine = ledger.prefix + "/"
-        foreign = [n for n in store.list() if n == CARD_NAME or n.startswith(mine)
+        foreign = [n for n in store.list() if n == card or n.startswith(mine)
                    or (PART_RE.match(n) and PART_RE.match(n).group(3) == ledger.host)]
         if foreign:
             raise OutputError(
@@ -188,7 +211,7 @@ def _set_context(*context) -> None:
 
 def process_case(case_id: int) -> tuple[CaseOutcome, list[bytes], dict[str, float]]:
     """Read, transform and encode one case (in a worker). Problems become failed/excluded outcomes."""
-    files, patients, split_of, config, spec = _context
+    input_uri, files, patients, split_of, config, spec = _context
     timings: dict[str, float] = {}
     patient = patients.get(case_id)
     outcome = CaseOutcome(case_id, "failed", split=split_of.get(case_id),
@@ -202,7 +225,8 @@ def process_case(case_id: int) -> tuple[CaseOutcome, list[bytes], dict[str, floa
             raise CaseDataError(f"case {case_id}: no row in the clinical table")
         t = time.perf_counter()
         try:
-            recording = read_vital(files[case_id], spec.tracks)
+            with local_copy(input_uri, files[case_id]) as path:
+                recording = read_vital(path, spec.tracks)
         except VitalflowError as exc:
             raise CaseDataError(f"case {case_id}: {exc}") from exc
         t2 = time.perf_counter()
@@ -237,7 +261,7 @@ def process_case(case_id: int) -> tuple[CaseOutcome, list[bytes], dict[str, floa
 
 def _run_cases(todo, store, ledger, seq, context, options: RunOptions, stop: StopRequest, tally: Tally,
                reporter: Reporter, timings: dict) -> None:
-    compression = context[3].output.compression
+    compression = context[4].output.compression
     part = PartWriter(store, seq, options.host, compression)
     batch: list[CaseOutcome] = []
 
@@ -304,7 +328,7 @@ def _run_cases(todo, store, ledger, seq, context, options: RunOptions, stop: Sto
 
 
 def _worker_died(case_id: int, context) -> CaseOutcome:
-    files, patients, split_of, config, spec = context
+    patients, split_of = context[2], context[3]
     patient = patients.get(case_id)
     return CaseOutcome(case_id, "failed", split=split_of.get(case_id),
                        subject_id=subject_key(patient) if patient else None, stage="worker",

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
+import fsspec
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -255,9 +256,10 @@ class Config(Strict):
 
 
 # --- loading -----------------------------------------------------------------------------------
-def _read_yaml(path: Path, what: str) -> dict:
+def _read_yaml(path: str | Path, what: str) -> dict:
     try:
-        data = yaml.safe_load(path.read_text())
+        with fsspec.open(str(path), "rt") as f:  # a local path or an s3:// URI
+            data = yaml.safe_load(f.read())
     except FileNotFoundError:
         raise SpecError(f"{what} file not found: {path}") from None
     except yaml.YAMLError as exc:
@@ -282,30 +284,29 @@ def _validate(model: type[BaseModel], data: dict, where: str):
         raise SpecError(f"{where}: {loc}: {msg}{more}") from exc
 
 
-def spec_path(name_or_path: str, relative_to: Path | None = None) -> Path:
-    """A built-in spec name (``master-poc``) or a path to a spec YAML file."""
+def spec_path(name_or_path: str, relative_to: str | None = None) -> str:
+    """A built-in spec name (``master-poc``), or a spec YAML path or URI (relative to the config)."""
     builtin = BUILTIN_DIR / f"{name_or_path.replace('-', '_')}.yaml"
     if "/" not in name_or_path and not name_or_path.endswith((".yaml", ".yml")) and builtin.exists():
-        return builtin
-    path = Path(name_or_path)
-    if relative_to is not None and not path.is_absolute():
-        path = relative_to / path
-    return path
+        return str(builtin)
+    if relative_to is None or "://" in name_or_path or name_or_path.startswith("/"):
+        return name_or_path
+    return f"{relative_to.rstrip('/')}/{name_or_path}"
 
 
-def load_spec(name_or_path: str = DEFAULT_SPEC, relative_to: Path | None = None) -> Spec:
+def load_spec(name_or_path: str = DEFAULT_SPEC, relative_to: str | None = None) -> Spec:
     path = spec_path(name_or_path, relative_to)
     return _validate(Spec, _read_yaml(path, "spec"), f"spec {path}")
 
 
 def load_config(path: str | Path | None = None) -> tuple[Config, Spec]:
-    """Load a run config (defaults when ``path`` is None) and the spec it names."""
+    """Load a run config (defaults when ``path`` is None; a local path or s3:// URI) and its spec."""
     if path is None:
         config = Config()
         return config, load_spec(config.spec)
-    path = Path(path)
+    path = str(path)
     config = _validate(Config, _read_yaml(path, "config"), f"config {path}")
-    return config, load_spec(config.spec, relative_to=path.parent)
+    return config, load_spec(config.spec, relative_to=path.rpartition("/")[0] or ".")
 
 
 def config_hash(config: Config, spec: Spec) -> str:

@@ -1,0 +1,1 @@
+"""SageMaker: the job environment inside a job, and launching jobs from outside."""

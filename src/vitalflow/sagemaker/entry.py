@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""The script a SageMaker job runs: install vitalflow from the shipped source, then run
+``vitalflow preprocess`` with the job's arguments. Standard library only, because it runs before
+vitalflow is installed; it is never imported by vitalflow itself.
+
+Where things are (see ``vitalflow.sagemaker.launch``):
+
+- processing job: this file and ``source.tar.gz`` were downloaded to
+  ``/opt/ml/processing/input/code``; the ``vitalflow preprocess`` arguments are this script's
+  argv (the job's ``ContainerArguments``).
+- training job (script mode): the framework toolkit extracted ``source.tar.gz`` into
+  ``/opt/ml/code``, so this file sits next to ``pyproject.toml`` and ``src/``; the arguments are
+  the keys ``input``, ``clinical``, ``output``, ``cases``, ``config`` and ``workers`` of
+  ``/opt/ml/input/config/hyperparameters.json`` (every value a string). The toolkit also passes
+  them as argv; the file is what counts.
+
+Install: nothing when the installed vitalflow has the shipped version (a toolkit or image already
+installed it); otherwise ``python -m pip install --no-cache-dir SRC[aws]``. Then this process becomes
+``python -m vitalflow preprocess ...`` (exec), so SageMaker's SIGTERM reaches vitalflow directly
+and vitalflow's exit code (0, 3, 4, 75, ...) is the job's.
+
+``VITALFLOW_SAGEMAKER_BASE`` moves ``/opt/ml`` elsewhere, as for ``vitalflow.sagemaker.env``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+KEYS = ("input", "clinical", "output", "cases", "config", "workers")
+TARBALL = "source.tar.gz"
+EXTRAS = "aws"
+
+
+def log(message: str) -> None:
+    print(f"vitalflow-entry: {message}", file=sys.stderr, flush=True)
+
+
+def sagemaker_base() -> Path:
+    return Path(os.environ.get("VITALFLOW_SAGEMAKER_BASE", "/opt/ml"))
+
+
+def hyperparameters_file() -> Path:
+    return sagemaker_base() / "input" / "config" / "hyperparameters.json"
+
+
+def _string(value: object) -> str:
+    """A hyperparameter as a string; a JSON-quoted one (as the SageMaker SDK writes them) unquoted."""
+    if isinstance(value, str):
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            try:
+                decoded = json.loads(value)
+            except ValueError:
+                return value
+            return decoded if isinstance(decoded, str) else value
+        return value
+    return json.dumps(value)
+
+
+def arguments_from_hyperparameters(hyperparameters: dict) -> list[str]:
+    """``--input X --clinical Y ...`` from a training job's hyperparameters, in a fixed order.
+
+    >>> arguments_from_hyperparameters({"output": "s3://b/o", "input": "s3://b/i", "workers": "4",
+    ...                                 "sagemaker_program": "entry.py"})
+    ['--input', 's3://b/i', '--output', 's3://b/o', '--workers', '4']
+    """
+    args: list[str] = []
+    for key in KEYS:
+        if key in hyperparameters and hyperparameters[key] is not None:
+            args += [f"--{key}", _string(hyperparameters[key])]
+    ignored = sorted(k for k in hyperparameters if k not in KEYS and not k.startswith("sagemaker_"))
+    if ignored:
+        log(f"ignoring unknown hyperparameters {ignored}")
+    return args
+
+
+def preprocess_arguments(argv: list[str]) -> list[str]:
+    """The hyperparameters' arguments in a training job, else argv (a processing job)."""
+    path = hyperparameters_file()
+    if path.is_file():
+        return arguments_from_hyperparameters(json.loads(path.read_text(encoding="utf-8")))
+    return list(argv)
+
+
+def _extract(tarball: Path) -> Path:
+    dest = Path(tempfile.mkdtemp(prefix="vitalflow-src-"))
+    with tarfile.open(tarball) as tar:
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(dest, filter="data")
+        else:  # Python without extraction filters: refuse absolute and parent paths
+            for member in tar.getmembers():
+                if member.name.startswith("/") or ".." in Path(member.name).parts:
+                    raise SystemExit(f"vitalflow-entry: unsafe path {member.name!r} in {tarball}")
+            tar.extractall(dest)
+    return dest
+
+
+def source_dir(here: Path) -> Path:
+    """The vitalflow source tree: this file's directory (training) or the tarball beside it, extracted."""
+    if (here / "pyproject.toml").is_file():
+        return here
+    if (here / TARBALL).is_file():
+        return _extract(here / TARBALL)
+    raise SystemExit(f"vitalflow-entry: neither pyproject.toml nor {TARBALL} next to {here / 'entry.py'}")
+
+
+def shipped_version(src: Path) -> str | None:
+    match = re.search(r'(?m)^version\s*=\s*"([^"]+)"', (src / "pyproject.toml").read_text(encoding="utf-8"))
+    return match.group(1) if match else None
+
+
+def installed_version() -> str | None:
+    """The installed vitalflow's version, asked of a fresh interpreter (None if not installed)."""
+    probe = "import importlib.metadata as m; print(m.version('vitalflow'))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd="/")
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def needs_install(src: Path, installed: str | None) -> bool:
+    """True unless ``installed`` is the version of the source tree ``src``."""
+    return installed is None or installed != shipped_version(src)
+
+
+def install(src: Path) -> None:
+    """``pip install SRC[aws]``: the ``aws`` extra brings what reading and writing S3 needs."""
+    command = [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check",
+               f"{src}[{EXTRAS}]"]
+    log("installing: " + " ".join(command))
+    env = dict(os.environ, PIP_ROOT_USER_ACTION="ignore", PIP_BREAK_SYSTEM_PACKAGES="1")
+    code = subprocess.call(command, env=env)
+    if code:
+        raise SystemExit(f"vitalflow-entry: pip install of {src} failed with exit code {code}")
+
+
+def main(argv: list[str]) -> None:
+    here = Path(__file__).resolve().parent
+    args = preprocess_arguments(argv)
+    src = source_dir(here)
+    installed = installed_version()
+    if needs_install(src, installed):
+        install(src)
+    else:
+        log(f"vitalflow {installed} is installed already")
+    command = [sys.executable, "-m", "vitalflow", "preprocess", *args]
+    log("running: " + " ".join(command))
+    os.execv(sys.executable, command)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
