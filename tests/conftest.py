@@ -28,3 +28,30 @@ def corpus_copy(corpus, tmp_path):
     dest = tmp_path / "in"
     shutil.copytree(corpus, dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def big_corpus(tmp_path_factory):
+    """32 short recordings (no waves) for crash, signal, multi-host and S3 tests. Do not modify."""
+    from outputs import CASES
+    from vitalflow.vital.synth import synth_corpus
+
+    root = tmp_path_factory.mktemp("big")
+    synth_corpus(root, CASES, seed=11, hours=0.9, waves=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def clean_run(big_corpus, tmp_path_factory):
+    """The decoded dataset of an uninterrupted single-host run over ``big_corpus``: the expectation
+    every interrupted, resumed, multi-host or S3 run must meet."""
+    from outputs import dataset
+    from typer.testing import CliRunner
+
+    from vitalflow.cli import app
+
+    out = tmp_path_factory.mktemp("clean") / "out"
+    result = CliRunner().invoke(app, ["preprocess", "--input", str(big_corpus), "--clinical",
+                                      str(big_corpus / "clinical.csv"), "--output", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return dataset(out)

@@ -20,20 +20,9 @@ from typer.testing import CliRunner
 
 from vitalflow.cli import app
 from vitalflow.dataset.card import CARD_NAME
-from vitalflow.dataset.tfrecord import decode_example, read_records
+from outputs import CASES, dataset
 
-CASES = 32
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def big_corpus(tmp_path_factory):
-    """32 short recordings (no waves) for the crash and signal tests."""
-    from vitalflow.vital.synth import synth_corpus
-
-    root = tmp_path_factory.mktemp("big")
-    synth_corpus(root, CASES, seed=11, hours=0.9, waves=False)
-    return root
 
 
 def _args(corpus: Path, out: Path, *extra) -> list[str]:
@@ -58,29 +47,6 @@ def _wait_for_commits(out: Path, n: int, proc: subprocess.Popen, timeout: float 
             return True
         time.sleep(0.01)
     return False
-
-
-def dataset(out: Path) -> dict:
-    """Every example of an output, decoded, keyed by (case, window start). Fails on duplicates."""
-    card = json.loads((out / CARD_NAME).read_text())
-    examples = {}
-    for split, parts in card["files"].items():
-        for part in parts:
-            for record in read_records(out / part["path"]):
-                ex = decode_example(record)
-                key = (int(ex["case_id"][0]), int(ex["window_start_s"][0]))
-                assert key not in examples, f"{key} written twice"
-                examples[key] = (split, {k: v.tobytes() if hasattr(v, "tobytes") else v for k, v in ex.items()})
-    return examples
-
-
-@pytest.fixture(scope="module")
-def clean_run(big_corpus, tmp_path_factory):
-    """The dataset of an uninterrupted run (the expectation every interrupted run must meet)."""
-    out = tmp_path_factory.mktemp("clean") / "out"
-    result = runner.invoke(app, _args(big_corpus, out, "--quiet"))
-    assert result.exit_code == 0, result.output
-    return dataset(out)
 
 
 def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(big_corpus, clean_run, tmp_path):
