@@ -9,6 +9,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from seaweed import s3_server  # noqa: F401,E402  (the SeaweedFS S3 server fixture)
+
 CORPUS_CASES = 8
 
 
