@@ -605,6 +605,9 @@ def s3_environment(server: SeaweedS3) -> Iterator[None]:
             mp.delenv(name, raising=False)
         for name, value in server.env().items():
             mp.setenv(name, value)
+        import boto3
+
+        mp.setattr(boto3, "DEFAULT_SESSION", None)  # a session made earlier caches other credentials
         yield
 
 

@@ -75,6 +75,7 @@ def aws(moto_server, monkeypatch):
     moto_server.reset()
     for key, value in moto_server.env().items():
         monkeypatch.setenv(key, value)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # it caches credentials: keep moto's out of other tests
     boto3.client("s3").create_bucket(Bucket=BUCKET)
     return moto_server
 

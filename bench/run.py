@@ -1,0 +1,256 @@
+"""Throughput benchmark: vitalflow against the limit (inflate only) and the straightforward way.
+
+    .venv/bin/python bench/run.py [--cases 16] [--scale 200] [--json bench/result.json]
+
+On one fixed, seeded corpus (built once and cached in ``bench/.corpus``: 16 cases of 2 to 4 hours
+with waves, both file layouts, ~20 MB each) it measures, each method in its own process so that
+peak memory is its own:
+
+  (a) limit:  only inflating each file's gzip stream with the fastest inflater available;
+  (b) naive:  per case ``vitaldb.VitalFile`` + ``to_numpy(interval=1)`` + pandas ffill,
+              normalization and a window loop (what a researcher writes today);
+  (c) vitalflow: per case read + transform + encode + TFRecord write, one process; and the whole
+              ``preprocess`` run (workers, commits, card, verification) with 1 worker and with
+              all CPUs.
+
+It prints per-case milliseconds (median, max), cases/s, input MB/s, peak RSS per process, output
+bytes per window and the ratios (c)/(a) and (b)/(c), and writes everything as JSON. ``--scale N``
+adds a run over N cases without waves next to the same cases' 16-case run, to show that per-case
+time and memory do not grow with the number of cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CORPUS_SEED = 2026
+
+
+def peak_rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def corpus(path: Path, cases: int, waves: bool) -> list[Path]:
+    marker = path / f".made-{cases}-{waves}"
+    if not marker.exists():
+        from vitalflow.vital.synth import synth_corpus
+
+        shutil.rmtree(path, ignore_errors=True)
+        synth_corpus(path, cases, seed=CORPUS_SEED, hours=None, waves=waves)
+        marker.touch()
+    return sorted(path.glob("*.vital"))
+
+
+# --- the methods, each run in a child process -------------------------------------------------
+def method_inflate(files: list[Path]) -> list[float]:
+    from vitalflow.vital.read import inflate  # the fastest inflater vitalflow found
+
+    times = []
+    for f in files:
+        t = time.perf_counter()
+        inflate(f.read_bytes(), str(f))
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def method_naive(files: list[Path], clinical: Path) -> list[float]:
+    import numpy as np
+    import pandas as pd
+    import vitaldb
+
+    from vitalflow.spec import load_spec
+
+    spec = load_spec()
+    rows = pd.read_csv(clinical).set_index("caseid")
+    times = []
+    for f in files:
+        t = time.perf_counter()
+        row = rows.loc[int(f.stem)]
+        vf = vitaldb.VitalFile(str(f))
+        columns = []
+        for feat in spec.timeseries:
+            names = [s.track for s in feat.sources]
+            data = vf.to_numpy(names, interval=1)
+            df = pd.DataFrame(data, columns=names)
+            series = df.bfill(axis=1).iloc[:, 0]  # first source with a value, per second
+            if feat.name in ("Propofol_INF", "Remifentanil_INF", "Noradrenalin_INF"):
+                series = series * 20 / row["weight"]
+            series = series.ffill().fillna(feat.impute.before_first_value)
+            lo, hi = feat.range
+            columns.append(((series - lo) / (hi - lo) * 2 - 1).clip(-1, 1).to_numpy(np.float32))
+        x = np.stack(columns, axis=1)
+        windows, targets = [], []
+        for s in range(0, len(x) - 330 + 1, 30):
+            windows.append(x[s : s + 300].copy())
+            targets.append(x[s + 329, 7:15].copy())
+        if windows:
+            np.stack(windows), np.stack(targets)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def method_vitalflow_cases(files: list[Path], clinical: Path) -> tuple[list[float], int, int]:
+    """Per case: read + transform + encode + write to a TFRecord file, in this process."""
+    from vitalflow.dataset.split import assign_splits
+    from vitalflow.dataset.tfrecord import TFRecordWriter
+    from vitalflow.run import preprocess as run
+    from vitalflow.spec import load_config
+    from vitalflow.vital.clinical import read_clinical
+
+    config, spec = load_config()
+    patients = read_clinical(clinical.read_bytes(), str(clinical))
+    ids = [int(f.stem) for f in files]
+    split_of = assign_splits({c: run.subject_key(patients[c]) for c in ids}, config.split.fractions, 0)
+    run._set_context(str(files[0].parent), {int(f.stem): f.name for f in files}, patients, split_of, config, spec)
+    times, windows, size = [], 0, 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for f in files:
+            t = time.perf_counter()
+            outcome, examples, _ = run.process_case(int(f.stem))
+            with TFRecordWriter(Path(tmp) / "out.tfrecord") as w:
+                for ex in examples:
+                    w.write(ex)
+            times.append(time.perf_counter() - t)
+            windows += outcome.windows
+            size += (Path(tmp) / "out.tfrecord").stat().st_size
+    return times, windows, size
+
+
+def method_vitalflow_run(files: list[Path], clinical: Path, workers: int, compression: str) -> dict:
+    from vitalflow.run.preprocess import RunOptions, preprocess
+    from vitalflow.spec import load_config
+    from vitalflow.spec.model import Config, Output
+
+    _, spec = load_config()
+    config = Config(output=Output(compression=compression))
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        result = preprocess(str(files[0].parent), str(clinical), tmp, config, spec,
+                            cases=[int(f.stem) for f in files], options=RunOptions(workers=workers))
+        wall = time.perf_counter() - t
+        assert result.verify.ok and result.card["cases"]["failed"] == 0, result.card["failed"]
+        windows = sum(s["windows"] for s in result.card["splits"].values())
+        size = sum(p["bytes"] for parts in result.card["files"].values() for p in parts)
+        return {"wall_s": wall, "windows": windows, "output_bytes": size, "card_timings_s": result.card["timings_s"],
+                "peak_rss_mb": result.card["run"]["peak_rss_mb"]}
+
+
+def child(args) -> None:
+    files = [Path(p) for p in args.files]
+    clinical = files[0].parent / "clinical.csv"
+    out: dict = {}
+    if args.method == "inflate":
+        out["times"] = method_inflate(files)
+    elif args.method == "naive":
+        out["times"] = method_naive(files, clinical)
+    elif args.method == "cases":
+        out["times"], out["windows"], out["output_bytes"] = method_vitalflow_cases(files, clinical)
+    else:
+        out.update(method_vitalflow_run(files, clinical, args.workers, args.compression))
+    out["peak_rss_mb"] = out.get("peak_rss_mb") or {"main": peak_rss_mb()}
+    print(json.dumps(out))
+
+
+def run_child(method: str, files: list[Path], workers: int = 1, compression: str = "none") -> dict:
+    cmd = [sys.executable, __file__, "--child", method, "--workers", str(workers), "--compression", compression,
+           "--files", *map(str, files)]
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def summarize(times: list[float], mb: float) -> dict:
+    return {"per_case_ms_median": round(1000 * statistics.median(times), 1),
+            "per_case_ms_max": round(1000 * max(times), 1),
+            "cases_per_s": round(len(times) / sum(times), 2),
+            "input_mb_per_s": round(mb / sum(times), 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", type=int, default=16)
+    ap.add_argument("--scale", type=int, default=0, help="also run N cases without waves (e.g. 200)")
+    ap.add_argument("--json", type=Path, default=HERE / "result.json")
+    ap.add_argument("--child")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--compression", default="none")
+    ap.add_argument("--files", nargs="*")
+    args = ap.parse_args()
+    if args.child:
+        args.method = args.child
+        return child(args)
+
+    t0 = time.perf_counter()
+    files = corpus(HERE / ".corpus", args.cases, waves=True)
+    mb = sum(f.stat().st_size for f in files) / 1e6
+    cpus = os.cpu_count() or 1
+    machine = {"cpus": cpus, "machine": platform.machine(), "python": platform.python_version(),
+               "processor": platform.processor() or "", "memory_gb": round(os.sysconf("SC_PAGE_SIZE") *
+                                                                        os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
+    print(f"corpus: {len(files)} cases with waves, {mb:.0f} MB ({mb / len(files):.1f} MB/case); {machine}")
+    results: dict = {"machine": machine, "corpus": {"cases": len(files), "mb": round(mb, 1)}}
+
+    a = run_child("inflate", files)
+    b = run_child("naive", files)
+    c = run_child("cases", files)
+    run1 = run_child("run", files, workers=1)
+    runn = run_child("run", files, workers=cpus)
+    rung = run_child("run", files, workers=cpus, compression="GZIP")
+    results["a_inflate"] = {**summarize(a["times"], mb), "peak_rss_mb": a["peak_rss_mb"]}
+    results["b_naive"] = {**summarize(b["times"], mb), "peak_rss_mb": b["peak_rss_mb"]}
+    results["c_vitalflow_per_case"] = {**summarize(c["times"], mb), "peak_rss_mb": c["peak_rss_mb"],
+                                       "output_bytes_per_window": round(c["output_bytes"] / c["windows"])}
+    for key, r in (("c_run_1_worker", run1), (f"c_run_{cpus}_workers", runn), (f"c_run_{cpus}_workers_gzip", rung)):
+        results[key] = {"wall_s": round(r["wall_s"], 2), "cases_per_s": round(len(files) / r["wall_s"], 2),
+                        "input_mb_per_s": round(mb / r["wall_s"], 1), "peak_rss_mb": r["peak_rss_mb"],
+                        "output_bytes_per_window": round(r["output_bytes"] / r["windows"]),
+                        "timings_s": r["card_timings_s"]}
+    med = lambda r: statistics.median(r["times"])  # noqa: E731
+    results["ratios"] = {
+        "c_over_a_per_case": round(med(c) / med(a), 2),
+        "b_over_c_per_case": round(med(b) / med(c), 1),
+        "all_workers_over_1_worker_throughput": round(run1["wall_s"] / runn["wall_s"], 2),
+    }
+    if args.scale:
+        small = corpus(HERE / ".corpus-nowaves", args.scale, waves=False)
+        few = run_child("cases", small[: args.cases])
+        many = run_child("cases", small)
+        results["scaling"] = {
+            f"{len(few['times'])}_cases": {**summarize(few["times"], 0), "peak_rss_mb": few["peak_rss_mb"]},
+            f"{len(many['times'])}_cases": {**summarize(many["times"], 0), "peak_rss_mb": many["peak_rss_mb"]},
+            "first_vs_last_quarter_ms": [round(1000 * statistics.median(many["times"][: len(small) // 4]), 1),
+                                         round(1000 * statistics.median(many["times"][-len(small) // 4:]), 1)],
+        }
+    results["bench_seconds"] = round(time.perf_counter() - t0, 1)
+
+    for key in ("a_inflate", "b_naive", "c_vitalflow_per_case"):
+        r = results[key]
+        print(f"{key:24s} median {r['per_case_ms_median']:8.1f} ms  max {r['per_case_ms_max']:8.1f} ms  "
+              f"{r['cases_per_s']:6.2f} cases/s  {r['input_mb_per_s']:7.1f} MB/s  peak RSS {r['peak_rss_mb']}")
+    for key in [k for k in results if k.startswith("c_run")]:
+        r = results[key]
+        print(f"{key:24s} wall {r['wall_s']:6.2f} s  {r['cases_per_s']:6.2f} cases/s  {r['input_mb_per_s']:7.1f} MB/s  "
+              f"{r['output_bytes_per_window']} B/window  peak RSS {r['peak_rss_mb']}")
+    print("ratios:", results["ratios"])
+    if "scaling" in results:
+        print("scaling:", json.dumps(results["scaling"]))
+    args.json.write_text(json.dumps(results, indent=1) + "\n")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
