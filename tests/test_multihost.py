@@ -80,6 +80,11 @@ def test_hosts_together_equal_a_single_host_run(big_corpus, clean_run, tmp_path,
     assert card["status"] == "complete" and card["cases"]["selected"] == CASES
     assert card["run"]["hosts"] == ["h0", "h1", "h2"]
     assert dataset(out) == clean_run
+    merged = runner.invoke(app, ["verify", str(out), "--merge"])
+    assert merged.exit_code == 0, merged.output
+    card = json.loads((out / "preprocessing_metadata.json").read_text())
+    assert {s: m["examples"] for s, m in card["merged"].items()} == {s: v["windows"] for s, v in card["splits"].items()}
+    assert runner.invoke(app, ["verify", str(out)]).exit_code == 0
 
 
 def test_a_killed_host_resumes_from_its_own_ledger(big_corpus, clean_run, tmp_path):

@@ -201,11 +201,27 @@ def _print_summary(card: dict) -> None:
 
 @app.command()
 @_errors
-def verify(output_dir: str = typer.Argument(..., help="A preprocess output directory.")) -> None:
-    """Read every output file back and check it against the card; exit 0 only if all holds."""
+def verify(
+    output_dir: str = typer.Argument(..., help="A preprocess output (folder or s3:// prefix)."),
+    merge: bool = typer.Option(False, "--merge", help="After verifying, also write single split files "
+                                                      "(for outputs several hosts wrote)."),
+) -> None:
+    """Read every output file back and check it against the ledger and card; exit 0 only if all holds.
+
+    For an output several hosts wrote, first combines their ledgers into one card."""
+    from vitalflow.dataset.card import read_card, write_card
+    from vitalflow.dataset.merge import merge_parts
     from vitalflow.dataset.verify import verify_output
+    from vitalflow.store import Store
 
     report = verify_output(output_dir)
+    if report.ok and merge:
+        store = Store(output_dir)
+        card = read_card(store)
+        parts = [dict(p, split=s) for s, ps in card["files"].items() for p in ps]
+        card["merged"] = merge_parts(store, parts, card["config"]["output"]["compression"])
+        write_card(store, card)
+        report = verify_output(output_dir)
     for p in report.problems:
         err.print(f"  {p}", markup=False)
     counts = ", ".join(f"{k} {v}" for k, v in report.examples.items())

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vitalflow.dataset.card import build_card, card_name, read_card, write_card
+from vitalflow.dataset.card import CARD_NAME, build_card, card_name, read_card, write_card
 from vitalflow.dataset.ledger import LEDGER, Ledger
 from vitalflow.dataset.parts import PART_RE
 from vitalflow.dataset.split import SPLITS
@@ -75,7 +75,10 @@ def verify_output(output: str, host: str | None = None) -> VerifyReport:
         scope = hosts(store)
         manifests = [Ledger(store, h).read_manifest() for h in scope]
         if any(m and m["host_count"] > 1 for m in manifests):
-            write_card(store, combined_card(store, scope, manifests))
+            card = combined_card(store, scope, manifests)
+            if store.exists(CARD_NAME):  # keep files an earlier `verify --merge` made (checked below)
+                card["merged"] = read_card(store).get("merged", {})
+            write_card(store, card)
         card = read_card(store)
     report = VerifyReport(store.uri)
     if card["status"] != "complete":
