@@ -110,17 +110,19 @@ class Store:
             raise
         _fsync_dir(target.parent)
 
-    def staging_dir(self) -> Path:
-        """A local directory for files being written; :meth:`publish` moves them in atomically."""
+    def staging_dir(self, owner: str) -> Path:
+        """A local directory, private to ``owner`` (a host), for files being written;
+        :meth:`publish` moves them in atomically."""
         if self.is_local:
-            path = Path(self._path(STAGING))
+            path = Path(self._path(f"{STAGING}/{owner}"))
             path.mkdir(parents=True, exist_ok=True)
             return path
-        return Path(tempfile.mkdtemp(prefix="vitalflow-staging-"))
+        return Path(tempfile.mkdtemp(prefix=f"vitalflow-staging-{owner}-"))
 
-    def clear_staging(self) -> None:
+    def clear_staging(self, owner: str) -> None:
+        """Delete ``owner``'s unpublished files (never another host's, which may be writing)."""
         if self.is_local:
-            for leftover in Path(self._path(STAGING)).glob("*"):
+            for leftover in Path(self._path(f"{STAGING}/{owner}")).glob("*"):
                 leftover.unlink()
 
     def publish(self, staged: Path, name: str) -> None:

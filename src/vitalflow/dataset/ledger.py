@@ -93,7 +93,7 @@ class Ledger:
             if m and m.group(3) == self.host and name not in committed:
                 self.store.delete(name)
                 removed.append(name)
-        self.store.clear_staging()
+        self.store.clear_staging(self.host)
         return removed
 
     def clear(self) -> None:
@@ -102,7 +102,7 @@ class Ledger:
             m = PART_RE.match(name)
             if (m and m.group(3) == self.host) or name.startswith(self.prefix + "/") or name in OWN_FILES:
                 self.store.delete(name)
-        self.store.clear_staging()
+        self.store.clear_staging(self.host)
 
 
 OWN_FILES = {CARD_NAME} | {f"{s}.tfrecord{ext}" for s in ("train", "validation", "test") for ext in ("", ".gz")}

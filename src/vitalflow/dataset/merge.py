@@ -26,7 +26,7 @@ def merge_parts(store: Store, parts: list[dict], compression: str) -> dict[str, 
     merged = {}
     for split in SPLITS:
         name = merged_name(split, compression)
-        staged = store.staging_dir() / (name + ".incomplete")
+        staged = store.staging_dir("merge") / (name + ".incomplete")
         count = 0
         with TFRecordWriter(staged, compression=gzip) as writer:
             for part in sorted((p for p in parts if p["split"] == split), key=lambda p: p["path"]):

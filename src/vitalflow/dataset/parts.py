@@ -48,7 +48,7 @@ class PartWriter:
 
     def __init__(self, store: Store, seq: int, host: str, compression: str):
         self.store, self.seq, self.host, self.compression = store, seq, host, compression
-        self._staging = store.staging_dir()
+        self._staging = store.staging_dir(host)
         self._writers: dict[str, TFRecordWriter] = {}
         self._counts = {s: 0 for s in SPLITS}
 
