@@ -17,7 +17,8 @@ def dataset(out: Path) -> dict:
     examples = {}
     for split, parts in card["files"].items():
         for part in parts:
-            for record in read_records(Path(out) / part["path"]):
+            gzip = "GZIP" if part["path"].endswith(".gz") else None
+            for record in read_records(Path(out) / part["path"], compression=gzip):
                 ex = decode_example(record)
                 key = (int(ex["case_id"][0]), int(ex["window_start_s"][0]))
                 assert key not in examples, f"{key} written twice"

@@ -187,7 +187,7 @@ def test_crash_while_writing_leaves_only_committed_parts_and_resume_completes(co
     assert {p.name for p in out.glob("*.tfrecord*")} == committed  # nothing half-written under a final name
     for r in records:  # each committed part holds exactly the windows its record lists
         for split, part in r["parts"].items():
-            n = sum(1 for _ in read_records(out / part["path"]))
+            n = sum(1 for _ in read_records(out / part["path"], compression="GZIP"))
             assert n == part["examples"] == sum(c["windows"] for c in r["cases"] if c["split"] == split)
     monkeypatch.setattr(parts_module.PartWriter, "add", real_add)
     resumed = invoke(*args)
@@ -196,7 +196,7 @@ def test_crash_while_writing_leaves_only_committed_parts_and_resume_completes(co
     keys = set()
     for split, parts in card["files"].items():
         for part in parts:
-            for record in read_records(out / part["path"]):
+            for record in read_records(out / part["path"], compression="GZIP"):
                 ex = decode_example(record)
                 keys.add((int(ex["case_id"][0]), int(ex["window_start_s"][0])))
     assert len(keys) == sum(s["windows"] for s in card["splits"].values())  # none twice, none lost

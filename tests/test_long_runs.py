@@ -175,11 +175,12 @@ def test_merge_writes_single_split_files_tensorflow_reads(big_corpus, tmp_path):
     assert result.exit_code == 0, result.output
     card = json.loads((out / CARD_NAME).read_text())
     for split, info in card["splits"].items():
-        assert card["merged"][split]["path"] == f"{split}.tfrecord"
-        assert sum(1 for _ in tf.data.TFRecordDataset(str(out / f"{split}.tfrecord"))) == info["windows"]
-    data = bytearray((out / "train.tfrecord").read_bytes())
+        assert card["merged"][split]["path"] == f"{split}.tfrecord.gz"
+        ds = tf.data.TFRecordDataset(str(out / f"{split}.tfrecord.gz"), compression_type="GZIP")
+        assert sum(1 for _ in ds) == info["windows"]
+    data = bytearray((out / "train.tfrecord.gz").read_bytes())
     data[100] ^= 0xFF
-    (out / "train.tfrecord").write_bytes(bytes(data))
+    (out / "train.tfrecord.gz").write_bytes(bytes(data))
     verify = runner.invoke(app, ["verify", str(out)])
     assert verify.exit_code == 4 and "train.tfrecord" in verify.stderr
 

