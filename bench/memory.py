@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from vitalflow.vital.synth import synth_corpus
+from corpus import cached_corpus
 
 
 def main() -> None:
@@ -26,12 +26,7 @@ def main() -> None:
     ap.add_argument("--hours", type=float, default=4.0)
     ap.add_argument("--corpus", type=Path, default=Path(__file__).parent / ".corpus-memory")
     args = ap.parse_args()
-    marker = args.corpus / f"made-{args.cases}-{args.hours}"
-    if not marker.exists():
-        shutil.rmtree(args.corpus, ignore_errors=True)
-        synth_corpus(args.corpus, args.cases, seed=4, hours=args.hours, waves=True)
-        marker.touch()
-    size = sum(p.stat().st_size for p in args.corpus.glob("*.vital")) / 1e6
+    size = sum(p.stat().st_size for p in cached_corpus(args.corpus, args.cases, 4, args.hours, True)) / 1e6
     print(f"corpus: {args.cases} cases x {args.hours} h with waves, {size:.0f} MB; "
           f"{platform.processor() or platform.machine()}, {platform.python_version()}")
     results = []

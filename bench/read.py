@@ -26,7 +26,6 @@ import contextlib
 import io
 import json
 import platform
-import shutil
 import statistics
 import sys
 import time
@@ -37,7 +36,7 @@ import numpy as np
 
 from vitalflow.spec import load_spec
 from vitalflow.vital import fastread
-from vitalflow.vital.synth import synth_corpus
+from corpus import cached_corpus
 
 
 def _inflaters() -> dict[str, object]:
@@ -87,12 +86,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--corpus", type=Path, default=Path(__file__).parent / ".corpus-read")
     args = ap.parse_args()
-    marker = args.corpus / f"made-{args.cases}-5-{args.hours}"
-    if not marker.exists():
-        shutil.rmtree(args.corpus, ignore_errors=True)
-        synth_corpus(args.corpus, args.cases, seed=5, hours=args.hours, waves=True)
-        marker.touch()
-    paths = sorted(args.corpus.glob("*.vital"))
+    paths = cached_corpus(args.corpus, args.cases, 5, args.hours, True)
     names = list(load_spec().tracks)
     mods = _inflaters()
     used = fastread.INFLATER

@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -33,27 +32,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from corpus import cached_corpus
+
+from vitalflow.run.preprocess import peak_rss_mb
+
 HERE = Path(__file__).resolve().parent
 CORPUS_SEED = 2026
 
 
-def peak_rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def corpus(path: Path, cases: int, waves: bool) -> list[Path]:
-    marker = path / f".made-{cases}-{waves}"
-    if not marker.exists():
-        from vitalflow.vital.synth import synth_corpus
-
-        shutil.rmtree(path, ignore_errors=True)
-        synth_corpus(path, cases, seed=CORPUS_SEED, hours=None, waves=waves)
-        marker.touch()
-    return sorted(path.glob("*.vital"))
+    return cached_corpus(path, cases, CORPUS_SEED, None, waves)
 
 
 # --- the methods, each run in a child process -------------------------------------------------
@@ -162,7 +150,7 @@ def child(args) -> None:
         out["times"], out["windows"], out["output_bytes"] = method_vitalflow_cases(files, clinical)
     else:
         out.update(method_vitalflow_run(files, clinical, args.workers, args.compression))
-    out["peak_rss_mb"] = out.get("peak_rss_mb") or {"main": peak_rss_mb()}
+    out["peak_rss_mb"] = out.get("peak_rss_mb") or {"main": peak_rss_mb()}  # of this child process
     print(json.dumps(out))
 
 
