@@ -45,12 +45,14 @@ class WorkerPool:
         return self._executor.submit(fn, *args)
 
     def kill(self) -> None:
+        """Kill the workers, then shut the executor down; its manager thread sees the dead workers
+        and ends, so nothing is left for the interpreter to wait for at exit."""
         processes = list((self._executor._processes or {}).values())  # no public way to abandon work
-        self._executor.shutdown(wait=False, cancel_futures=True)
         for p in processes:
             p.kill()
         for p in processes:
             p.join()
+        self._executor.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
