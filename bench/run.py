@@ -1,6 +1,6 @@
 """Throughput benchmark: vitalflow against the limit (inflate only) and the straightforward way.
 
-    .venv/bin/python bench/run.py [--cases 16] [--scale 200] [--json bench/result.json]
+    .venv/bin/python bench/run.py [--cases 16] [--repeat 3] [--scale 200] [--json bench/result.json]
 
 On one fixed, seeded corpus (built once and cached in ``bench/.corpus``: 16 cases of 2 to 4 hours
 with waves, both file layouts, ~20 MB each) it measures, each method in its own process so that
@@ -9,9 +9,11 @@ peak memory is its own:
   (a) limit:  only inflating each file's gzip stream with the fastest inflater available;
   (b) naive:  per case ``vitaldb.VitalFile`` + ``to_numpy(interval=1)`` + pandas ffill,
               normalization and a window loop (what a researcher writes today);
-  (c) vitalflow: per case read + transform + encode + TFRecord write, one process; and the whole
-              ``preprocess`` run (workers, commits, card, verification) with 1 worker and with
-              all CPUs.
+  (c) vitalflow: per case read + transform + encode + TFRecord write (default config: GZIP), one
+              process; and the whole ``preprocess`` run (workers, commits, card, read-back
+              verification) with 1 worker and with all CPUs (and once more uncompressed).
+
+(a), (c) and the runs are repeated (``--repeat``, alternating) and their medians reported.
 
 It prints per-case milliseconds (median, max), cases/s, input MB/s, peak RSS per process, output
 bytes per window and the ratios (c)/(a) and (b)/(c), and writes everything as JSON. ``--scale N``
@@ -95,8 +97,8 @@ def method_naive(files: list[Path], clinical: Path) -> list[float]:
 def method_vitalflow_cases(files: list[Path], clinical: Path) -> tuple[list[float], int, int]:
     """Per case: read + transform + encode + write to a TFRecord file, in this process."""
     from vitalflow.dataset.split import assign_splits
-    from vitalflow.dataset.tfrecord import TFRecordWriter
     from vitalflow.run import preprocess as run
+    from vitalflow.run.inputs import find_case_files
     from vitalflow.spec import load_config
     from vitalflow.vital.clinical import read_clinical
 
@@ -104,15 +106,13 @@ def method_vitalflow_cases(files: list[Path], clinical: Path) -> tuple[list[floa
     patients = read_clinical(clinical.read_bytes(), str(clinical))
     ids = [int(f.stem) for f in files]
     split_of = assign_splits({c: run.subject_key(patients[c]) for c in ids}, config.split.fractions, 0)
-    run._set_context(str(files[0].parent), {int(f.stem): f.name for f in files}, patients, split_of, config, spec)
+    run._set_context(str(files[0].parent), find_case_files(files[0].parent), patients, split_of, config, spec)
     times, windows, size = [], 0, 0
     with tempfile.TemporaryDirectory() as tmp:
         for f in files:
             t = time.perf_counter()
-            outcome, examples, _ = run.process_case(int(f.stem))
-            with TFRecordWriter(Path(tmp) / "out.tfrecord") as w:
-                for ex in examples:
-                    w.write(ex)
+            outcome, block, _ = run.process_case(int(f.stem))
+            (Path(tmp) / "out.tfrecord").write_bytes(block)
             times.append(time.perf_counter() - t)
             windows += outcome.windows
             size += (Path(tmp) / "out.tfrecord").stat().st_size
@@ -154,11 +154,18 @@ def child(args) -> None:
     print(json.dumps(out))
 
 
-def run_child(method: str, files: list[Path], workers: int = 1, compression: str = "none") -> dict:
+def run_child(method: str, files: list[Path], workers: int = 1, compression: str = "GZIP") -> dict:
     cmd = [sys.executable, __file__, "--child", method, "--workers", str(workers), "--compression", compression,
            "--files", *map(str, files)]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def per_case(children: list[dict], mb: float) -> dict:
+    """Per-case figures over the repeats of one method (each repeat: every case once)."""
+    times = [t for child in children for t in child["times"]]
+    return {**summarize(times, mb * len(children)),
+            "peak_rss_mb": {"main": max(child["peak_rss_mb"]["main"] for child in children)}}
 
 
 def summarize(times: list[float], mb: float) -> dict:
@@ -173,9 +180,10 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=16)
     ap.add_argument("--scale", type=int, default=0, help="also run N cases without waves (e.g. 200)")
     ap.add_argument("--json", type=Path, default=HERE / "result.json")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each timed method, alternating")
     ap.add_argument("--child")
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--compression", default="none")
+    ap.add_argument("--compression", default="GZIP")
     ap.add_argument("--files", nargs="*")
     args = ap.parse_args()
     if args.child:
@@ -192,26 +200,35 @@ def main() -> None:
     print(f"corpus: {len(files)} cases with waves, {mb:.0f} MB ({mb / len(files):.1f} MB/case); {machine}")
     results: dict = {"machine": machine, "corpus": {"cases": len(files), "mb": round(mb, 1)}}
 
-    a = run_child("inflate", files)
+    # The machine is shared and timings drift by 10 % or more between minutes: the timed methods run
+    # --repeat times, alternating, and the medians over all repeats are reported.
+    a, c, run1, runn = [], [], [], []
+    for _ in range(args.repeat):
+        a.append(run_child("inflate", files))
+        c.append(run_child("cases", files))
+        run1.append(run_child("run", files, workers=1))
+        runn.append(run_child("run", files, workers=cpus))
     b = run_child("naive", files)
-    c = run_child("cases", files)
-    run1 = run_child("run", files, workers=1)
-    runn = run_child("run", files, workers=cpus)
-    rung = run_child("run", files, workers=cpus, compression="GZIP")
-    results["a_inflate"] = {**summarize(a["times"], mb), "peak_rss_mb": a["peak_rss_mb"]}
-    results["b_naive"] = {**summarize(b["times"], mb), "peak_rss_mb": b["peak_rss_mb"]}
-    results["c_vitalflow_per_case"] = {**summarize(c["times"], mb), "peak_rss_mb": c["peak_rss_mb"],
-                                       "output_bytes_per_window": round(c["output_bytes"] / c["windows"])}
-    for key, r in (("c_run_1_worker", run1), (f"c_run_{cpus}_workers", runn), (f"c_run_{cpus}_workers_gzip", rung)):
-        results[key] = {"wall_s": round(r["wall_s"], 2), "cases_per_s": round(len(files) / r["wall_s"], 2),
+    rawn = run_child("run", files, workers=cpus, compression="none")
+    results["repeats"] = args.repeat
+    results["a_inflate"] = per_case(a, mb)
+    results["b_naive"] = per_case([b], mb)
+    results["c_vitalflow_per_case"] = {**per_case(c, mb), "output_bytes_per_window":
+                                       round(sum(r["output_bytes"] for r in c) / sum(r["windows"] for r in c))}
+    for key, runs in (("c_run_1_worker", run1), (f"c_run_{cpus}_workers", runn),
+                      (f"c_run_{cpus}_workers_uncompressed", [rawn])):
+        r = sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2]  # the median run
+        results[key] = {"wall_s": round(r["wall_s"], 2), "wall_s_all": [round(x["wall_s"], 2) for x in runs],
+                        "cases_per_s": round(len(files) / r["wall_s"], 2),
                         "input_mb_per_s": round(mb / r["wall_s"], 1), "peak_rss_mb": r["peak_rss_mb"],
                         "output_bytes_per_window": round(r["output_bytes"] / r["windows"]),
                         "timings_s": r["card_timings_s"]}
-    med = lambda r: statistics.median(r["times"])  # noqa: E731
+    ms = lambda key: results[key]["per_case_ms_median"]  # noqa: E731
     results["ratios"] = {
-        "c_over_a_per_case": round(med(c) / med(a), 2),
-        "b_over_c_per_case": round(med(b) / med(c), 1),
-        "all_workers_over_1_worker_throughput": round(run1["wall_s"] / runn["wall_s"], 2),
+        "c_over_a_per_case": round(ms("c_vitalflow_per_case") / ms("a_inflate"), 2),
+        "b_over_c_per_case": round(ms("b_naive") / ms("c_vitalflow_per_case"), 1),
+        "all_workers_over_1_worker_throughput": round(results["c_run_1_worker"]["wall_s"] /
+                                                      results[f"c_run_{cpus}_workers"]["wall_s"], 2),
     }
     if args.scale:
         small = corpus(HERE / ".corpus-nowaves", args.scale, waves=False)

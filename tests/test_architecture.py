@@ -30,5 +30,5 @@ def test_transform_and_spec_do_no_io_imports():
 
 def test_exported_members():
     exported = {name for name in dir(vitalflow) if not name.startswith("_") and name not in
-                {"cli", "dataset", "errors", "launch_cli", "run", "sagemaker", "spec", "store", "transform", "vital"}}
+                {"cli", "dataset", "errors", "launch_cli", "pool", "run", "sagemaker", "spec", "store", "transform", "vital"}}
     assert exported == set(vitalflow.__all__) - {"__version__"}

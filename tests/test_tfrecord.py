@@ -16,10 +16,13 @@ from hypothesis.extra import numpy as hnp
 
 from vitalflow.dataset.tfrecord import (
     CorruptRecordError,
+    ExampleDecoder,
     TFRecordWriter,
     decode_example,
     detect_compression,
+    encode_block,
     encode_example,
+    encode_examples,
     frame_record,
     masked_crc32c,
     read_records,
@@ -270,6 +273,82 @@ def test_encoding_matches_tensorflow_property(features):
     assert_matches_tensorflow(features)
     ours = encode_example(features)
     assert_decoded_equal(decode_example(ours), tf_to_python(tf.train.Example.FromString(ours)))
+
+
+def _row_arrays(n: int):
+    """Per-row features of n rows: float32/float64/int64 arrays of shape (n, ...)."""
+    shapes = st.tuples(st.just(n), st.integers(0, 40)) | st.tuples(st.just(n), st.integers(1, 4), st.integers(1, 4))
+    return st.dictionaries(keys, st.one_of(
+        hnp.arrays(np.float32, shapes, elements=st.floats(width=32, allow_nan=True, allow_infinity=True)),
+        hnp.arrays(np.float64, shapes, elements=st.floats(-1e40, 1e40)),  # beyond float32: inf, as TF
+        hnp.arrays(np.int64, shapes, elements=st.integers(INT64_MIN, INT64_MAX)),
+    ), min_size=1, max_size=4)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 5).flatmap(lambda n: st.tuples(st.just(n), _row_arrays(n))), feature_dicts)
+def test_encode_examples_equals_encode_example_per_row(n_rows, same):
+    """The batched encoder (what runs write) against the per-example one (itself checked against
+    TensorFlow's serialization above), byte for byte."""
+    n, rows = n_rows
+    same = {k: v for k, v in same.items() if k not in rows}
+    expected = [encode_example({**same, **{k: v[i] for k, v in rows.items()}}) for i in range(n)]
+    assert encode_examples(rows, same) == expected
+
+
+def _decoded_or_error(decode, data):
+    try:
+        return decode(data)
+    except ValueError as exc:
+        return f"ValueError: {exc}"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(feature_dicts, st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)), max_size=30))
+def test_example_decoder_equals_decode_example(features, flips):
+    """The layout-reusing decoder (what verify runs) against the full parse, on a stream of one
+    writer's Examples and of copies with a byte changed anywhere: in a value or in the structure."""
+    data = encode_example(features)
+    stream = [data, data]
+    for pos, xor in flips:
+        damaged = bytearray(data)
+        if damaged:
+            damaged[pos % len(damaged)] ^= xor
+        stream.append(bytes(damaged))
+    decoder = ExampleDecoder()
+    for item in stream:
+        ours, full = _decoded_or_error(decoder.decode, item), _decoded_or_error(decode_example, item)
+        if isinstance(full, str):
+            assert ours == full
+        else:
+            assert_decoded_equal(ours, full)
+
+
+def test_encode_examples_parse_in_tensorflow():
+    rows = {"x": np.arange(12, dtype=np.float32).reshape(3, 2, 2), "t": np.array([[0], [300], [70000]])}
+    for i, data in enumerate(encode_examples(rows, {"id": [b"s"]})):
+        assert tf.train.Example.FromString(data) == tf_example({"x": rows["x"][i], "t": rows["t"][i], "id": [b"s"]})
+
+
+def test_encode_examples_refuses_mismatched_input():
+    with pytest.raises(ValueError, match="at least one"):
+        encode_examples({}, {"a": 1})
+    with pytest.raises(ValueError, match="both per row"):
+        encode_examples({"a": np.zeros((2, 1))}, {"a": 1})
+    with pytest.raises(ValueError, match="'b': 3 rows, expected 2"):
+        encode_examples({"a": np.zeros((2, 1)), "b": np.zeros((3, 1))}, {})
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_tensorflow_reads_concatenated_blocks(tmp_path, compression):
+    """Parts are blocks appended one after another (for GZIP: one gzip member per block)."""
+    examples = make_examples(7)
+    payloads = [encode_example(ex) for ex in examples]
+    path = tmp_path / "blocks.tfrecord"
+    path.write_bytes(b"".join(encode_block(payloads[a:b], compression) for a, b in ((0, 3), (3, 3), (3, 7))))
+    ds = tf.data.TFRecordDataset(str(path), compression_type=compression or "")
+    assert [r.numpy() for r in ds] == payloads
+    assert list(read_records(path, compression=compression)) == payloads
 
 
 @settings(max_examples=300, deadline=None)

@@ -205,6 +205,7 @@ def verify(
     output_dir: str = typer.Argument(..., help="A preprocess output (folder or s3:// prefix)."),
     merge: bool = typer.Option(False, "--merge", help="After verifying, also write single split files "
                                                       "(for outputs several hosts wrote)."),
+    workers: int = typer.Option(os.cpu_count() or 1, "--workers", min=1, help="Processes reading the data back."),
 ) -> None:
     """Read every output file back and check it against the ledger and card; exit 0 only if all holds.
 
@@ -214,14 +215,14 @@ def verify(
     from vitalflow.dataset.verify import verify_output
     from vitalflow.store import Store
 
-    report = verify_output(output_dir)
+    report = verify_output(output_dir, workers=workers)
     if report.ok and merge:
         store = Store(output_dir)
         card = read_card(store)
         parts = [dict(p, split=s) for s, ps in card["files"].items() for p in ps]
         card["merged"] = merge_parts(store, parts, card["config"]["output"]["compression"])
         write_card(store, card)
-        report = verify_output(output_dir)
+        report = verify_output(output_dir, workers=workers)
     for p in report.problems:
         err.print(f"  {p}", markup=False)
     counts = ", ".join(f"{k} {v}" for k, v in report.examples.items())

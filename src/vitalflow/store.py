@@ -80,11 +80,16 @@ class Store:
 
     def list(self, prefix: str = "") -> list[str]:
         """Names of all files below ``prefix`` (recursive), sorted."""
+        return sorted(self.sizes(prefix))
+
+    def sizes(self, prefix: str = "") -> dict[str, int]:
+        """Name -> size in bytes of every file below ``prefix`` (recursive), from one listing."""
         base = self._path(prefix).rstrip("/") if prefix else self.root
         if not self.fs.exists(base):
-            return []
+            return {}
         start = len(self.root) + 1
-        return sorted(p[start:] if p.startswith(self.root) else p for p in self.fs.find(base))
+        return {(p[start:] if p.startswith(self.root) else p): int(info.get("size") or 0)
+                for p, info in self.fs.find(base, detail=True).items()}
 
     def delete(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -111,7 +111,7 @@ def build_card(
             "normalization": "norm = clip((x - lo) / (hi - lo) * 2 - 1, -1, 1); inverse x = lo + (norm + 1) / 2 * (hi - lo)",
         },
         "example_schema": example_schema(spec, config),
-        "files": {s: sorted((_part(p) for p in parts if p["split"] == s), key=lambda p: p["path"]) for s in SPLITS},
+        "files": {s: sorted((part_entry(p) for p in parts if p["split"] == s), key=lambda p: p["path"]) for s in SPLITS},
         "merged": merged or {},
         "splits": splits,
         "cases": {
@@ -140,7 +140,8 @@ def build_card(
     }
 
 
-def _part(p: dict) -> dict:
+def part_entry(p: dict) -> dict:
+    """A part (or merged file) as the card lists it; the ledger also records its blocks."""
     return {k: p[k] for k in ("path", "examples", "bytes", "sha256")}
 
 

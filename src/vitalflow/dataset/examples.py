@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import numpy as np
 
-from vitalflow.dataset.tfrecord import encode_example
+from vitalflow.dataset.tfrecord import encode_block, encode_examples
 from vitalflow.transform.case import CaseArrays
 
 
-def case_examples(arrays: CaseArrays, subject_id: str, write_mask: bool) -> Iterator[bytes]:
+def case_examples(arrays: CaseArrays, subject_id: str, write_mask: bool) -> list[bytes]:
     """Serialized examples of every window of a case, in window order."""
+    n = arrays.n_windows
+    if n == 0:
+        return []
     series, observed = arrays.windows()
-    static = arrays.static.astype(np.float32)
-    case_id = np.array([arrays.case_id], dtype=np.int64)
-    subject = subject_id.encode()
-    for i in range(arrays.n_windows):
-        features = {
-            "timeseries": series[i].reshape(-1),
-            "static": static,
-            "target": arrays.targets[i],
-            "case_id": case_id,
-            "subject_id": [subject],
-            "window_start_s": np.array([arrays.window_starts[i]], dtype=np.int64),
-        }
-        if write_mask:
-            features["mask"] = observed[i].reshape(-1).astype(np.float32)
-        yield encode_example(features)
+    rows = {
+        "timeseries": series.reshape(n, -1),
+        "target": arrays.targets,
+        "window_start_s": np.asarray(arrays.window_starts, dtype=np.int64).reshape(n, 1),
+    }
+    if write_mask:
+        rows["mask"] = observed.reshape(n, -1).astype(np.float32)
+    same = {
+        "static": arrays.static.astype(np.float32),
+        "case_id": np.array([arrays.case_id], dtype=np.int64),
+        "subject_id": [subject_id.encode()],
+    }
+    return encode_examples(rows, same)
+
+
+def case_block(arrays: CaseArrays, subject_id: str, write_mask: bool, compression: str) -> bytes:
+    """A case's examples as a block of a part file: framed, and compressed for ``"GZIP"``."""
+    return encode_block(case_examples(arrays, subject_id, write_mask), compression)

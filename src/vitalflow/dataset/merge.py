@@ -1,15 +1,18 @@
 """``--merge``: one ``train.tfrecord`` / ``validation.tfrecord`` / ``test.tfrecord`` from the parts.
 
-The layout the Master POC v5 documents expect. Records are re-read (CRC-checked) and re-written in
-part order; each merged file is published atomically like a part.
+The layout the Master POC v5 documents expect. Parts are concatenated in part order: TFRecord
+files, and gzip files, concatenate into valid files of the same kind. Each merged file is
+published atomically like a part, and the callers verify it (records, CRCs, counts) afterwards.
 """
 
 from __future__ import annotations
 
-from vitalflow.dataset.parts import PublishedFile, sha256_file
+from vitalflow.dataset.card import part_entry
+from vitalflow.dataset.parts import StagedFile
 from vitalflow.dataset.split import SPLITS
-from vitalflow.dataset.tfrecord import TFRecordWriter, read_records
 from vitalflow.store import Store
+
+_CHUNK = 1 << 24
 
 
 def merged_name(split: str, compression: str) -> str:
@@ -22,19 +25,16 @@ def merged_name(split: str, compression: str) -> str:
 
 
 def merge_parts(store: Store, parts: list[dict], compression: str) -> dict[str, dict]:
-    gzip = None if compression == "none" else "GZIP"
     merged = {}
     for split in SPLITS:
         name = merged_name(split, compression)
-        staged = store.staging_dir("merge") / (name + ".incomplete")
-        count = 0
-        with TFRecordWriter(staged, compression=gzip) as writer:
-            for part in sorted((p for p in parts if p["split"] == split), key=lambda p: p["path"]):
-                with store.open(part["path"]) as f:
-                    for record in read_records(f, compression=gzip):
-                        writer.write(record)
-                        count += 1
-        published = PublishedFile(name, count, staged.stat().st_size, sha256_file(staged))
-        store.publish(staged, name)
-        merged[split] = vars(published)
+        staged = StagedFile(store.staging_dir("merge") / (name + ".incomplete"))
+        for part in sorted((p for p in parts if p["split"] == split), key=lambda p: p["path"]):
+            with store.open(part["path"]) as f:
+                while chunk := f.read(_CHUNK):
+                    staged.append(chunk)
+            staged.examples += part["examples"]
+        staged.file.close()
+        store.publish(staged.path, name)
+        merged[split] = part_entry(vars(staged.published(name)))
     return merged

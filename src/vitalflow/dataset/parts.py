@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from vitalflow.dataset.split import SPLITS
-from vitalflow.dataset.tfrecord import TFRecordWriter
 from vitalflow.store import Store
 
 PART_RE = re.compile(r"^(train|validation|test)-(\d{5})-(h\d+)\.tfrecord(\.gz)?$")
@@ -33,56 +31,62 @@ class PublishedFile:
     examples: int
     bytes: int
     sha256: str
+    # [case id, byte offset, bytes, examples] of each case's block, in file order: verify checks
+    # blocks in parallel, and a reader can find one case's examples without reading the rest
+    blocks: list = field(default_factory=list)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+class StagedFile:
+    """A staged part: blocks appended, counted and hashed as they are written."""
+
+    def __init__(self, path: Path):
+        self.path, self.file, self.sha = path, open(path, "wb"), hashlib.sha256()
+        self.examples = self.bytes = 0
+        self.blocks: list[list[int]] = []
+
+    def append(self, block: bytes, examples: int = 0, case_id: int | None = None) -> None:
+        if case_id is not None:
+            self.blocks.append([case_id, self.bytes, len(block), examples])
+        self.file.write(block)
+        self.sha.update(block)
+        self.examples += examples
+        self.bytes += len(block)
+
+    def published(self, name: str) -> PublishedFile:
+        return PublishedFile(name, self.examples, self.bytes, self.sha.hexdigest(), self.blocks)
 
 
 class PartWriter:
-    """Collects one commit's examples in staged files; :meth:`publish` makes them visible."""
+    """Collects one commit's blocks (see `vitalflow.dataset.examples.case_block`) in staged files;
+    :meth:`publish` makes them visible."""
 
     def __init__(self, store: Store, seq: int, host: str, compression: str):
         self.store, self.seq, self.host, self.compression = store, seq, host, compression
         self._staging = store.staging_dir(host)
-        self._writers: dict[str, TFRecordWriter] = {}
-        self._counts = {s: 0 for s in SPLITS}
+        self._files: dict[str, StagedFile] = {}
 
-    def _staged(self, split: str) -> Path:
-        return self._staging / (part_name(split, self.seq, self.host, self.compression) + ".incomplete")
+    def _name(self, split: str) -> str:
+        return part_name(split, self.seq, self.host, self.compression)
 
-    def add(self, split: str, example: bytes) -> None:
-        if split not in self._writers:
-            self._writers[split] = TFRecordWriter(
-                self._staged(split), compression=None if self.compression == "none" else "GZIP"
-            )
-        self._writers[split].write(example)
-        self._counts[split] += 1
-
-    @property
-    def examples(self) -> int:
-        return sum(self._counts.values())
+    def add(self, split: str, case_id: int, block: bytes, examples: int) -> None:
+        """Append a case's block of ``examples`` records, framed and compressed like this part."""
+        if split not in self._files:
+            self._files[split] = StagedFile(self._staging / (self._name(split) + ".incomplete"))
+        self._files[split].append(block, examples, case_id)
 
     def publish(self) -> dict[str, PublishedFile]:
         """Close and publish every split that received examples."""
         published = {}
-        for split, writer in self._writers.items():
-            writer.close()
-            staged = self._staged(split)
-            name = part_name(split, self.seq, self.host, self.compression)
-            size, digest = staged.stat().st_size, sha256_file(staged)
-            self.store.publish(staged, name)
-            published[split] = PublishedFile(name, self._counts[split], size, digest)
-        self._writers.clear()
+        for split, staged in self._files.items():
+            staged.file.close()
+            self.store.publish(staged.path, self._name(split))
+            published[split] = staged.published(self._name(split))
+        self._files.clear()
         return published
 
     def abort(self) -> None:
         """Close and delete what was not published."""
-        for split, writer in self._writers.items():
-            writer.close()
-            self._staged(split).unlink(missing_ok=True)
-        self._writers.clear()
+        for staged in self._files.values():
+            staged.file.close()
+            staged.path.unlink(missing_ok=True)
+        self._files.clear()

@@ -1,29 +1,38 @@
 """Read an output back and check it against its card and its ledger, without TensorFlow.
 
 Checks: the card is complete and names exactly the parts the ledger committed; no uncommitted part
-lies around; every part (and merged file) has the recorded checksum and example count, intact
-framing, the schema's shapes, finite values in [-1, 1] and a 0/1 mask; every example belongs to the
-split its case was assigned; window counts per case and split match; no subject is in two splits.
+lies around; every part (and merged file) has the recorded checksum, size and example count, intact
+framing, the schema's shapes, finite values in [-1, 1] and a 0/1 mask; each case's block holds the
+examples the ledger records; every example belongs to the split its case was assigned; window
+counts per case and split match; no window appears twice; no subject is in two splits.
+
+The examples are read back block by block (a block is one case's examples, the unit the ledger
+records with its byte range), in ``workers`` processes, while this process hashes whole files.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from vitalflow.dataset.card import CARD_NAME, build_card, card_name, read_card, write_card
+from vitalflow.dataset.card import CARD_NAME, build_card, card_name, part_entry, read_card, write_card
 from vitalflow.dataset.ledger import LEDGER, Ledger
 from vitalflow.dataset.parts import PART_RE
 from vitalflow.dataset.split import SPLITS
-from vitalflow.dataset.tfrecord import CorruptRecordError, decode_example, read_records
+from vitalflow.dataset.tfrecord import CorruptRecordError, ExampleDecoder, read_records
 from vitalflow.errors import OutputError
+from vitalflow.pool import WorkerPool
 from vitalflow.spec.model import Config, Spec
 from vitalflow.store import Store
 
 MAX_PROBLEMS = 50
+_BOUNDED = ("timeseries", "static", "target", "mask")  # normalized: finite, in [-1, 1]
+_BATCH = 1024  # examples whose values are checked in one numpy pass
+_CHUNK = 1 << 20
 
 
 @dataclass
@@ -43,28 +52,11 @@ class VerifyReport:
             self.problems.append("... more problems not listed")
 
 
-class _HashingReader:
-    """A file wrapper that hashes every byte read through it."""
-
-    def __init__(self, f):
-        self.f, self.sha = f, hashlib.sha256()
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.f.read(n)
-        self.sha.update(data)
-        return data
-
-    def drain(self) -> str:
-        while self.read(1 << 20):
-            pass
-        return self.sha.hexdigest()
-
-
 def hosts(store: Store) -> list[str]:
     return sorted({name.split("/")[1] for name in store.list(LEDGER) if name.count("/") >= 2})
 
 
-def verify_output(output: str, host: str | None = None) -> VerifyReport:
+def verify_output(output: str, host: str | None = None, workers: int = 1) -> VerifyReport:
     """Verify one host's share (``host``), or the whole output (combining the hosts' ledgers into
     one card first when several hosts wrote it)."""
     store = Store(output)
@@ -94,92 +86,209 @@ def verify_output(output: str, host: str | None = None) -> VerifyReport:
         where = "the ledger but not the card" if path in committed else "the card but not the ledger"
         report.problem(f"{path}: listed in {where}")
     for path, part in in_card.items():
-        if path in committed and committed[path] != part:
+        if path in committed and part_entry(committed[path]) != part_entry(part):
             report.problem(f"{path}: the card's record differs from the ledger's")
-    for name in store.list():
+    sizes = store.sizes()
+    for name in sizes:
         if PART_RE.match(name) and PART_RE.match(name).group(3) in scope and name not in committed:
             report.problem(f"{name}: a part file no commit record names (a leftover of an interrupted run)")
 
-    checker = _ExampleChecker(card, report)
+    files, units = [], []  # (split, card entry, merged?) and the byte ranges to read back
     for split in SPLITS:
-        report.examples[split] = 0
         for part in card["files"].get(split, []):
-            report.examples[split] += checker.check_file(store, part, split)
-        if report.examples[split] != card["splits"][split]["windows"]:
-            report.problem(f"{split}: {report.examples[split]} examples in the parts, card says "
-                           f"{card['splits'][split]['windows']}")
-    checker.check_totals()
+            files.append((split, part, False))
+            units += _units(split, part["path"], committed.get(part["path"], {}).get("blocks"), sizes, report)
     for split, merged in card.get("merged", {}).items():
-        n = _ExampleChecker(card, report).check_file(store, merged, split)
-        if n != card["splits"][split]["windows"]:
-            report.problem(f"{merged['path']}: {n} examples, split {split} has {card['splits'][split]['windows']}")
+        parts = sorted((committed.get(p["path"], {}) for p in card["files"].get(split, [])), key=lambda p: p.get("path", ""))
+        files.append((split, merged, True))
+        units += _units(split, merged["path"], _merged_blocks(parts), sizes, report)
+
+    checks = _check_units(store, units, card, workers, [f[1] for f in files if f[1]["path"] in sizes])
+    _tally(card, report, files, units, checks)
     return report
 
 
-class _ExampleChecker:
-    def __init__(self, card: dict, report: VerifyReport):
-        self.report = report
-        self.sizes = {name: int(np.prod(f["shape"])) for name, f in card["example_schema"].items()}
-        self.gzip = card["config"]["output"]["compression"] == "GZIP"
-        self.split_of_case = {d["case_id"]: d["split"] for d in card["case_details"]}
-        self.expected_windows = {d["case_id"]: d["windows"] for d in card["case_details"] if d["status"] == "ok"}
-        self.subjects: dict[str, set[str]] = defaultdict(set)
-        self.windows: Counter[int] = Counter()
-        self.seen: set[tuple[int, int]] = set()
+@dataclass(frozen=True)
+class _Unit:
+    """A byte range of one file that is read back on its own: a case's block, or a whole file."""
 
-    def check_file(self, store: Store, entry: dict, split: str) -> int:
-        name, count = entry["path"], 0
-        if not store.exists(name):
-            self.report.problem(f"{name}: missing")
-            return 0
-        with store.open(name) as raw:
-            reader = _HashingReader(raw)
-            try:
-                for record in read_records(reader, compression="GZIP" if self.gzip else None):
-                    count += 1
-                    self._check_example(f"{name} example {count}", decode_example(record), split)
-            except (CorruptRecordError, ValueError) as exc:
-                self.report.problem(f"{name}: unreadable after {count} examples ({exc})")
-            digest = reader.drain()
-        if digest != entry["sha256"]:
-            self.report.problem(f"{name}: checksum differs from the record (file changed or corrupt)")
-        if count != entry["examples"]:
-            self.report.problem(f"{name}: {count} examples, recorded {entry['examples']}")
-        return count
+    split: str
+    path: str
+    offset: int = 0
+    length: int | None = None  # None: to the end of the file
+    first: int = 0  # examples in the file before this range (for messages)
+    case_id: int | None = None
+    examples: int | None = None  # as the ledger records them, for a block
 
-    def _check_example(self, where: str, ex: dict, split: str) -> None:
-        problem = self.report.problem
-        for name, size in self.sizes.items():
-            if name not in ex:
-                return problem(f"{where}: feature {name} missing")
-            if len(ex[name]) != size:
-                return problem(f"{where}: {name} has {len(ex[name])} values, schema says {size}")
-        for name in ("timeseries", "static", "target", "mask"):
-            if name in self.sizes:
-                v = ex[name]
-                if not np.all(np.isfinite(v)) or v.min(initial=0) < -1 or v.max(initial=0) > 1:
-                    problem(f"{where}: {name} has values outside [-1, 1] or not finite")
-        if "mask" in self.sizes and not np.isin(ex["mask"], (0.0, 1.0)).all():
-            problem(f"{where}: mask holds values other than 0 and 1")
-        case_id = int(ex["case_id"][0])
-        key = (case_id, int(ex["window_start_s"][0]))
-        if key in self.seen:
-            problem(f"{where}: window (case {key[0]}, start {key[1]} s) appears twice")
-        self.seen.add(key)
-        if self.split_of_case.get(case_id) != split:
-            problem(f"{where}: case {case_id} belongs to {self.split_of_case.get(case_id)}, found in {split}")
-        self.subjects[split].add(ex["subject_id"][0].decode())
-        self.windows[case_id] += 1
 
-    def check_totals(self) -> None:
-        for case_id, n in self.expected_windows.items():
-            if self.windows[case_id] != n:
-                self.report.problem(f"case {case_id}: {self.windows[case_id]} windows in the parts, card says {n}")
-        for i, a in enumerate(SPLITS):
-            for b in SPLITS[i + 1 :]:
-                shared = self.subjects[a] & self.subjects[b]
-                if shared:
-                    self.report.problem(f"subjects in both {a} and {b}: {sorted(shared)[:10]}")
+@dataclass
+class _UnitCheck:
+    count: int = 0
+    keys: list[tuple[int, int]] = field(default_factory=list)  # (case id, window start) per example
+    subjects: set[str] = field(default_factory=set)
+    problems: list[str] = field(default_factory=list)
+
+
+def _units(split: str, path: str, blocks: list | None, sizes: dict[str, int], report: VerifyReport) -> list[_Unit]:
+    """The blocks of a file when they tile it exactly, else the whole file as one range."""
+    if path not in sizes:
+        report.problem(f"{path}: missing")
+        return []
+    if blocks:
+        offsets = [b[1] for b in blocks]
+        ends = [b[1] + b[2] for b in blocks]
+        if offsets[0] == 0 and offsets[1:] == ends[:-1] and ends[-1] == sizes[path]:
+            firsts = np.cumsum([0] + [b[3] for b in blocks[:-1]]).tolist()
+            return [_Unit(split, path, off, n, first, case, ex) for (case, off, n, ex), first in zip(blocks, firsts)]
+        report.problem(f"{path}: the recorded blocks do not cover its {sizes[path]} bytes exactly")
+    return [_Unit(split, path)]
+
+
+def _merged_blocks(parts: list[dict]) -> list | None:
+    """The blocks of a merged file: its parts' blocks, in part order, one after another."""
+    blocks, base = [], 0
+    for part in parts:
+        if not part.get("blocks"):
+            return None
+        blocks += [[case, base + off, n, ex] for case, off, n, ex in part["blocks"]]
+        base += part["bytes"]
+    return blocks
+
+
+def _check_units(store: Store, units: list[_Unit], card: dict, workers: int, entries: list[dict]) -> list:
+    """Check every unit (in worker processes when there are several), and hash the files here."""
+    schema = ({name: int(np.prod(f["shape"])) for name, f in card["example_schema"].items()},
+              card["config"]["output"]["compression"])
+    digests: dict[str, str] = {}
+    if workers > 1 and len(units) > 1:
+        pool = WorkerPool(min(workers, len(units)))
+        try:
+            futures = [pool.submit(check_unit, store.uri, unit, *schema) for unit in units]
+            for entry in entries:
+                digests[entry["path"]] = _sha256(store, entry["path"])
+            checks = [f.result() for f in futures]
+        except BaseException:
+            pool.kill()
+            raise
+        pool.close()
+    else:
+        checks = [check_unit(store.uri, unit, *schema) for unit in units]
+        for entry in entries:
+            digests[entry["path"]] = _sha256(store, entry["path"])
+    return [checks, digests]
+
+
+def _sha256(store: Store, path: str) -> str:
+    sha = hashlib.sha256()
+    with store.open(path) as f:
+        while chunk := f.read(_CHUNK):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def check_unit(uri: str, unit: _Unit, sizes: dict[str, int], compression: str) -> _UnitCheck:
+    """Read one range back: framing and CRCs, then each example's schema, values and identity."""
+    check, pending, decoder = _UnitCheck(), [], ExampleDecoder()
+    with Store(uri).open(unit.path) as f:
+        f.seek(unit.offset)
+        source = f if unit.length is None else io.BytesIO(f.read(unit.length))
+        try:
+            for record in read_records(source, compression=compression):
+                check.count += 1
+                where = f"{unit.path} example {unit.first + check.count}"
+                example = decoder.decode(record)
+                if _schema_holds(where, example, sizes, check):
+                    pending.append((where, example))
+                if len(pending) >= _BATCH:
+                    _check_values(pending, sizes, check.problems)
+        except (CorruptRecordError, ValueError) as exc:
+            at = f" (the block of case {unit.case_id} at byte {unit.offset})" if unit.case_id is not None else ""
+            check.problems.append(f"{unit.path}: unreadable after {unit.first + check.count} examples{at} ({exc})")
+        _check_values(pending, sizes, check.problems)
+    return check
+
+
+def _schema_holds(where: str, ex: dict, sizes: dict[str, int], check: _UnitCheck) -> bool:
+    """Check the schema and note the example's identity; True if its values are to be checked."""
+    for name, size in sizes.items():
+        if name not in ex:
+            check.problems.append(f"{where}: feature {name} missing")
+            return False
+        if len(ex[name]) != size:
+            check.problems.append(f"{where}: {name} has {len(ex[name])} values, schema says {size}")
+            return False
+    check.keys.append((int(ex["case_id"][0]), int(ex["window_start_s"][0])))
+    check.subjects.add(ex["subject_id"][0].decode())
+    return True
+
+
+def _check_values(pending: list[tuple[str, dict]], sizes: dict[str, int], problems: list[str]) -> None:
+    """Normalized values finite and in [-1, 1], mask 0/1: one numpy pass over many examples."""
+    if not pending:
+        return
+    for name in (n for n in _BOUNDED if n in sizes):
+        values = np.stack([ex[name] for _, ex in pending])
+        if values.size and not (values.min() >= -1 and values.max() <= 1):  # NaN fails too: find them
+            inside = (values >= -1) & (values <= 1)
+            for i in np.flatnonzero(~inside.all(axis=1)):
+                problems.append(f"{pending[i][0]}: {name} has values outside [-1, 1] or not finite")
+        if name == "mask":
+            for i in np.flatnonzero(((values != 0) & (values != 1)).any(axis=1)):
+                problems.append(f"{pending[i][0]}: mask holds values other than 0 and 1")
+    pending.clear()
+
+
+def _tally(card: dict, report: VerifyReport, files: list, units: list[_Unit], results: list) -> None:
+    """Combine the units' checks: counts per block, file, case and split; duplicates; splits."""
+    checks, digests = results
+    split_of_case = {d["case_id"]: d["split"] for d in card["case_details"]}
+    counts: Counter[str] = Counter()
+    seen: dict[bool, set[tuple[int, int]]] = {False: set(), True: set()}  # parts / merged files
+    merged_paths = {entry["path"] for _, entry, merged in files if merged}
+    windows: Counter[int] = Counter()
+    subjects: dict[str, set[str]] = defaultdict(set)
+    for unit, check in zip(units, checks):
+        for p in check.problems:
+            report.problem(p)
+        counts[unit.path] += check.count
+        if unit.examples is not None and check.count != unit.examples:
+            report.problem(f"{unit.path}: the block of case {unit.case_id} at byte {unit.offset} holds "
+                           f"{check.count} examples, recorded {unit.examples}")
+        merged = unit.path in merged_paths
+        for case_id, start in check.keys:
+            if (case_id, start) in seen[merged]:
+                report.problem(f"{unit.path}: window (case {case_id}, start {start} s) appears twice")
+            seen[merged].add((case_id, start))
+            if split_of_case.get(case_id) != unit.split:
+                report.problem(f"{unit.path}: case {case_id} belongs to {split_of_case.get(case_id)}, "
+                               f"found in {unit.split}")
+            if not merged:
+                windows[case_id] += 1
+        if not merged:
+            subjects[unit.split] |= check.subjects
+    for split, entry, merged in files:
+        path = entry["path"]
+        if path in digests and digests[path] != entry["sha256"]:
+            report.problem(f"{path}: checksum differs from the record (file changed or corrupt)")
+        if path in digests and counts[path] != entry["examples"]:
+            report.problem(f"{path}: {counts[path]} examples, recorded {entry['examples']}")
+        if not merged:
+            report.examples[split] = report.examples.get(split, 0) + counts[path]
+    for split in SPLITS:
+        expected = card["splits"][split]["windows"]
+        if report.examples.setdefault(split, 0) != expected:
+            report.problem(f"{split}: {report.examples[split]} examples in the parts, card says {expected}")
+        for split_, entry, merged in files:
+            if merged and split_ == split and counts[entry["path"]] != expected:
+                report.problem(f"{entry['path']}: {counts[entry['path']]} examples, split {split} has {expected}")
+    for d in card["case_details"]:
+        if d["status"] == "ok" and windows[d["case_id"]] != d["windows"]:
+            report.problem(f"case {d['case_id']}: {windows[d['case_id']]} windows in the parts, card says {d['windows']}")
+    for i, a in enumerate(SPLITS):
+        for b in SPLITS[i + 1 :]:
+            shared = subjects[a] & subjects[b]
+            if shared:
+                report.problem(f"subjects in both {a} and {b}: {sorted(shared)[:10]}")
 
 
 def combined_card(store: Store, scope: list[str], manifests: list[dict | None]) -> dict:

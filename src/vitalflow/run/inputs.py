@@ -7,7 +7,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from vitalflow.errors import ClinicalError, OutputError
 from vitalflow.store import Store
@@ -15,17 +15,32 @@ from vitalflow.store import Store
 _CASE_FILE = re.compile(r"^(\d+)\.vital$")
 
 
-def find_case_files(input_uri: str | os.PathLike) -> dict[int, str]:
-    """case id -> file name, for every ``<digits>.vital`` directly in the input (any zero padding)."""
+class CaseFile(NamedTuple):
+    name: str
+    bytes: int
+
+
+def find_case_files(input_uri: str | os.PathLike) -> dict[int, CaseFile]:
+    """case id -> file, for every ``<digits>.vital`` directly in the input (any zero padding)."""
     store = Store(input_uri)
     if store.is_local and not Path(store.root).is_dir():
         raise OutputError(f"input directory not found: {input_uri}")
-    files: dict[int, str] = {}
-    for name in store.list():
+    files: dict[int, CaseFile] = {}
+    for name, size in sorted(store.sizes().items()):
         m = _CASE_FILE.match(name)
         if m:
-            files.setdefault(int(m.group(1)), name)
+            files.setdefault(int(m.group(1)), CaseFile(name, size))
     return files
+
+
+def largest_first(cases: list[int], files: dict[int, CaseFile]) -> list[int]:
+    """The order to start cases in: largest file first, so that the last case to finish is a small
+    one and workers run out of work together (cases without a file, which fail at once, last).
+
+    >>> largest_first([1, 2, 3, 4], {1: CaseFile("1.vital", 10), 2: CaseFile("2.vital", 30), 3: CaseFile("3.vital", 20)})
+    [2, 3, 1, 4]
+    """
+    return sorted(cases, key=lambda c: -files[c].bytes if c in files else 1)
 
 
 def read_input_bytes(uri: str | os.PathLike, what: str) -> bytes:

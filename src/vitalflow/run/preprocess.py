@@ -20,15 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vitalflow.dataset.card import CaseOutcome, build_card, card_name, write_card
-from vitalflow.dataset.examples import case_examples
+from vitalflow.dataset.examples import case_block
 from vitalflow.dataset.ledger import Ledger
 from vitalflow.dataset.merge import merge_parts
 from vitalflow.dataset.parts import PART_RE, PartWriter
 from vitalflow.dataset.split import assign_splits
 from vitalflow.dataset.verify import VerifyReport, verify_output
 from vitalflow.errors import CaseDataError, OutputError, VitalflowError
-from vitalflow.run.inputs import find_case_files, local_copy, read_input_bytes
-from vitalflow.run.pool import WorkerPool
+from vitalflow.run.inputs import find_case_files, largest_first, local_copy, read_input_bytes
+from vitalflow.pool import WorkerPool
 from vitalflow.run.progress import Reporter, Tally
 from vitalflow.run.stop import StopRequest
 from vitalflow.spec.model import Config, Spec, config_hash
@@ -166,7 +166,8 @@ def preprocess(
         if not complete:
             return RunResult(store.uri, card, None, stop.requested)
         t1 = time.perf_counter()
-        report = verify_output(store.uri, host=options.host if options.host_count > 1 else None)
+        report = verify_output(store.uri, host=options.host if options.host_count > 1 else None,
+                               workers=options.workers)
         card["timings_s"]["verify"] = round(time.perf_counter() - t1, 3)
         write_card(store, card, name)
         return RunResult(store.uri, card, report, stop.requested)
@@ -209,8 +210,9 @@ def _set_context(*context) -> None:
     _context = context
 
 
-def process_case(case_id: int) -> tuple[CaseOutcome, list[bytes], dict[str, float]]:
-    """Read, transform and encode one case (in a worker). Problems become failed/excluded outcomes."""
+def process_case(case_id: int) -> tuple[CaseOutcome, bytes, dict[str, float]]:
+    """Read, transform and encode one case (in a worker): its outcome, and its examples as a block
+    ready to append to a part file. Problems become failed/excluded outcomes."""
     input_uri, files, patients, split_of, config, spec = _context
     timings: dict[str, float] = {}
     patient = patients.get(case_id)
@@ -225,7 +227,7 @@ def process_case(case_id: int) -> tuple[CaseOutcome, list[bytes], dict[str, floa
             raise CaseDataError(f"case {case_id}: no row in the clinical table")
         t = time.perf_counter()
         try:
-            with local_copy(input_uri, files[case_id]) as path:
+            with local_copy(input_uri, files[case_id].name) as path:
                 recording = read_vital(path, spec.tracks)
         except VitalflowError as exc:
             raise CaseDataError(f"case {case_id}: {exc}") from exc
@@ -244,19 +246,19 @@ def process_case(case_id: int) -> tuple[CaseOutcome, list[bytes], dict[str, floa
             outcome.status = "excluded"
             outcome.reason = (f"too short: {arrays.crop.end_s - arrays.crop.start_s} s after cropping, "
                               f"one window plus horizon needs {span} s")
-            return outcome, [], timings
+            return outcome, b"", timings
         stage = "encode"
-        examples = list(case_examples(arrays, outcome.subject_id, config.output.write_mask))
+        block = case_block(arrays, outcome.subject_id, config.output.write_mask, config.output.compression)
         timings["encode"] = time.perf_counter() - t3
         outcome.status, outcome.windows = "ok", arrays.n_windows
         timings["peak_rss_mb"] = peak_rss_mb()
-        return outcome, examples, timings
+        return outcome, block, timings
     except VitalflowError as exc:
         outcome.stage, outcome.reason = stage, str(exc)
     except Exception as exc:  # a bug or an unforeseen input in this case's data: record it, go on
         log.exception("case %s: unexpected error", case_id)
         outcome.stage, outcome.reason = "internal", f"case {case_id}: {type(exc).__name__}: {exc}"
-    return outcome, [], timings
+    return outcome, b"", timings
 
 
 def _run_cases(todo, store, ledger, seq, context, options: RunOptions, stop: StopRequest, tally: Tally,
@@ -276,7 +278,7 @@ def _run_cases(todo, store, ledger, seq, context, options: RunOptions, stop: Sto
         return WorkerPool(max(1, min(options.workers, len(todo))), _set_context, context)
 
     workers = pool() if todo else None
-    pending, inflight = deque(todo), {}
+    pending, inflight = deque(largest_first(todo, context[1])), {}
     limit = 2 * options.workers  # cases in flight: memory depends on this, not on len(todo)
     deadline = None
     try:
@@ -292,12 +294,12 @@ def _run_cases(todo, store, ledger, seq, context, options: RunOptions, stop: Sto
             for future in finished:
                 case_id = inflight.pop(future)
                 try:
-                    outcome, examples, case_timings = future.result()
+                    outcome, block, case_timings = future.result()
                 except BrokenProcessPool:  # a worker was killed (OOM?): every case in flight is lost
-                    outcome, examples, case_timings = _worker_died(case_id, context), [], {}
+                    outcome, block, case_timings = _worker_died(case_id, context), b"", {}
                     broken = True
-                for example in examples:
-                    part.add(outcome.split, example)
+                if block:
+                    part.add(outcome.split, case_id, block, outcome.windows)
                 for k, v in case_timings.items():
                     timings[k] = max(timings[k], v) if k == "peak_rss_mb" else timings[k] + v
                 if outcome.status == "failed":

@@ -1,0 +1,100 @@
+"""`verify` finds each kind of damage a dataset can have, and names the file and example."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from vitalflow.dataset.card import CARD_NAME
+from vitalflow.dataset.tfrecord import TFRecordWriter, decode_example, encode_example, read_records
+from vitalflow.dataset.verify import verify_output
+from vitalflow.run.preprocess import RunOptions, preprocess
+from vitalflow.spec import load_config
+
+
+@pytest.fixture
+def output(corpus, tmp_path):
+    config, spec = load_config()
+    result = preprocess(corpus, corpus / "clinical.csv", tmp_path / "out", config, spec, options=RunOptions(workers=1))
+    assert result.verify.ok, result.verify.problems
+    return tmp_path / "out"
+
+
+def _part(output, split):
+    card = json.loads((output / CARD_NAME).read_text())
+    return output / card["files"][split][0]["path"]
+
+
+def _rewrite(path, change) -> None:
+    """Decode a part, let ``change`` edit its list of examples, write it back (same compression)."""
+    examples = [decode_example(r) for r in read_records(path, compression="GZIP")]
+    change(examples)
+    with TFRecordWriter(path, compression="GZIP") as w:
+        for ex in examples:
+            w.write(encode_example(ex))
+
+
+def _set(feature, index, value):
+    def change(examples):
+        examples[2][feature][index] = value
+    return change
+
+
+@pytest.mark.parametrize("change, message", [
+    (_set("timeseries", 100, 1.5), "example 3: timeseries has values outside [-1, 1] or not finite"),
+    (_set("target", 0, np.nan), "example 3: target has values outside [-1, 1] or not finite"),
+    (_set("static", 5, -np.inf), "example 3: static has values outside [-1, 1] or not finite"),
+    (_set("mask", 7, 0.5), "example 3: mask holds values other than 0 and 1"),
+    (lambda exs: exs[2].pop("static"), "example 3: feature static missing"),
+    (lambda exs: exs[2].update(target=exs[2]["target"][:7]), "example 3: target has 7 values, schema says 8"),
+    (lambda exs: exs.append(exs[0]), "appears twice"),
+])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_damaged_examples_are_named(output, change, message, workers):
+    path = _part(output, "train")
+    _rewrite(path, change)
+    report = verify_output(output, workers=workers)
+    assert not report.ok
+    assert any(p.startswith(path.name) and message in p for p in report.problems), report.problems
+    assert any("checksum differs" in p for p in report.problems)
+
+
+def test_a_case_in_the_wrong_split_and_a_subject_in_two(output):
+    moved = []
+    _rewrite(_part(output, "validation"), lambda exs: moved.append(exs.pop(0)))
+    _rewrite(_part(output, "train"), lambda exs: exs.append(moved[0]))
+    problems = verify_output(output).problems
+    case = int(moved[0]["case_id"][0])
+    assert any(f"case {case} belongs to validation, found in train" in p for p in problems), problems
+    assert any("subjects in both train and validation" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_block_is_checked_against_its_ledger_record(output, workers):
+    """The ledger records each case's block (byte range and examples); verify reads blocks on their
+    own, so a block whose count is off is named with its case, even when the file's total is right."""
+    path = _part(output, "train")
+    ledger = sorted((output / "_ledger" / "h0").glob("commit-*.json"))
+    for name in ledger:
+        record = json.loads(name.read_text())
+        blocks = record["parts"]["train"]["blocks"]
+        assert [b[1] for b in blocks] == [0] + [b[1] + b[2] for b in blocks[:-1]]  # they tile the file
+        assert sum(b[2] for b in blocks) == path.stat().st_size
+        blocks[0][3] += 1
+        blocks[1][3] -= 1  # the file's total stays right
+        name.write_text(json.dumps(record))
+    case_a, case_b = blocks[0][0], blocks[1][0]
+    problems = verify_output(output, workers=workers).problems
+    assert any(f"the block of case {case_a} at byte 0 holds" in p for p in problems), problems
+    assert any(f"the block of case {case_b} at byte {blocks[1][1]} holds" in p for p in problems), problems
+
+
+def test_blocks_that_do_not_tile_the_file_are_reported_and_the_file_still_read(output):
+    path = _part(output, "train")
+    with open(path, "ab") as f:
+        f.write(b"not a gzip member")
+    problems = verify_output(output).problems
+    assert any("the recorded blocks do not cover its" in p for p in problems), problems
+    assert any("checksum differs" in p for p in problems) and any("unreadable" in p for p in problems), problems
