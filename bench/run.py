@@ -13,7 +13,9 @@ peak memory is its own:
               process; and the whole ``preprocess`` run (workers, commits, card, read-back
               verification) with 1 worker and with all CPUs (and once more uncompressed).
 
-(a), (c) and the runs are repeated (``--repeat``, alternating) and their medians reported.
+(a), (c) and the runs are repeated (``--repeat``, alternating) and their medians reported; (c)/(a)
+compares (c) with (a) timed in the same process on the same case just before, so that the shared
+machine's drift between minutes cancels out (the ratio of the separate children is printed too).
 
 It prints per-case milliseconds (median, max), cases/s, input MB/s, peak RSS per process, output
 bytes per window and the ratios (c)/(a) and (b)/(c), and writes everything as JSON. ``--scale N``
@@ -94,8 +96,9 @@ def method_naive(files: list[Path], clinical: Path) -> list[float]:
     return times
 
 
-def method_vitalflow_cases(files: list[Path], clinical: Path) -> tuple[list[float], int, int]:
-    """Per case: read + transform + encode + write to a TFRecord file, in this process."""
+def method_vitalflow_cases(files: list[Path], clinical: Path) -> tuple[list[float], list[float], int, int]:
+    """Per case: read + transform + encode + write to a TFRecord file, in this process; and (a)
+    timed on the same case right before it."""
     from vitalflow.dataset.split import assign_splits
     from vitalflow.run import preprocess as run
     from vitalflow.run.inputs import find_case_files
@@ -107,16 +110,21 @@ def method_vitalflow_cases(files: list[Path], clinical: Path) -> tuple[list[floa
     ids = [int(f.stem) for f in files]
     split_of = assign_splits({c: run.subject_key(patients[c]) for c in ids}, config.split.fractions, 0)
     run._set_context(str(files[0].parent), find_case_files(files[0].parent), patients, split_of, config, spec)
-    times, windows, size = [], 0, 0
+    from vitalflow.vital.read import inflate
+
+    times, paired, windows, size = [], [], 0, 0
     with tempfile.TemporaryDirectory() as tmp:
         for f in files:
             t = time.perf_counter()
+            inflate(f.read_bytes(), str(f))  # (a) on the same case just before: drift cancels out
+            t1 = time.perf_counter()
             outcome, block, _ = run.process_case(int(f.stem))
             (Path(tmp) / "out.tfrecord").write_bytes(block)
-            times.append(time.perf_counter() - t)
+            times.append(time.perf_counter() - t1)
+            paired.append(t1 - t)
             windows += outcome.windows
             size += (Path(tmp) / "out.tfrecord").stat().st_size
-    return times, windows, size
+    return times, paired, windows, size
 
 
 def method_vitalflow_run(files: list[Path], clinical: Path, workers: int, compression: str) -> dict:
@@ -147,7 +155,7 @@ def child(args) -> None:
     elif args.method == "naive":
         out["times"] = method_naive(files, clinical)
     elif args.method == "cases":
-        out["times"], out["windows"], out["output_bytes"] = method_vitalflow_cases(files, clinical)
+        out["times"], out["paired_inflate"], out["windows"], out["output_bytes"] = method_vitalflow_cases(files, clinical)
     else:
         out.update(method_vitalflow_run(files, clinical, args.workers, args.compression))
     out["peak_rss_mb"] = out.get("peak_rss_mb") or {"main": peak_rss_mb()}  # of this child process
@@ -166,6 +174,15 @@ def per_case(children: list[dict], mb: float) -> dict:
     times = [t for child in children for t in child["times"]]
     return {**summarize(times, mb * len(children)),
             "peak_rss_mb": {"main": max(child["peak_rss_mb"]["main"] for child in children)}}
+
+
+def run_children_at_once(method: str, files: list[Path], n: int) -> list[dict]:
+    """``n`` children of one method started together (the machine's own parallel capacity)."""
+    cmd = [sys.executable, __file__, "--child", method, "--files", *map(str, files)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(n)]
+    outs = [p.communicate()[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    return [json.loads(o.strip().splitlines()[-1]) for o in outs]
 
 
 def summarize(times: list[float], mb: float) -> dict:
@@ -202,9 +219,11 @@ def main() -> None:
 
     # The machine is shared and timings drift by 10 % or more between minutes: the timed methods run
     # --repeat times, alternating, and the medians over all repeats are reported.
-    a, c, run1, runn = [], [], [], []
+    a, c, run1, runn, ceiling = [], [], [], [], []
     for _ in range(args.repeat):
         a.append(run_child("inflate", files))
+        together = run_children_at_once("inflate", files, cpus)  # (a) on every CPU at once
+        ceiling.append(cpus * sum(a[-1]["times"]) / statistics.mean(sum(t["times"]) for t in together))
         c.append(run_child("cases", files))
         run1.append(run_child("run", files, workers=1))
         runn.append(run_child("run", files, workers=cpus))
@@ -224,11 +243,20 @@ def main() -> None:
                         "output_bytes_per_window": round(r["output_bytes"] / r["windows"]),
                         "timings_s": r["card_timings_s"]}
     ms = lambda key: results[key]["per_case_ms_median"]  # noqa: E731
+    paired_a = 1000 * statistics.median(t for r in c for t in r["paired_inflate"])
     results["ratios"] = {
-        "c_over_a_per_case": round(ms("c_vitalflow_per_case") / ms("a_inflate"), 2),
+        # (a) timed in the (c) process, on each case right before (c): the machine's drift between
+        # the two children's minutes cancels out
+        "c_over_a_per_case": round(ms("c_vitalflow_per_case") / paired_a, 2),
+        "a_paired_per_case_ms_median": round(paired_a, 1),
+        "c_over_a_per_case_separate_processes": round(ms("c_vitalflow_per_case") / ms("a_inflate"), 2),
         "b_over_c_per_case": round(ms("b_naive") / ms("c_vitalflow_per_case"), 1),
         "all_workers_over_1_worker_throughput": round(results["c_run_1_worker"]["wall_s"] /
                                                       results[f"c_run_{cpus}_workers"]["wall_s"], 2),
+        # the same for (a) itself: one inflate process against one per CPU, all inflating at once
+        # (what this machine's CPUs deliver together; shared caches and memory, or hyperthreads)
+        "machine_ceiling_all_cpus_over_1_cpu": round(statistics.median(ceiling), 2),
+        "machine_ceiling_all": [round(x, 2) for x in ceiling],
     }
     if args.scale:
         small = corpus(HERE / ".corpus-nowaves", args.scale, waves=False)

@@ -4,7 +4,8 @@ Layout under the output (per host ``hN``)::
 
     _ledger/hN/run.json             what this output is: config hash, spec hash, cases, clinical table
     _ledger/hN/commit-00003.json    written after the parts of commit 3 are published: the parts
-                                    (examples, bytes, sha256) and the outcome of every case in them
+                                    (examples, bytes, sha256, and each case's block: byte offset,
+                                    bytes, examples) and the outcome of every case in them
 
 A commit record is written only after its parts exist under their final names, and each record is
 itself written atomically. So after any crash: parts named by a record are complete and hold

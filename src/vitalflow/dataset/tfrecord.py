@@ -253,6 +253,21 @@ def encode_example(features: Mapping[str, FeatureValue]) -> bytes:
     return _len_field(_TAG_LEN1, b"".join([_entry(key, features[key]) for key in sorted(features)]))
 
 
+def _int_entries(key: str, values: np.ndarray) -> list[bytes]:
+    """The map items of a one-int feature for each value: a prefix per varint length + the varint."""
+    if values.dtype == np.uint64 and values.size and values.max() > _INT64_MAX:
+        raise ValueError(f"feature {key!r}: uint64 value does not fit in int64")
+    prefixes: dict[int, bytes] = {}
+    out = []
+    for value in values.astype(np.int64).tolist():
+        varint = _varint(value)
+        prefix = prefixes.get(len(varint))
+        if prefix is None:
+            prefix = prefixes[len(varint)] = _entry(key, np.array([value], dtype=np.int64))[: -len(varint)]
+        out.append(prefix + varint)
+    return out
+
+
 def encode_examples(rows: Mapping[str, np.ndarray], same: Mapping[str, FeatureValue]) -> list[bytes]:
     """Serialize one Example per row: row ``i`` holds ``rows[k][i]`` for every ``k`` in ``rows``
     and every feature of ``same``. Equal to, and much faster than::
@@ -279,14 +294,17 @@ def encode_examples(rows: Mapping[str, np.ndarray], same: Mapping[str, FeatureVa
         values = np.asarray(rows[key])
         if len(values) != n:
             raise ValueError(f"feature {key!r}: {len(values)} rows, expected {n}")
+        if values.dtype.kind in "iu" and values[0].size == 1:  # one int per row: entries differ only
+            columns.append(_int_entries(key, values.reshape(n)))  # in the varint and its length
+            continue
         if values.dtype.kind != "f" or values[0].size == 0:
             columns.append([_entry(key, v) for v in values])
             continue
         with np.errstate(over="ignore"):  # float64 beyond float32 range -> inf, as TF does
-            flat = values.reshape(n, -1).astype("<f4")
+            flat = values.reshape(n, -1).astype("<f4", copy=False)
         width = flat.shape[1] * 4
         prefix = _entry(key, flat[0])[:-width]  # everything before the float bytes: the same in every row
-        raw = memoryview(flat.tobytes())
+        raw = memoryview(np.ascontiguousarray(flat)).cast("B")  # no copy: joined straight from the array
         columns.append(prefix)
         columns.append([raw[i * width : (i + 1) * width] for i in range(n)])
     out = []

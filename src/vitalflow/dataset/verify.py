@@ -163,10 +163,11 @@ def _check_units(store: Store, units: list[_Unit], card: dict, workers: int, ent
     if workers > 1 and len(units) > 1:
         pool = WorkerPool(min(workers, len(units)))
         try:
-            futures = [pool.submit(check_unit, store.uri, unit, *schema) for unit in units]
+            largest_first = sorted(range(len(units)), key=lambda i: -(units[i].length or 1 << 62))
+            futures = {i: pool.submit(check_unit, store.uri, units[i], *schema) for i in largest_first}
             for entry in entries:
                 digests[entry["path"]] = _sha256(store, entry["path"])
-            checks = [f.result() for f in futures]
+            checks = [futures[i].result() for i in range(len(units))]
         except BaseException:
             pool.kill()
             raise

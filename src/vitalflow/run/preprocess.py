@@ -27,8 +27,8 @@ from vitalflow.dataset.parts import PART_RE, PartWriter
 from vitalflow.dataset.split import assign_splits
 from vitalflow.dataset.verify import VerifyReport, verify_output
 from vitalflow.errors import CaseDataError, OutputError, VitalflowError
-from vitalflow.run.inputs import find_case_files, largest_first, local_copy, read_input_bytes
 from vitalflow.pool import WorkerPool
+from vitalflow.run.inputs import find_case_files, largest_first, local_copy, read_input_bytes
 from vitalflow.run.progress import Reporter, Tally
 from vitalflow.run.stop import StopRequest
 from vitalflow.spec.model import Config, Spec, config_hash
