@@ -98,3 +98,35 @@ def test_blocks_that_do_not_tile_the_file_are_reported_and_the_file_still_read(o
     problems = verify_output(output).problems
     assert any("the recorded blocks do not cover its" in p for p in problems), problems
     assert any("checksum differs" in p for p in problems) and any("unreadable" in p for p in problems), problems
+
+
+def test_a_run_reads_its_blocks_back_while_it_goes_on(corpus, tmp_path, monkeypatch):
+    """The workers check each committed block between cases; the final verify gets those checks
+    (one per block the ledger records, each with the block's example count) and reads no block again."""
+    from vitalflow.dataset import verify
+    from vitalflow.run import preprocess as run_module
+
+    seen = {}
+
+    def spy(output, host=None, workers=1, checked=None):
+        seen.update(checked)
+        return verify.verify_output(output, host, workers, checked)
+
+    read_again = []
+    real_check_units = verify._check_units
+    monkeypatch.setattr(run_module, "verify_output", spy)
+    monkeypatch.setattr(verify, "_check_units", lambda store, units, card, workers, entries, checked: read_again.extend(
+        u for u in units if u.key not in checked) or real_check_units(store, units, card, workers, entries, checked))
+    config, spec = load_config()
+    result = run_module.preprocess(corpus, corpus / "clinical.csv", tmp_path / "out", config, spec,
+                                   options=RunOptions(workers=2, commit_every=3))
+    assert result.verify.ok, result.verify.problems
+    blocks = {(p["path"], off, n): ex for p in _ledger_parts(tmp_path / "out") for _, off, n, ex in p["blocks"]}
+    assert len(blocks) == result.card["cases"]["with_windows"]
+    assert {k: c.count for k, c in seen.items()} == blocks
+    assert read_again == []
+
+
+def _ledger_parts(output):
+    records = [json.loads(f.read_text()) for f in (output / "_ledger" / "h0").glob("commit-*.json")]
+    return [p for r in records for p in r["parts"].values()]

@@ -56,9 +56,11 @@ def hosts(store: Store) -> list[str]:
     return sorted({name.split("/")[1] for name in store.list(LEDGER) if name.count("/") >= 2})
 
 
-def verify_output(output: str, host: str | None = None, workers: int = 1) -> VerifyReport:
+def verify_output(output: str, host: str | None = None, workers: int = 1,
+                  checked: dict[tuple, _UnitCheck] | None = None) -> VerifyReport:
     """Verify one host's share (``host``), or the whole output (combining the hosts' ledgers into
-    one card first when several hosts wrote it)."""
+    one card first when several hosts wrote it). ``checked``: blocks a run already read back
+    (`check_unit` results by `_Unit.key`) while it went on; they are not read again."""
     store = Store(output)
     if host is not None:
         host_count = Ledger(store, host).read_manifest()["host_count"]
@@ -103,7 +105,7 @@ def verify_output(output: str, host: str | None = None, workers: int = 1) -> Ver
         files.append((split, merged, True))
         units += _units(split, merged["path"], _merged_blocks(parts), sizes, report)
 
-    checks = _check_units(store, units, card, workers, [f[1] for f in files if f[1]["path"] in sizes])
+    checks = _check_units(store, units, card, workers, [f[1] for f in files if f[1]["path"] in sizes], checked or {})
     _tally(card, report, files, units, checks)
     return report
 
@@ -119,6 +121,10 @@ class _Unit:
     first: int = 0  # examples in the file before this range (for messages)
     case_id: int | None = None
     examples: int | None = None  # as the ledger records them, for a block
+
+    @property
+    def key(self) -> tuple:
+        return self.path, self.offset, self.length
 
 
 @dataclass
@@ -155,10 +161,22 @@ def _merged_blocks(parts: list[dict]) -> list | None:
     return blocks
 
 
-def _check_units(store: Store, units: list[_Unit], card: dict, workers: int, entries: list[dict]) -> list:
-    """Check every unit (in worker processes when there are several), and hash the files here."""
-    schema = ({name: int(np.prod(f["shape"])) for name, f in card["example_schema"].items()},
-              card["config"]["output"]["compression"])
+def block_units(split: str, part: dict) -> list[_Unit]:
+    """The blocks of a part just published (a ledger part record), to check with `check_unit`."""
+    return _units(split, part["path"], part["blocks"], {part["path"]: part["bytes"]}, VerifyReport(""))
+
+
+def unit_schema(example_schema: dict, compression: str) -> tuple[dict[str, int], str]:
+    """`check_unit`'s last two arguments: values per feature, and the compression."""
+    return {name: int(np.prod(f["shape"])) for name, f in example_schema.items()}, compression
+
+
+def _check_units(store: Store, all_units: list[_Unit], card: dict, workers: int, entries: list[dict],
+                 checked: dict[tuple, _UnitCheck]) -> list:
+    """Check every unit not checked yet (in worker processes when there are several), and hash the
+    files here."""
+    schema = unit_schema(card["example_schema"], card["config"]["output"]["compression"])
+    units = [u for u in all_units if u.key not in checked]
     digests: dict[str, str] = {}
     if workers > 1 and len(units) > 1:
         pool = WorkerPool(min(workers, len(units)))
@@ -176,7 +194,8 @@ def _check_units(store: Store, units: list[_Unit], card: dict, workers: int, ent
         checks = [check_unit(store.uri, unit, *schema) for unit in units]
         for entry in entries:
             digests[entry["path"]] = _sha256(store, entry["path"])
-    return [checks, digests]
+    found = {**checked, **{u.key: c for u, c in zip(units, checks)}}
+    return [[found[u.key] for u in all_units], digests]
 
 
 def _sha256(store: Store, path: str) -> str:

@@ -19,13 +19,13 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-from vitalflow.dataset.card import CaseOutcome, build_card, card_name, write_card
+from vitalflow.dataset.card import CaseOutcome, build_card, card_name, example_schema, write_card
 from vitalflow.dataset.examples import case_block
 from vitalflow.dataset.ledger import Ledger
 from vitalflow.dataset.merge import merge_parts
 from vitalflow.dataset.parts import PART_RE, PartWriter
 from vitalflow.dataset.split import assign_splits
-from vitalflow.dataset.verify import VerifyReport, verify_output
+from vitalflow.dataset.verify import VerifyReport, block_units, check_unit, unit_schema, verify_output
 from vitalflow.errors import CaseDataError, OutputError, VitalflowError
 from vitalflow.pool import WorkerPool
 from vitalflow.run.inputs import find_case_files, largest_first, local_copy, read_input_bytes
@@ -136,8 +136,9 @@ def preprocess(
         timings = dict.fromkeys(("read", "transform", "encode", "peak_rss_mb"), 0.0)
         reporter.start(tally)
         try:
-            _run_cases(todo, store, ledger, state.next_seq, (input_uri, files, patients, split_of, config, spec),
-                       options, stop, tally, reporter, timings)
+            checked = _run_cases(todo, store, ledger, state.next_seq,
+                                 (input_uri, files, patients, split_of, config, spec), options, stop, tally,
+                                 reporter, timings)
         finally:
             reporter.close()
 
@@ -167,7 +168,7 @@ def preprocess(
             return RunResult(store.uri, card, None, stop.requested)
         t1 = time.perf_counter()
         report = verify_output(store.uri, host=options.host if options.host_count > 1 else None,
-                               workers=options.workers)
+                               workers=options.workers, checked=checked)
         card["timings_s"]["verify"] = round(time.perf_counter() - t1, 3)
         write_card(store, card, name)
         return RunResult(store.uri, card, report, stop.requested)
@@ -262,17 +263,27 @@ def process_case(case_id: int) -> tuple[CaseOutcome, bytes, dict[str, float]]:
 
 
 def _run_cases(todo, store, ledger, seq, context, options: RunOptions, stop: StopRequest, tally: Tally,
-               reporter: Reporter, timings: dict) -> None:
-    compression = context[4].output.compression
+               reporter: Reporter, timings: dict) -> dict:
+    """Process the cases; return the read-back checks of the blocks committed (see `verify_output`)."""
+    config, spec = context[4], context[5]
+    compression = config.output.compression
+    schema = unit_schema(example_schema(spec, config), compression)
     part = PartWriter(store, seq, options.host, compression)
     batch: list[CaseOutcome] = []
+    checks: dict = {}  # block key -> future of its read-back check, run by the workers between cases
 
     def commit() -> None:
         nonlocal part, seq, batch
         if batch:
-            ledger.record(seq, part.publish(), batch)
+            published = part.publish()
+            ledger.record(seq, published, batch)
             seq, batch = seq + 1, []
             part = PartWriter(store, seq, options.host, compression)
+            if stop.requested:
+                return  # a stopped run is partial and not verified: do not delay the stop
+            for split, file in published.items():
+                for unit in block_units(split, vars(file)):
+                    checks[unit.key] = workers.submit(check_unit, store.uri, unit, *schema)
 
     def pool() -> WorkerPool:
         return WorkerPool(max(1, min(options.workers, len(todo))), _set_context, context)
@@ -310,6 +321,7 @@ def _run_cases(todo, store, ledger, seq, context, options: RunOptions, stop: Sto
                     commit()
             if broken:
                 workers.kill()
+                checks.clear()  # lost with the pool: verify reads those blocks at the end
                 workers = pool()
                 for case_id in inflight.values():  # lost with the pool: run them again
                     pending.appendleft(case_id)
@@ -325,8 +337,18 @@ def _run_cases(todo, store, ledger, seq, context, options: RunOptions, stop: Sto
         if workers is not None:
             workers.kill()
         raise
+    done = {}
+    for key, future in checks.items():
+        if stop.requested:
+            future.cancel()
+            continue
+        try:
+            done[key] = future.result()
+        except Exception:  # noqa: BLE001 - a check lost with a broken pool is simply run again by verify
+            pass
     if workers is not None:
         workers.close()
+    return done
 
 
 def _worker_died(case_id: int, context) -> CaseOutcome:
