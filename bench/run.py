@@ -1,6 +1,6 @@
 """Throughput benchmark: vitalflow against the limit (inflate only) and the straightforward way.
 
-    .venv/bin/python bench/run.py [--cases 16] [--repeat 3] [--scale 200] [--json bench/result.json]
+    .venv/bin/python bench/run.py [--cases 16] [--repeat 5] [--scale 200] [--json bench/result.json]
 
 On one fixed, seeded corpus (built once and cached in ``bench/.corpus``: 16 cases of 2 to 4 hours
 with waves, both file layouts, ~20 MB each) it measures, each method in its own process so that
@@ -197,7 +197,7 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=16)
     ap.add_argument("--scale", type=int, default=0, help="also run N cases without waves (e.g. 200)")
     ap.add_argument("--json", type=Path, default=HERE / "result.json")
-    ap.add_argument("--repeat", type=int, default=3, help="runs of each timed method, alternating")
+    ap.add_argument("--repeat", type=int, default=5, help="runs of each timed method, alternating")
     ap.add_argument("--child")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--compression", default="GZIP")
