@@ -155,7 +155,8 @@ def child(args) -> None:
     elif args.method == "naive":
         out["times"] = method_naive(files, clinical)
     elif args.method == "cases":
-        out["times"], out["paired_inflate"], out["windows"], out["output_bytes"] = method_vitalflow_cases(files, clinical)
+        times, paired, windows, size = method_vitalflow_cases(files, clinical)
+        out.update(times=times, paired_inflate=paired, windows=windows, output_bytes=size)
     else:
         out.update(method_vitalflow_run(files, clinical, args.workers, args.compression))
     out["peak_rss_mb"] = out.get("peak_rss_mb") or {"main": peak_rss_mb()}  # of this child process

@@ -7,7 +7,8 @@ examples the ledger records; every example belongs to the split its case was ass
 counts per case and split match; no window appears twice; no subject is in two splits.
 
 The examples are read back block by block (a block is one case's examples, the unit the ledger
-records with its byte range), in ``workers`` processes, while this process hashes whole files.
+records with its byte range), in ``workers`` processes, while this process hashes whole files. A
+run reads each commit's blocks back as it goes and hands those checks over (``checked``).
 """
 
 from __future__ import annotations
@@ -101,12 +102,14 @@ def verify_output(output: str, host: str | None = None, workers: int = 1,
             files.append((split, part, False))
             units += _units(split, part["path"], committed.get(part["path"], {}).get("blocks"), sizes, report)
     for split, merged in card.get("merged", {}).items():
-        parts = sorted((committed.get(p["path"], {}) for p in card["files"].get(split, [])), key=lambda p: p.get("path", ""))
+        parts = sorted((committed.get(p["path"], {}) for p in card["files"].get(split, [])),
+                       key=lambda p: p.get("path", ""))
         files.append((split, merged, True))
         units += _units(split, merged["path"], _merged_blocks(parts), sizes, report)
 
-    checks = _check_units(store, units, card, workers, [f[1] for f in files if f[1]["path"] in sizes], checked or {})
-    _tally(card, report, files, units, checks)
+    present = [entry for _, entry, _ in files if entry["path"] in sizes]
+    checks, digests = _check_units(store, units, card, workers, present, checked or {})
+    _tally(card, report, files, units, checks, digests)
     return report
 
 
@@ -172,7 +175,7 @@ def unit_schema(example_schema: dict, compression: str) -> tuple[dict[str, int],
 
 
 def _check_units(store: Store, all_units: list[_Unit], card: dict, workers: int, entries: list[dict],
-                 checked: dict[tuple, _UnitCheck]) -> list:
+                 checked: dict[tuple, _UnitCheck]) -> tuple[list[_UnitCheck], dict[str, str]]:
     """Check every unit not checked yet (in worker processes when there are several), and hash the
     files here."""
     schema = unit_schema(card["example_schema"], card["config"]["output"]["compression"])
@@ -195,7 +198,7 @@ def _check_units(store: Store, all_units: list[_Unit], card: dict, workers: int,
         for entry in entries:
             digests[entry["path"]] = _sha256(store, entry["path"])
     found = {**checked, **{u.key: c for u, c in zip(units, checks)}}
-    return [[found[u.key] for u in all_units], digests]
+    return [found[u.key] for u in all_units], digests
 
 
 def _sha256(store: Store, path: str) -> str:
@@ -258,9 +261,9 @@ def _check_values(pending: list[tuple[str, dict]], sizes: dict[str, int], proble
     pending.clear()
 
 
-def _tally(card: dict, report: VerifyReport, files: list, units: list[_Unit], results: list) -> None:
+def _tally(card: dict, report: VerifyReport, files: list, units: list[_Unit], checks: list[_UnitCheck],
+           digests: dict[str, str]) -> None:
     """Combine the units' checks: counts per block, file, case and split; duplicates; splits."""
-    checks, digests = results
     split_of_case = {d["case_id"]: d["split"] for d in card["case_details"]}
     counts: Counter[str] = Counter()
     seen: dict[bool, set[tuple[int, int]]] = {False: set(), True: set()}  # parts / merged files
@@ -303,7 +306,8 @@ def _tally(card: dict, report: VerifyReport, files: list, units: list[_Unit], re
                 report.problem(f"{entry['path']}: {counts[entry['path']]} examples, split {split} has {expected}")
     for d in card["case_details"]:
         if d["status"] == "ok" and windows[d["case_id"]] != d["windows"]:
-            report.problem(f"case {d['case_id']}: {windows[d['case_id']]} windows in the parts, card says {d['windows']}")
+            report.problem(f"case {d['case_id']}: {windows[d['case_id']]} windows in the parts, "
+                           f"card says {d['windows']}")
     for i, a in enumerate(SPLITS):
         for b in SPLITS[i + 1 :]:
             shared = subjects[a] & subjects[b]
