@@ -109,7 +109,8 @@ def method_vitalflow_cases(files: list[Path], clinical: Path) -> tuple[list[floa
     patients = read_clinical(clinical.read_bytes(), str(clinical))
     ids = [int(f.stem) for f in files]
     split_of = assign_splits({c: run.subject_key(patients[c]) for c in ids}, config.split.fractions, 0)
-    run._set_context(str(files[0].parent), find_case_files(files[0].parent), patients, split_of, config, spec)
+    run._set_context(run.CaseContext(str(files[0].parent), find_case_files(files[0].parent), patients, split_of,
+                                     config, spec))
     from vitalflow.vital.read import inflate
 
     times, paired, windows, size = [], [], 0, 0

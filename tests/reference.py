@@ -72,7 +72,7 @@ def _norm(x, lo, hi):
     return min(1.0, max(-1.0, (x - lo) / (hi - lo) * 2 - 1))
 
 
-def reference_case(path, row, length=300, step=30, horizon=30):
+def reference_case(path, row, length=300, step=30, horizon=30, min_observed_share=0.25):
     """Expected examples of one case: list of dicts keyed like the TFRecord features."""
     vf = vitaldb.VitalFile(str(path), track_names=[s["track"] for f in SPEC["timeseries"] for s in f["sources"]]
                            + ["Primus/PAMB_MBAR"])
@@ -145,10 +145,15 @@ def reference_case(path, row, length=300, step=30, horizon=30):
             static.append(_norm(f["default"] if math.isnan(x) else x, *f["range"]))
 
     names = [f["name"] for f in SPEC["timeseries"]]
+    inputs = [j for j, name in enumerate(names) if name not in SPEC["targets"]]
     examples = []
     s = start
     while s + length - 1 + horizon <= end - 1:
         t = s + length - 1 + horizon
+        seen = sum(1 for j in inputs if any(masks[j][k] == 1.0 for k in range(s, s + length)))
+        if seen < min_observed_share * len(inputs):  # too little recorded: not a window
+            s += step
+            continue
         examples.append({
             "window_start_s": s,
             "timeseries": [columns[j][k] for k in range(s, s + length) for j in range(len(names))],

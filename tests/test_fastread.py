@@ -1,7 +1,9 @@
 """The fast reader against the `vitaldb` library: same start, duration, layout flag, tracks,
 times and values (bitwise), or the same error, on synthetic cases of both layouts, hand-built
 files with every packet kind vitaldb knows (and some it does not), files cut short at random
-points, and random files from Hypothesis.
+points, and random files from Hypothesis. Where vitaldb's packet loop raises (it prints the error
+and keeps what it read), the reader returns the same partial result and says so in its report;
+the fast path and the sequential port give the same report.
 """
 
 from __future__ import annotations
@@ -84,8 +86,9 @@ def _vitaldb_int32_fixed():
 
 
 def oracle(path, names, int32_fixed=True):
-    """What the vitaldb-based read_vital returned: the same tuple as read_numeric_tracks, or
-    VitalReadError with the same message (``int32_fixed``: see _vitaldb_int32_fixed)."""
+    """What vitaldb reads: ``(start, duration, packed, tracks, printed)`` (``printed``: the error
+    its packet loop printed, having kept what it read so far; "" if none), or VitalReadError
+    with the message of its exception (``int32_fixed``: see _vitaldb_int32_fixed)."""
     check_gzip_stream(path)
     wanted = list(dict.fromkeys(names))
     printed = io.StringIO()
@@ -95,8 +98,7 @@ def oracle(path, names, int32_fixed=True):
     except Exception as exc:  # the library raises bare exceptions on malformed headers
         raise VitalReadError(f"{path}: malformed .vital content ({type(exc).__name__}: {exc})") from exc
     message = printed.getvalue().strip()
-    if message:
-        raise VitalReadError(f"{path}: malformed .vital content ({message})")
+    assert not message or message.startswith("Error in reading file: "), message
     start = float(vf.dtstart)
     tracks = {}
     for name in wanted:
@@ -106,7 +108,18 @@ def oracle(path, names, int32_fixed=True):
         times = np.fromiter((r["dt"] for r in trk.recs), dtype=np.float64, count=len(trk.recs)) - start
         values = np.fromiter((r["val"] for r in trk.recs), dtype=np.float64, count=len(trk.recs))
         tracks[name] = (times, values)
-    return start, max(0.0, float(vf.dtend) - start), bool(vf.packed), tracks
+    return start, max(0.0, float(vf.dtend) - start), bool(vf.packed), tracks, message
+
+
+def ours(path, names):
+    """read_numeric_tracks as the oracle's tuple, and the report."""
+    got = read_numeric_tracks(path, names)
+    report = got.report
+    reason = report.stop_reason or ""
+    raised = reason.startswith("vitaldb's reading error: ") or reason.endswith("stray bytes at the end")
+    assert 0 <= report.read_bytes <= report.inflated_bytes and 0 <= report.read_fraction <= 1
+    assert report.stop_reason is not None or report.read_fraction == 1.0
+    return got.start, got.duration_s, got.packed, got.tracks, raised, report
 
 
 def _bits(x) -> np.ndarray:
@@ -121,13 +134,17 @@ def _outcome(fn, *args):
 
 
 def assert_same(path, names, sequential_too=True):
-    """Both readers give the same result (or the same error); the sequential port alone too."""
+    """Both readers give the same result (or the same error); the sequential port alone too, with
+    the same report as the fast path."""
     want = _outcome(oracle, path, names)
-    got = _outcome(read_numeric_tracks, path, names)
+    got = _outcome(ours, path, names)
     _compare(got, want)
     if sequential_too:
         with _no_fast_path():
-            _compare(_outcome(read_numeric_tracks, path, names), want)
+            seq = _outcome(ours, path, names)
+        _compare(seq, want)
+        if got[0] != "error":
+            assert seq[5] == got[5]
     return want
 
 
@@ -135,8 +152,9 @@ def _compare(got, want):
     if want[0] == "error" or got[0] == "error":
         assert got == want
         return
-    start, duration, packed, tracks = got
-    w_start, w_duration, w_packed, w_tracks = want
+    start, duration, packed, tracks, raised = got[:5]
+    w_start, w_duration, w_packed, w_tracks, w_raised = want[:5]
+    assert raised == bool(w_raised), (got[5:], w_raised)
     assert _bits(start) == _bits(w_start), (start, w_start)
     assert _bits(duration) == _bits(w_duration), (duration, w_duration)
     assert packed == w_packed
@@ -277,15 +295,16 @@ def test_synthetic_corpus_files_take_the_fast_path(tmp_path, monkeypatch):
         write_vital(path, tracks, start, layout=layout)
         with monkeypatch.context() as m:
             m.setattr(fastread, "_parse_sequential", _only_header_part(fastread._parse_sequential))
-            got = read_numeric_tracks(path, SPEC_TRACKS)
+            got = ours(path, SPEC_TRACKS)
         _compare(got, oracle(path, SPEC_TRACKS))
         assert got[3]
+        assert got[5].stop_reason is None and got[5].read_bytes > 0
 
 
 def _only_header_part(real):
-    def wrapper(data, pos, st, names, stop_at_rec):
+    def wrapper(data, pos, st, names, stop_at_rec, hard_end=False):
         assert stop_at_rec, "the fast path fell back to the sequential parser"
-        return real(data, pos, st, names, stop_at_rec)
+        return real(data, pos, st, names, stop_at_rec, hard_end)
 
     return wrapper
 
@@ -336,7 +355,7 @@ def test_int32_formats_where_vitaldb_reads_them(tmp_path):
     for i, v in enumerate(vals8):
         parts.append(rec(2, START + i + 0.5, struct.pack("<Q", v)))
     path = write_raw(tmp_path / "i32.vital", *parts)
-    _compare(_outcome(read_numeric_tracks, path, ["Dev/I32", "Dev/U32"]),
+    _compare(_outcome(ours, path, ["Dev/I32", "Dev/U32"]),
              oracle(path, ["Dev/I32", "Dev/U32"], int32_fixed=False))
     want = assert_same(path, ["Dev/I32", "Dev/U32"])
     np.testing.assert_array_equal(want[3]["Dev/I32"][1], vals7)
@@ -353,12 +372,12 @@ def test_int32_formats_deliberate_difference(tmp_path, layout):
     tracks = [_num("Dev", "I32", t, i32, fmt=7), _num("Dev", "U32", t, u32, fmt=8), _num("Dev", "HR", t, t)]
     path = tmp_path / "i32.vital"
     write_vital(path, tracks, start=START, layout=layout)
-    with pytest.raises(VitalReadError, match="unpack_from requires a buffer of at least"):
-        oracle(path, ["Dev/I32"], int32_fixed=False)
+    # vitaldb's packet loop raises at the first such record (and keeps what it read before)
+    assert "unpack_from requires a buffer of at least" in oracle(path, ["Dev/I32"], int32_fixed=False)[4]
     assert_same(path, ["Dev/I32", "Dev/U32", "Dev/HR"])  # vitaldb with the 4-byte formats: the same
     for sequential in (False, True):
         with _no_fast_path() if sequential else contextlib.nullcontext():
-            start, duration, packed, got = read_numeric_tracks(path, ["Dev/I32", "Dev/U32", "Dev/HR"])
+            got = read_numeric_tracks(path, ["Dev/I32", "Dev/U32", "Dev/HR"]).tracks
         np.testing.assert_array_equal(got["Dev/I32"][1], i32)
         np.testing.assert_array_equal(got["Dev/U32"][1], u32)
         np.testing.assert_array_equal(got["Dev/I32"][0], t)
@@ -433,8 +452,12 @@ def test_cmd_packets_event_reset_and_order(tmp_path):
     short_order = packet(6, struct.pack("<BH", 5, 9) + b"\x01\x00")
     bad = write_raw(tmp_path / "cmd-bad.vital", *parts[:50], short_order, *parts[50:])
     assert_same(bad, ["HR"])
-    with pytest.raises(VitalReadError, match="Error in reading file: buffer is too small"):
-        read_numeric_tracks(bad, ["HR"])
+    # changed: vitaldb prints the error and keeps what it read before the packet; so does the
+    # reader now (it raised VitalReadError "... Error in reading file: buffer is too small ...")
+    got = read_numeric_tracks(bad, ["HR"])
+    assert got.report.stop_reason.startswith("vitaldb's reading error: buffer is too small")
+    assert got.report.read_bytes == len(b"".join(parts[:50]))
+    assert got.tracks["HR"][0].size == 23  # the records before it
 
 
 def test_raw_device_packets_and_redefined_tracks(tmp_path):
@@ -650,14 +673,15 @@ def _valid_gzip(tmp_path) -> bytes:
         (lambda b: b"", "empty file"),
         (lambda b: b"\x1f", "not a .vital file (no gzip header)"),
         (lambda b: b"caseid,age\n1,40\n", "not a .vital file (no gzip header)"),
-        (lambda b: b[: len(b) // 2], "truncated gzip stream (the file ends before the gzip end marker)"),
+        (lambda b: b[:12], "no .vital content before the gzip data ends (the gzip stream is cut short"),
         (lambda b: b[:20] + bytes(x ^ 0xFF for x in b[20:60]) + b[60:], "corrupt gzip data"),
-        (lambda b: b[:-8] + bytes([b[-8] ^ 1]) + b[-7:], "corrupt gzip data"),
+        (lambda b: b[:-8] + bytes([b[-8] ^ 1]) + b[-7:], "corrupt gzip data"),  # a damaged first member
         (lambda b: b[:3] + b"\xe0" + b[4:], "corrupt gzip data"),  # reserved flag bits
-        (lambda b: b + b"\x00", "truncated gzip stream"),
-        (lambda b: b + b"garbage after the stream", "corrupt gzip data"),
         (lambda b: gzip.compress(b"hello, this is not a recording"),
          "not a .vital file (no VITA signature after decompression)"),
+        # changed: a stream cut short, a zero byte or garbage after the stream failed ("truncated
+        # gzip stream", "corrupt gzip data"); they are read now as vitaldb reads them
+        # (test_gzip_problems_read_as_vitaldb_reads_them)
     ],
 )
 def test_broken_gzip(tmp_path, monkeypatch, inflater, make, reason):
@@ -673,20 +697,46 @@ def test_broken_gzip(tmp_path, monkeypatch, inflater, make, reason):
         assert message.startswith(f"{label}: ") and reason in message
 
 
+@pytest.mark.parametrize("inflater", ["default", "zlib"])
+@pytest.mark.parametrize(
+    "make, note",
+    [
+        (lambda b: b[: len(b) // 2], "the gzip stream is cut short (file truncated)"),
+        (lambda b: b + b"\x00", "1 bytes of zero padding after the gzip data"),
+        (lambda b: b + b"garbage after the stream", "24 stray bytes after the gzip data ignored"),
+    ],
+)
+def test_gzip_problems_read_as_vitaldb_reads_them(tmp_path, monkeypatch, inflater, make, note):
+    if inflater == "zlib":
+        monkeypatch.setattr(fastread, "_INFLATERS", [("zlib", zlib)])
+    blob = make(_valid_gzip(tmp_path))
+    path = tmp_path / "0007.vital"
+    path.write_bytes(blob)
+    got = read_numeric_tracks(path, ["Solar8000/HR"])
+    assert got.report.gzip_note == note and got.report.file_bytes == len(blob)
+    with contextlib.redirect_stdout(io.StringIO()), _vitaldb_int32_fixed():
+        vf = vitaldb.VitalFile(str(path), track_names=["Solar8000/HR"])
+    recs = vf.trks["Solar8000/HR"].recs if "Solar8000/HR" in vf.trks else []
+    assert got.tracks.get("Solar8000/HR", ((),))[0].size == len(recs) and got.start == vf.dtstart
+
+
 def test_concatenated_gzip_members(tmp_path):
     data = gzip.decompress(_valid_gzip(tmp_path))
     cut = len(data) // 3
     path = tmp_path / "multi.vital"
     path.write_bytes(gzip.compress(data[:cut], mtime=0) + gzip.compress(data[cut:], mtime=0))
     assert_same(path, ["Solar8000/HR"])
-    assert read_numeric_tracks(path.read_bytes(), ["Solar8000/HR"])[3]["Solar8000/HR"][0].size == 300
+    got = read_numeric_tracks(path.read_bytes(), ["Solar8000/HR"])
+    assert got.tracks["Solar8000/HR"][0].size == 300 and got.report.gzip_note is None
 
 
 def test_bytes_and_path_give_the_same(tmp_path):
     tracks, _row, start, layout = synth_case(2, seed=1, hours=0.1, waves=False)
     path = tmp_path / "b.vital"
     write_vital(path, tracks, start, layout=layout)
-    _compare(read_numeric_tracks(path.read_bytes(), SPEC_TRACKS), read_numeric_tracks(str(path), SPEC_TRACKS))
+    from_bytes, from_path = ours(path.read_bytes(), SPEC_TRACKS), ours(str(path), SPEC_TRACKS)
+    _compare(from_bytes, from_path)
+    assert from_bytes[5] == from_path[5]
 
 
 def test_one_name_as_a_string_and_zero_times(tmp_path):
@@ -694,7 +744,7 @@ def test_one_name_as_a_string_and_zero_times(tmp_path):
     parts += [rec(1, -0.0 if i % 2 else 0.0, f32(i)) for i in range(30)]
     path = write_raw(tmp_path / "z.vital", *parts)
     assert_same(path, ["HR"])
-    _compare(read_numeric_tracks(path, "HR"), read_numeric_tracks(path, ["HR"]))
+    _compare(ours(path, "HR"), ours(path, ["HR"]))
 
 
 def test_inflater_is_the_fastest_installed():

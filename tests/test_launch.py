@@ -518,3 +518,97 @@ def test_entry_runs_preprocess_in_a_fake_training_job(corpus, tmp_path):
     assert "success" in run.stdout
     card = json.loads((out / "preprocessing_metadata.json").read_text())
     assert card["cases"]["selected"] == 2
+
+
+def test_entry_removes_the_extracted_source_in_a_processing_job(corpus, tmp_path):
+    """The processing-job layout end to end: entry.py beside source.tar.gz, the arguments as argv.
+    The tarball is extracted into a temporary directory, which is gone before preprocess runs."""
+    code = tmp_path / "processing-input-code"
+    code.mkdir()
+    (code / "source.tar.gz").write_bytes(sm.build_code_tarball())
+    (code / "entry.py").write_bytes(sm.entry_script().read_bytes())
+    config = tmp_path / "ml" / "config"
+    config.mkdir(parents=True)
+    (config / "resourceconfig.json").write_text(json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]}))
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    out = tmp_path / "out"
+    env = dict(os.environ, VITALFLOW_SAGEMAKER_BASE=str(tmp_path / "ml"), TMPDIR=str(temp))
+    run = subprocess.run([sys.executable, str(code / "entry.py"), "--input", str(corpus), "--clinical",
+                          str(corpus / "clinical.csv"), "--output", str(out), "--workers", "1"],
+                         env=env, cwd=code, capture_output=True, text=True, timeout=300)
+    assert sorted(p.name for p in temp.iterdir()) == [], run.stderr  # no vitalflow-src-* left
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "is installed already" in run.stderr
+    assert json.loads((out / "preprocessing_metadata.json").read_text())["status"] == "complete"
+
+
+@pytest.mark.parametrize("installed", [None, "0.1.0"], ids=["install-fails", "installed"])
+def test_entry_prepare_removes_the_extracted_source(tmp_path, monkeypatch, installed):
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "source.tar.gz").write_bytes(sm.build_code_tarball())
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(entry.tempfile, "tempdir", str(temp))
+    monkeypatch.setattr(entry, "installed_version", lambda: installed)
+    extracted = []
+
+    def failing_install(src):
+        extracted.append((src, (src / "pyproject.toml").is_file()))
+        raise SystemExit("vitalflow-entry: pip install failed")
+
+    monkeypatch.setattr(entry, "install", failing_install)
+    monkeypatch.setattr(entry, "shipped_version", lambda src: "0.1.0")
+    if installed is None:
+        with pytest.raises(SystemExit, match="pip install failed"):
+            entry.prepare(code)
+        assert extracted and extracted[0][1] and extracted[0][0].parent == temp  # it was there for pip
+    else:
+        entry.prepare(code)
+        assert not extracted
+    assert list(temp.iterdir()) == []
+    assert sorted(p.name for p in code.iterdir()) == ["source.tar.gz"]
+
+
+def test_entry_prepare_keeps_a_training_jobs_code_dir(tmp_path, monkeypatch):
+    code = tmp_path / "opt-ml-code"  # the toolkit extracted the tarball here: entry.py's own directory
+    with tarfile.open(fileobj=io.BytesIO(sm.build_code_tarball())) as tar:
+        tar.extractall(code, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    monkeypatch.setattr(entry, "installed_version", lambda: entry.shipped_version(code))
+    entry.prepare(code)
+    assert (code / "pyproject.toml").is_file() and (code / "src" / "vitalflow" / "cli.py").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# Packaging: the aws extra, the license
+# ---------------------------------------------------------------------------------------------
+
+def _requirements(extra: str) -> list[str]:
+    import importlib.metadata
+    import re
+
+    marker = re.compile(r";\s*extra\s*==\s*[\"']" + re.escape(extra) + r"[\"']\s*$")
+    return [r.split(";")[0].strip() for r in importlib.metadata.requires("vitalflow") or [] if marker.search(r)]
+
+
+def test_aws_extra_brings_boto3():
+    """``pip install vitalflow[aws]`` must install boto3 itself: aiobotocore 3.x has no boto3 extra."""
+    import re
+
+    for extra in ("aws", "test"):
+        names = [re.match(r"[A-Za-z0-9_.\-]+", r).group(0).lower() for r in _requirements(extra)]
+        assert "boto3" in names, (extra, _requirements(extra))
+        assert not any("[boto3]" in r for r in _requirements(extra)), _requirements(extra)
+
+
+def test_license_is_shipped():
+    import importlib.metadata
+
+    root = Path(__file__).resolve().parents[1]
+    license_text = (root / "LICENSE").read_text(encoding="utf-8")
+    assert license_text.startswith("MIT License\n") and "Copyright (c) 2026 the vitalflow authors" in license_text
+    meta = importlib.metadata.metadata("vitalflow")
+    assert meta.get("License-Expression") == "MIT"
+    assert "LICENSE" in (meta.get_all("License-File") or [])
+    assert "LICENSE" in tar_names(sm.build_code_tarball())

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vitalflow.dataset.split import SPLITS, assign_splits, split_sizes
+from vitalflow.dataset.split import SPLITS, achieved_fractions, assign_splits
 from vitalflow.errors import CaseSelectionError, SpecError
 from vitalflow.run.cases import parse_case_selection
 from vitalflow.run.inputs import find_case_files
@@ -27,7 +27,7 @@ from vitalflow.spec.model import BUILTIN_DIR
     ],
 )
 def test_case_selection(text, expected):
-    assert parse_case_selection(text) == expected
+    assert list(parse_case_selection(text)) == expected
 
 
 @pytest.mark.parametrize(
@@ -59,7 +59,13 @@ def test_case_selection_round_trip(ids, rnd):
         items.append(f"{ordered[i]}-{ordered[j]}" if j > i else f"{ordered[i]:0{rnd.randint(1, 5)}d}")
         i = j + 1
     rnd.shuffle(items)
-    assert parse_case_selection(",".join(items + items[:1])) == ordered
+    selection = parse_case_selection(",".join(items + items[:1]))
+    assert list(selection) == ordered and len(selection) == len(ordered)
+    assert all(i in selection for i in ordered) and not any(i in selection for i in range(-1, 502) if i not in ids)
+    assert list(parse_case_selection(selection.text)) == ordered  # the canonical text round-trips
+    present = set(rnd.sample(range(0, 501), 50))
+    assert list(selection.without(present)) == [i for i in ordered if i not in present]
+    assert selection.among(present) == sorted(present & ids)
 
 
 def test_find_case_files_accepts_any_zero_padding(tmp_path):
@@ -143,24 +149,37 @@ FRACTIONS = {"train": 0.7, "validation": 0.15, "test": 0.15}
 @settings(max_examples=200, deadline=None)
 @given(
     cases=st.dictionaries(st.integers(1, 5000), st.integers(1, 60).map(str), min_size=1, max_size=300),
+    more=st.dictionaries(st.integers(5001, 9000), st.integers(1, 120).map(str), max_size=100),
     seed=st.integers(0, 2**31),
 )
-def test_split_is_subject_disjoint_exact_and_deterministic(cases, seed):
+def test_split_is_subject_disjoint_deterministic_and_stable_as_cases_are_added(cases, more, seed):
     a = assign_splits(cases, FRACTIONS, seed)
     assert set(a) == set(cases)
     split_of_subject = {}
     for case, split in a.items():
         assert split_of_subject.setdefault(cases[case], split) == split  # never a subject twice
-    n_subjects = len(set(cases.values()))
-    sizes = {s: sum(1 for v in split_of_subject.values() if v == s) for s in SPLITS}
-    assert sizes == split_sizes(n_subjects, FRACTIONS)
-    for s in SPLITS:  # exact: each split within one subject of its quota
-        assert abs(sizes[s] - n_subjects * FRACTIONS[s]) < 1 + 1e-9
     assert a == assign_splits(dict(reversed(list(cases.items()))), FRACTIONS, seed)
+    bigger = assign_splits({**cases, **more}, FRACTIONS, seed)  # adding cases never moves a patient
+    assert all(bigger[c] == a[c] for c in cases)
+    for c, s in more.items():
+        if s in split_of_subject:
+            assert bigger[c] == split_of_subject[s]
 
 
-def test_split_sizes_by_hand():
-    assert split_sizes(20, FRACTIONS) == {"train": 14, "validation": 3, "test": 3}
-    assert split_sizes(3, FRACTIONS) == {"train": 2, "validation": 1, "test": 0}
-    assert sum(split_sizes(101, FRACTIONS).values()) == 101
-    assert math.isclose(sum(FRACTIONS.values()), 1.0)
+def test_split_fractions_converge_and_follow_the_hash_threshold():
+    n = 20000
+    a = assign_splits({i: f"subject-{i}" for i in range(n)}, FRACTIONS, 0)
+    for s in SPLITS:  # binomial: 4 standard deviations at most
+        share = sum(v == s for v in a.values()) / n
+        assert abs(share - FRACTIONS[s]) < 4 * math.sqrt(FRACTIONS[s] * (1 - FRACTIONS[s]) / n)
+    import hashlib
+
+    for i in range(50):  # the rule by hand: u = first 8 bytes of sha256("seed:subject") / 2**64
+        u = int.from_bytes(hashlib.sha256(f"0:subject-{i}".encode()).digest()[:8], "big") / 2**64
+        assert a[i] == ("train" if u < 0.70 else "validation" if u < 0.85 else "test")
+
+
+def test_achieved_fractions_by_hand():
+    assert achieved_fractions({"a": "train", "b": "train", "c": "validation", "d": "train"}) == {
+        "train": 0.75, "validation": 0.25, "test": 0.0}
+    assert achieved_fractions({}) == {"train": 0.0, "validation": 0.0, "test": 0.0}

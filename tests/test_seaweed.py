@@ -281,3 +281,63 @@ def test_start_failure_reports_the_log(tmp_path):
     with pytest.raises(SeaweedError, match="pretend weed could not start"):
         server.start()
     assert not server.running
+
+
+# -- vitalflow's Store on this server: staging directories (appended) --------------------------
+
+import tempfile  # noqa: E402
+
+from vitalflow.store import Store  # noqa: E402
+
+
+@pytest.fixture
+def private_tmp(tmp_path, monkeypatch):
+    """tempfile's directory for this test only, so leftovers of vitalflow are visible."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    return temp
+
+
+def _leftovers(temp: Path) -> list[str]:
+    return sorted(p.name for p in temp.iterdir() if p.name.startswith("vitalflow-"))
+
+
+def test_store_staging_dir_is_one_per_owner_and_removed(s3_server, private_tmp):
+    store = Store(f"s3://{s3_server.bucket}/{_key('staging')}")
+    h0 = store.staging_dir("h0")
+    assert h0 == store.staging_dir("h0") and h0.parent == private_tmp and h0.is_dir()
+    h1 = store.staging_dir("h1")
+    assert h1 != h0 and _leftovers(private_tmp) == sorted([h0.name, h1.name])
+
+    (h0 / "train-00000-h0.tfrecord.incomplete").write_bytes(b"records")
+    store.publish(h0 / "train-00000-h0.tfrecord.incomplete", "train-00000-h0.tfrecord")
+    assert store.read_bytes("train-00000-h0.tfrecord") == b"records"
+    assert store.staging_dir("h0") == h0  # still the same after a publish
+
+    (h1 / "left.incomplete").write_bytes(b"x")
+    store.remove_staging("h1")
+    assert h1.is_dir()  # holds a file: kept
+    store.clear_staging("h1")
+    store.remove_staging("h1")
+    store.remove_staging("h0")
+    assert _leftovers(private_tmp) == []
+    store.remove_staging("h0")  # twice: fine
+    again = store.staging_dir("h0")  # made anew when needed
+    assert again.is_dir()
+    store.remove_staging("h0")
+    assert _leftovers(private_tmp) == []
+
+
+def test_preprocess_to_s3_leaves_no_temporary_files(s3_server, corpus, private_tmp):
+    from vitalflow.run.preprocess import RunOptions, preprocess
+    from vitalflow.spec import load_config
+
+    config, spec = load_config()
+    out = f"s3://{s3_server.bucket}/{_key('out')}"
+    result = preprocess(corpus, corpus / "clinical.csv", out, config, spec,
+                        options=RunOptions(workers=1, commit_every=3))
+    assert result.complete and result.verify.ok, result.verify.problems
+    assert any(n.startswith("train-00000-h0") for n in Store(out).list())
+    assert _leftovers(private_tmp) == []

@@ -38,6 +38,12 @@ def test_reads_numeric_tracks_of_both_layouts(tmp_path, layout):
     np.testing.assert_allclose(values, tracks[0].values.astype(np.float32), rtol=1e-6)
     assert rec.start == pytest.approx(START)
     assert rec.duration_s == pytest.approx(598.0, abs=2.0)
+    report = rec.report
+    assert report.file_bytes == path.stat().st_size and report.inflated_bytes == len(gzip.decompress(path.read_bytes()))
+    assert report.gzip_note is None and report.read_fraction == 1.0
+    assert sorted(report.track_names) == ["EVENT", "Primus/ETCO2", "SNUADC/ECG_II", "Solar8000/HR"]
+    if layout == "interleaved":
+        assert report.stop_reason is None and report.read_bytes == report.inflated_bytes
 
 
 def _valid_bytes(tmp_path):
@@ -51,7 +57,10 @@ def _valid_bytes(tmp_path):
     [
         (lambda b: b"", "empty file"),
         (lambda b: b"caseid,age\n1,40\n", "not a .vital file (no gzip header)"),
-        (lambda b: b[: len(b) // 2], "truncated gzip stream"),
+        # changed: a file cut short failed ("truncated gzip stream"); it is read now as far as it
+        # inflates, as vitaldb reads it (test_truncated_file_reads_what_inflates); cut before any
+        # content it still fails
+        (lambda b: b[:12], "no .vital content before the gzip data ends"),
         (lambda b: b[:20] + bytes(x ^ 0xFF for x in b[20:60]) + b[60:], "corrupt gzip data"),
         (lambda b: gzip.compress(b"hello, this is not a recording"), "no VITA signature"),
     ],
@@ -62,6 +71,16 @@ def test_broken_files_raise_clear_errors(tmp_path, make, reason):
     with pytest.raises(VitalReadError) as info:
         read_vital(path, ["Solar8000/HR"])
     assert reason in str(info.value) and "0007.vital" in str(info.value)
+
+
+def test_truncated_file_reads_what_inflates(tmp_path):
+    blob = _valid_bytes(tmp_path)
+    path = tmp_path / "0009.vital"
+    path.write_bytes(blob[: len(blob) // 2])
+    rec = read_vital(path, ["Solar8000/HR"])
+    assert rec.report.gzip_note == "the gzip stream is cut short (file truncated)"
+    assert 0 < rec.report.inflated_bytes < len(gzip.decompress(blob))
+    assert 0 < rec.tracks["Solar8000/HR"][0].size < 300
 
 
 def test_crc_mismatch_is_corrupt(tmp_path):

@@ -1,13 +1,16 @@
 """The ``vitalflow`` command. The only module that prints; errors become one line ``Error: ...``.
 
 Exit codes: 0 success; 1 error (bad input, spec, output); 2 usage error;
-3 the share of successful cases is below ``min_success_rate``; 4 verification of the output failed;
+3 no windows were written (every case excluded or failed), or the share of successful cases is
+below ``min_success_rate``; 4 verification of the output failed;
 75 stopped by a signal before all cases were done (the card is partial; rerun to resume).
 """
 
 from __future__ import annotations
 
+import enum
 import functools
+import inspect
 import json
 import logging
 import os
@@ -20,14 +23,42 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from vitalflow import __version__, launch_cli
 from vitalflow.errors import VitalflowError
 
 EXIT_ERROR, EXIT_LOW_SUCCESS, EXIT_VERIFY_FAILED, EXIT_STOPPED = 1, 3, 4, 75
+NO_WINDOWS = ("no windows were written: every case was excluded or failed "
+              "(see the card's 'excluded' and 'failed' lists)")
+
+
+def _flags_without_metavar(command, ctx) -> None:
+    """Show flags as flags in --help. Typer's rich help (0.28+) prints ``display_type_rich`` for every
+    option, flags included, which gives ``--merge <bool>`` although ``--merge true`` is refused; an
+    option's metavar replaces that type text, and an empty one shows nothing."""
+    for param in command.get_params(ctx):  # includes the --help option
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+
+
+class _Group(TyperGroup):
+    """The app's group: flags render without a type in every command's --help (see above)."""
+
+    def get_command(self, ctx, cmd_name):
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _flags_without_metavar(command, ctx)
+        return command
+
+    def format_help(self, ctx, formatter) -> None:
+        _flags_without_metavar(self, ctx)
+        super().format_help(ctx, formatter)
+
 
 app = typer.Typer(
     name="vitalflow",
+    cls=_Group,
     help="Turn VitalDB .vital recordings into windowed, normalized TFRecord datasets.",
     no_args_is_help=True,
     add_completion=False,
@@ -36,6 +67,12 @@ app = typer.Typer(
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 _state = {"verbose": False}
+_VERBOSE_HELP = "Show tracebacks and per-case log lines."
+
+
+class LogFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
 
 
 def _version(value: bool) -> None:
@@ -46,7 +83,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks and per-case log lines."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=_VERBOSE_HELP),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     _state["verbose"] = verbose
@@ -69,19 +106,46 @@ def _configure_logging(log_format: str) -> None:
     logging.getLogger("vitalflow.progress").setLevel(logging.INFO)
 
 
+def _one_line(text: str) -> str:
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def _error(message: str) -> None:
+    """Print ``Error: <message>`` as exactly one line."""
+    err.print(f"Error: {_one_line(message)}", markup=False)
+
+
+def _describe(exc: BaseException) -> str:
+    """An error's message; an OS error as ``<file>: <reason>`` rather than ``[Errno N] ...``."""
+    if isinstance(exc, OSError) and exc.strerror:
+        files = [str(f) for f in (exc.filename, exc.filename2) if f is not None]
+        return f"{' -> '.join(files)}: {exc.strerror}" if files else exc.strerror
+    return str(exc) or type(exc).__name__
+
+
 def _errors(fn):
-    """Turn vitalflow and OS errors into ``Error: ...`` and exit code 1 (traceback with --verbose)."""
+    """Every command's wrapper. Turns vitalflow and OS errors into one line ``Error: ...`` and exit
+    code 1 (traceback with --verbose), and adds the one ``--verbose/-v`` option every command takes
+    after its name (the same as ``vitalflow --verbose <command>``)."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args, verbose: bool = False, **kwargs):
+        if verbose and not _state["verbose"]:
+            _state["verbose"] = True
+            _configure_logging("text")
         try:
             return fn(*args, **kwargs)
         except (VitalflowError, OSError) as exc:
             if _state["verbose"]:
                 err.print(traceback.format_exc(), markup=False)
-            err.print(f"Error: {exc}", markup=False)
+            _error(_describe(exc))
             raise typer.Exit(EXIT_ERROR) from None
 
+    signature = inspect.signature(fn, eval_str=True)
+    option = inspect.Parameter("verbose", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                               default=typer.Option(False, "--verbose", "-v", help=_VERBOSE_HELP))
+    wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), option])
+    wrapper.__annotations__ = {**getattr(fn, "__annotations__", {}), "verbose": bool}
     return wrapper
 
 
@@ -105,6 +169,7 @@ def synth(
 @app.command()
 @_errors
 def preprocess(
+    ctx: typer.Context,
     input: str = typer.Option(..., "--input", "-i", help="Folder or s3:// prefix of <caseid>.vital files."),
     clinical: str = typer.Option(..., "--clinical", "-c", help="VitalDB clinical table (CSV; path or s3://)."),
     output: str = typer.Option(..., "--output", "-o", help="Output folder or s3:// prefix (parts, ledger, card)."),
@@ -116,7 +181,8 @@ def preprocess(
     merge: bool = typer.Option(False, "--merge", help="Also write single train/validation/test.tfrecord files."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete what is in --output and start fresh."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
-    log_format: str = typer.Option("text", "--log-format", help="text or json (one JSON object per log line)."),
+    log_format: LogFormat = typer.Option(LogFormat.text, "--log-format", case_sensitive=False,
+                                         help="text, or json (one JSON object per log line)."),
     progress_interval: float = typer.Option(30.0, "--progress-interval", min=0.1,
                                             help="Seconds between progress lines when not on a terminal."),
 ) -> None:
@@ -124,6 +190,7 @@ def preprocess(
     from vitalflow.run.preprocess import RunOptions
     from vitalflow.sagemaker.env import detect
 
+    log_format = LogFormat(log_format).value
     _configure_logging(log_format)
     job = detect()
     options = RunOptions(workers=workers, commit_every=commit_every, overwrite=overwrite,
@@ -131,12 +198,33 @@ def preprocess(
     if job.kind != "local":
         logging.getLogger("vitalflow").warning(
             "SageMaker %s job: host %s is %d of %d", job.kind, job.current_host, job.host_index + 1, job.host_count)
-    resume = ["vitalflow", "preprocess", "--input", input, "--clinical", clinical, "--output", output]
-    resume += (["--cases", cases] if cases else []) + (["--config", config] if config else [])
     code = _preprocess_and_report(input, clinical, output, cases, config, options,
-                                  _reporter(quiet, log_format, progress_interval), shlex.join(resume))
+                                  _reporter(quiet, log_format, progress_interval), _resume_args(ctx))
     if code:
         raise typer.Exit(code)
+
+
+def _resume_args(ctx: typer.Context) -> list[str]:
+    """The command that resumes this run: every option given that differs from its default, except
+    ``--overwrite`` (resuming must not delete), and ``--verbose`` if it was given before or after."""
+    args = ["vitalflow", ctx.info_name or "preprocess"]
+    for param in ctx.command.params:
+        name, value = param.name, ctx.params.get(param.name)
+        if name in ("overwrite", "verbose") or not getattr(param, "opts", None) or value is None:
+            continue
+        if not param.required and value == param.default:
+            continue
+        flag = max(param.opts, key=len)  # the long name
+        if getattr(param, "is_flag", False):
+            if value:
+                args.append(flag)
+            elif param.secondary_opts:
+                args.append(max(param.secondary_opts, key=len))
+        else:
+            args += [flag, str(value.value if isinstance(value, enum.Enum) else value)]
+    if _state["verbose"]:
+        args.append("--verbose")
+    return args
 
 
 def _reporter(quiet: bool, log_format: str, interval: float):
@@ -149,7 +237,10 @@ def _reporter(quiet: bool, log_format: str, interval: float):
     return LogReporter(interval)
 
 
-def _preprocess_and_report(input_dir, clinical, output, cases, config_path, options, reporter, resume_cmd) -> int:
+def _preprocess_and_report(input_dir, clinical, output, cases, config_path, options, reporter,
+                           resume: list[str]) -> int:
+    """Run, print what happened, and return the exit code. ``resume`` is the command (as arguments)
+    that resumes this run; it is printed, quoted, when the run stopped or too few cases succeeded."""
     from vitalflow.run.cases import parse_case_selection
     from vitalflow.run.preprocess import preprocess as run
     from vitalflow.spec import load_config
@@ -158,31 +249,50 @@ def _preprocess_and_report(input_dir, clinical, output, cases, config_path, opti
     selected = parse_case_selection(cases) if cases is not None else None
     result = run(input_dir, clinical, output, config, spec, cases=selected, options=options, reporter=reporter)
     card = result.card
-    _print_summary(card)
-    for f in card["failed"]:
-        err.print(f"  failed  case {f['case_id']} ({f['stage']}): {f['error']}", markup=False)
-    for e in card["excluded"]:
-        out.print(f"  excluded case {e['case_id']}: {e['reason']}", markup=False)
+    c = card["cases"]
+    windows = sum(s["windows"] for s in card["splits"].values())
+    idle = result.complete and card["run"]["cases_processed"] == 0  # a rerun of a complete output
+    if idle:
+        counts = "".join(f", {c[k]} {k}" for k in ("excluded", "failed") if c[k])
+        out.print(f"already complete: {output} holds {c['done']} cases ({windows} windows{counts}); nothing to do",
+                  markup=False)
+    else:
+        _print_summary(card)
+        for f in card["failed"]:
+            err.print(f"  failed  case {f['case_id']} ({f['stage']}): {_case_message(f)}", markup=False)
+        for e in card["excluded"]:
+            out.print(f"  excluded case {e['case_id']}: {_case_message(e, 'reason')}", markup=False)
     if not result.complete:
         why = f"stopped by {result.stopped_by}" if result.stopped_by else "stopped"
-        err.print(f"Error: {why}: {card['cases']['done']} of {card['cases']['selected']} cases are committed "
-                  f"and the card is marked partial. Resume with:\n  {resume_cmd}", markup=False)
+        _error(f"{why}: {c['done']} of {c['selected']} cases are committed and the card is marked partial. "
+               f"Resume with: {shlex.join(resume)}")
         return EXIT_STOPPED
     if not result.verify.ok:
         for p in result.verify.problems:
-            err.print(f"  verify: {p}", markup=False)
-        err.print(f"Error: verification of {output} failed ({len(result.verify.problems)} problems)")
+            err.print(f"  verify: {_one_line(p)}", markup=False)
+        _error(f"verification of {output} failed ({len(result.verify.problems)} problems)")
         return EXIT_VERIFY_FAILED
-    rate, minimum = card["cases"]["success_rate"], config.min_success_rate
-    if rate < minimum:
-        err.print(f"Error: only {rate:.1%} of cases succeeded (minimum {minimum:.0%}); see the card's 'failed' "
-                  f"list; after fixing the inputs rerun with --retry-failed:\n  {resume_cmd} --retry-failed",
-                  markup=False)
+    if windows == 0:
+        _error(NO_WINDOWS)
         return EXIT_LOW_SUCCESS
-    merged = " (and merged split files)" if card["merged"] else ""
-    out.print(f"success: {sum(s['windows'] for s in card['splits'].values())} windows from "
-              f"{card['cases']['with_windows']} cases written to {output}{merged} and verified")
+    rate, minimum = c["success_rate"], config.min_success_rate
+    if rate < minimum:
+        retry = resume if "--retry-failed" in resume else [*resume, "--retry-failed"]
+        _error(f"only {rate:.1%} of cases succeeded (minimum {minimum:.0%}); see the card's 'failed' list; "
+               f"after fixing the inputs rerun with --retry-failed: {shlex.join(retry)}")
+        return EXIT_LOW_SUCCESS
+    if not idle:
+        merged = " (and merged split files)" if card["merged"] else ""
+        out.print(f"success: {windows} windows from {c['with_windows']} cases written to {output}{merged} "
+                  "and verified", markup=False)
     return 0
+
+
+def _case_message(entry: dict, key: str = "error") -> str:
+    """A failed or excluded case's message without a leading ``case N:`` (the line names the case)."""
+    text = _one_line(entry[key] or "")
+    prefix = f"case {entry['case_id']}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
 
 
 def _print_summary(card: dict) -> None:
@@ -195,8 +305,16 @@ def _print_summary(card: dict) -> None:
         table.add_row(split, str(s["cases"]), str(s["subjects"]), str(s["windows"]), str(len(parts)), f"{size:.1f}")
     out.print(table)
     c = card["cases"]
-    out.print(f"cases: {c['selected']} selected, {c['with_windows']} with windows, {c['excluded']} excluded, "
-              f"{c['failed']} failed (success rate {c['success_rate']:.1%}); {card['timings_s']['total']:.1f} s")
+    counts = f"{c['with_windows']} with windows, {c['excluded']} excluded, {c['failed']} failed"
+    if card["status"] == "partial":  # the rate covers only the cases done so far
+        line = (f"cases: {c['done']} of {c['selected']} cases done ({counts}); "
+                f"success rate so far {c['success_rate']:.1%} of those")
+    else:
+        missing = f" ({c['without_file']} without a file)" if c.get("without_file") else ""
+        line = f"cases: {c['selected']} selected{missing}, {counts} (success rate {c['success_rate']:.1%})"
+    out.print(f"{line}; {card['timings_s']['total']:.1f} s", markup=False)
+    for warning in card.get("warnings", []):
+        err.print(f"warning: {_one_line(warning)}", markup=False)
 
 
 @app.command()
@@ -224,10 +342,10 @@ def verify(
         write_card(store, card)
         report = verify_output(output_dir, workers=workers)
     for p in report.problems:
-        err.print(f"  {p}", markup=False)
+        err.print(f"  {_one_line(p)}", markup=False)
     counts = ", ".join(f"{k} {v}" for k, v in report.examples.items())
     if not report.ok:
-        err.print(f"Error: {output_dir} failed verification ({len(report.problems)} problems; examples: {counts})")
+        _error(f"{output_dir} failed verification ({len(report.problems)} problems; examples: {counts})")
         raise typer.Exit(EXIT_VERIFY_FAILED)
     out.print(f"verified {output_dir}: examples {counts}; shapes, ranges, counts, checksums and splits hold")
 
@@ -242,14 +360,18 @@ def demo(
     """Synthesize a small corpus, preprocess it, verify it and print a summary."""
     from vitalflow.vital.synth import synth_corpus
 
-    corpus, output = directory / "recordings", directory / "output"
+    corpus, output, config = directory / "recordings", directory / "output", directory / "run.yaml"
     synth_corpus(corpus, cases, seed=0, hours=1.5, waves=waves)
     out.print(f"synthesized {cases} recordings in {corpus}")
+    # the split is stable per subject (README "Splits"): with the 9 subjects of the default demo the
+    # default seed leaves validation empty, seed 3 fills all three splits
+    config.write_text("# vitalflow demo run config (see README 'Run config')\nsplit: {seed: 3}\n")
     from vitalflow.run.preprocess import RunOptions
 
-    code = _preprocess_and_report(str(corpus), str(corpus / "clinical.csv"), str(output), None, None,
-                                  RunOptions(overwrite=True, merge=True), _reporter(False, "text", 30.0),
-                                  f"vitalflow preprocess --input {corpus} --clinical {corpus / 'clinical.csv'} --output {output}")
+    resume = ["vitalflow", "preprocess", "--input", str(corpus), "--clinical", str(corpus / "clinical.csv"),
+              "--output", str(output), "--config", str(config), "--merge"] + (["--verbose"] if _state["verbose"] else [])
+    code = _preprocess_and_report(str(corpus), str(corpus / "clinical.csv"), str(output), None, str(config),
+                                  RunOptions(overwrite=True, merge=True), _reporter(False, "text", 30.0), resume)
     if code:
         raise typer.Exit(code)
     out.print(f"read it in TensorFlow: see README 'Output schema'; card: {output / 'preprocessing_metadata.json'}")

@@ -45,6 +45,41 @@ class WorkerPool:
     def submit(self, fn, *args) -> Future:
         return self._executor.submit(fn, *args)
 
+    def _processes(self) -> list:
+        return list((self._executor._processes or {}).values())  # no public way to see the workers
+
+    def peak_rss_mb(self) -> float:
+        """The largest peak resident memory (VmHWM) of the live workers, read from /proc; sampled
+        often, it is the truth even for a worker the kernel kills later (0 where /proc is absent)."""
+        peak = 0.0
+        for p in self._processes():
+            try:
+                with open(f"/proc/{p.pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            peak = max(peak, int(line.split()[1]) / 1024)
+                            break
+            except (OSError, ValueError, TypeError):  # exited meanwhile, or not Linux
+                pass
+        return round(peak, 1)
+
+    def deaths(self) -> list[str]:
+        """How the workers that are no longer alive ended, e.g. ``"pid 123 killed by SIGKILL
+        (the kernel's out-of-memory killer sends it)"`` or ``"pid 123 exited with code 1"``."""
+        out = []
+        for p in self._processes():
+            p.join(timeout=0.5)
+            code = p.exitcode
+            if not code:  # alive, or a clean exit (the executor stops the others when one dies)
+                continue
+            if code < 0:
+                name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
+                hint = " (the kernel's out-of-memory killer sends it)" if -code == signal.SIGKILL else ""
+                out.append(f"pid {p.pid} killed by {name}{hint}")
+            else:
+                out.append(f"pid {p.pid} exited with code {code}")
+        return out
+
     def kill(self) -> None:
         """Kill the workers, then shut the executor down; its manager thread sees the dead workers
         and ends, so nothing is left for the interpreter to wait for at exit.
@@ -54,7 +89,7 @@ class WorkerPool:
         that end turns the wait into an end of file, which the thread handles as a broken pool.
         """
         executor = self._executor
-        processes = list((executor._processes or {}).values())  # no public way to abandon work
+        processes = self._processes()
         for p in processes:
             p.kill()
         for p in processes:

@@ -4,14 +4,24 @@ Everything the run writes goes through :class:`Store`, so a local folder and (wi
 ``s3://bucket/prefix`` behave the same. The one promise that matters: an object exists under its
 final name only when it is complete. Locally that is a temporary file in the same directory,
 fsync, then ``os.replace``; on object stores a single PUT or a completed multipart upload.
+
+Local files are created with mode ``0o666`` filtered by the process umask (the kernel applies it
+when the file is created, so no umask is read or changed), like any file ``open()`` makes: with
+umask 022 every output file is ``rw-r--r--``. Staged files of an object store live in one
+temporary directory per store and owner, removed by :meth:`Store.remove_staging` (and, whatever
+is left in it, when the process exits).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import os
+import secrets
+import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -22,6 +32,22 @@ from vitalflow.errors import OutputError
 
 STAGING = "_staging"
 DEFAULT_MAX_ATTEMPTS = 10
+FILE_MODE = 0o666  # before the umask, as open() creates files
+
+# Temporary staging directories of object stores made by this process: path -> creating pid
+# (a forked child inherits the table but must not remove its parent's directories at its exit).
+_temp_staging: dict[str, int] = {}
+_temp_lock = threading.Lock()
+
+
+@atexit.register
+def _remove_temp_staging() -> None:
+    """At exit: remove this process's temporary staging directories, with any unpublished files
+    (they belong to no later run: the next process stages in a new directory)."""
+    for path, pid in list(_temp_staging.items()):
+        if pid == os.getpid():
+            shutil.rmtree(path, ignore_errors=True)
+            _temp_staging.pop(path, None)
 
 
 def s3_options() -> dict:
@@ -47,8 +73,10 @@ class Store:
         self.fs, self.root = fsspec.core.url_to_fs(self.uri, **options)
         self.root = self.root.rstrip("/")
         self.is_local = isinstance(self.fs, LocalFileSystem)
+        self._staging: dict[str, Path] = {}  # object stores: owner -> its temporary staging directory
         if self.is_local:
             self.root = os.path.abspath(self.root)
+            _check_folder(self.uri, self.root)
 
     def __repr__(self) -> str:
         return f"Store({self.uri!r})"
@@ -101,8 +129,8 @@ class Store:
             self.fs.pipe_file(self._path(name), data)
             return
         target = Path(self._path(name))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".incomplete")
+        self._mkdir(target.parent)
+        fd, temp = _create_temp(target.parent, f".{target.name}.", ".incomplete")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -115,20 +143,66 @@ class Store:
             raise
         _fsync_dir(target.parent)
 
+    def _mkdir(self, path: Path) -> None:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            _check_folder(self.uri, self.root)  # the root (or above it) became a file since __init__
+            raise
+
     def staging_dir(self, owner: str) -> Path:
         """A local directory, private to ``owner`` (a host), for files being written;
-        :meth:`publish` moves them in atomically."""
+        :meth:`publish` moves them in atomically. The same directory for every call with the same
+        owner: ``<root>/_staging/<owner>`` locally, else a temporary directory made at the first
+        call (see :meth:`remove_staging`)."""
         if self.is_local:
             path = Path(self._path(f"{STAGING}/{owner}"))
-            path.mkdir(parents=True, exist_ok=True)
+            for attempt in range(3):  # another host may remove an empty _staging/ meanwhile
+                try:
+                    self._mkdir(path)
+                    break
+                except FileNotFoundError:
+                    if attempt == 2:
+                        raise
             return path
-        return Path(tempfile.mkdtemp(prefix=f"vitalflow-staging-{owner}-"))
+        with _temp_lock:
+            path = self._staging.get(owner)
+            if path is None or not path.is_dir():
+                path = Path(tempfile.mkdtemp(prefix=f"vitalflow-staging-{owner}-"))
+                self._staging[owner] = path
+                _temp_staging[str(path)] = os.getpid()
+            return path
+
+    def _staging_path(self, owner: str) -> Path | None:
+        if self.is_local:
+            return Path(self._path(f"{STAGING}/{owner}"))
+        return self._staging.get(owner)
 
     def clear_staging(self, owner: str) -> None:
         """Delete ``owner``'s unpublished files (never another host's, which may be writing)."""
-        if self.is_local:
-            for leftover in Path(self._path(f"{STAGING}/{owner}")).glob("*"):
+        path = self._staging_path(owner)
+        if path is not None and path.is_dir():
+            for leftover in path.glob("*"):
                 leftover.unlink()
+
+    def remove_staging(self, owner: str) -> None:
+        """Remove ``owner``'s staging directory if it holds no files (at the end of a run);
+        locally also ``<root>/_staging`` once no owner has a directory in it. A directory that
+        still holds files is kept. The next :meth:`staging_dir` makes it again."""
+        path = self._staging_path(owner)
+        if path is None:
+            return
+        with contextlib.suppress(OSError):
+            path.rmdir()  # only if empty (ENOTEMPTY otherwise)
+        if path.exists():
+            return
+        if self.is_local:
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()
+        else:
+            with _temp_lock:
+                self._staging.pop(owner, None)
+                _temp_staging.pop(str(path), None)
 
     def publish(self, staged: Path, name: str) -> None:
         """Move a complete staged file to ``name`` (fsync first; rename or single upload)."""
@@ -136,7 +210,7 @@ class Store:
             os.fsync(f.fileno())
         if self.is_local:
             target = Path(self._path(name))
-            target.parent.mkdir(parents=True, exist_ok=True)
+            self._mkdir(target.parent)
             os.replace(staged, target)
             _fsync_dir(target.parent)
         else:
@@ -154,7 +228,7 @@ class Store:
             yield
             return
         path = Path(self._path(name))
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._mkdir(path.parent)
         with open(path, "a+") as f:
             try:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -173,6 +247,35 @@ class Store:
                 yield
             finally:
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _check_folder(uri: str, root: str) -> None:
+    """Refuse a local root that is a file, or lies below one (``--output`` naming a file)."""
+    path = Path(root)
+    for candidate in (path, *path.parents):
+        try:
+            if not candidate.exists():
+                continue
+            if candidate.is_dir():
+                return
+        except OSError:  # unreadable (permissions): the operation itself will say why
+            return
+        if candidate == path:
+            raise OutputError(f"{uri} is a file, not a folder")
+        raise OutputError(f"{uri}: {candidate} is a file, not a folder")
+
+
+def _create_temp(directory: Path, prefix: str, suffix: str) -> tuple[int, str]:
+    """Like ``tempfile.mkstemp`` but with mode ``0o666 & ~umask`` (mkstemp's is always 0o600):
+    the kernel applies the umask at creation, as for every other file the run writes."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        path = os.path.join(directory, f"{prefix}{secrets.token_hex(6)}{suffix}")
+        try:
+            return os.open(path, flags, FILE_MODE), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {directory}")
 
 
 def _fsync_dir(path: Path) -> None:

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 
-from vitalflow.dataset.split import SPLITS
+from vitalflow.dataset.split import SPLITS, achieved_fractions
 from vitalflow.errors import OutputError
 from vitalflow.spec.model import Config, Spec, config_hash
 from vitalflow.store import Store
@@ -33,6 +33,8 @@ class CaseOutcome:
     feature_stats: dict[str, FeatureStats] = field(default_factory=dict)
     static_defaulted: tuple[str, ...] = ()
     static_clipped: tuple[str, ...] = ()
+    windows_without_data: int = 0  # windows dropped for too little recorded data
+    read: dict | None = None  # a read that was not clean: how much was read, why it stopped, gzip damage
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -72,19 +74,37 @@ def build_card(
     timings: dict[str, float],
     merged: dict[str, dict] | None = None,
     run: dict | None = None,
+    inputs: dict | None = None,
 ) -> dict:
-    """The card of an output: complete when every selected case has an outcome, else partial."""
+    """The card of an output: complete when every selected case has an outcome, else partial.
+
+    ``inputs``: what the run was made from (input location and recordings, clinical table,
+    selection, selected ids without a file), from the run's manifest."""
+    inputs = inputs or {}
     pending = [c for c in selected if c not in outcomes]
     outcomes = [outcomes[c] for c in selected if c in outcomes]
     ok = [o for o in outcomes if o.status != "failed"]
+    without_file = (inputs.get("without_file") or {}).get("count", 0)
+    with_windows = [o for o in outcomes if o.status == "ok"]
     splits = {}
     for s in SPLITS:
-        members = [o for o in outcomes if o.split == s and o.status == "ok"]
+        members = [o for o in with_windows if o.split == s]
         splits[s] = {
             "cases": len(members),
             "subjects": len({o.subject_id for o in members}),
             "windows": sum(o.windows for o in members),
         }
+    fractions = achieved_fractions({o.subject_id: o.split for o in with_windows})
+    warnings = [f"split {s} is empty: the stable subject split put none of the {len({o.subject_id for o in with_windows})} "
+                "subjects with windows there (few subjects; see README 'Splits')" for s in SPLITS
+                if with_windows and not splits[s]["subjects"]]
+    if without_file:
+        warnings.append(f"{without_file} selected case id(s) have no file in the input: "
+                        f"{inputs['without_file']['ids']}")
+    damaged = [o for o in outcomes if o.read]
+    if damaged:
+        warnings.append(f"{len(damaged)} case(s) had a damaged or truncated file, or records past the case end; "
+                        "see read_damage")
     return {
         "format": CARD_FORMAT,
         "status": "partial" if pending else "complete",
@@ -114,16 +134,23 @@ def build_card(
         "files": {s: sorted((part_entry(p) for p in parts if p["split"] == s), key=lambda p: p["path"]) for s in SPLITS},
         "merged": merged or {},
         "splits": splits,
+        "split_fractions": {"target": config.split.fractions, "achieved_subjects": fractions,
+                            "rule": "a subject's split depends only on (subjectid, seed): stable as cases are added"},
+        "warnings": warnings,
+        "inputs": inputs,
         "cases": {
-            "selected": len(selected),
+            "selected": len(selected) + without_file,
+            "without_file": without_file,
             "done": len(outcomes),
             "pending": len(pending),
             "succeeded": len(ok),
-            "with_windows": sum(o.status == "ok" for o in outcomes),
+            "with_windows": len(with_windows),
             "excluded": sum(o.status == "excluded" for o in outcomes),
             "failed": len(outcomes) - len(ok),
-            "success_rate": round(len(ok) / len(outcomes), 6) if outcomes else 0.0,
+            # over the done cases and the selected ids without a file (which can never succeed)
+            "success_rate": round(len(ok) / (len(outcomes) + without_file), 6) if outcomes or without_file else 0.0,
         },
+        "read_damage": [dict(o.read, case_id=o.case_id, status=o.status) for o in damaged],
         "excluded": [{"case_id": o.case_id, "reason": o.reason} for o in outcomes if o.status == "excluded"],
         "failed": [{"case_id": o.case_id, "stage": o.stage, "error": o.reason} for o in outcomes if o.status == "failed"],
         "feature_stats": _feature_stats(spec, outcomes),
@@ -180,6 +207,10 @@ def _case_detail(o: CaseOutcome) -> dict:
     implausible = {k: s.implausible for k, s in o.feature_stats.items() if s.implausible}
     if implausible:
         detail["implausible_seconds"] = implausible
+    if o.windows_without_data:
+        detail["windows_without_data"] = o.windows_without_data
+    if o.read:
+        detail["read"] = o.read
     if o.reason:
         detail["reason"] = o.reason
     return detail

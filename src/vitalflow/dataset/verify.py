@@ -333,4 +333,4 @@ def combined_card(store: Store, scope: list[str], manifests: list[dict | None]) 
         outcomes.update(state.outcomes)
         parts += state.parts
     spec, config = Spec.model_validate(first["spec_content"]), Config.model_validate(first["config"])
-    return build_card(spec, config, first["cases"], outcomes, parts, {}, None, {"hosts": scope})
+    return build_card(spec, config, first["cases"], outcomes, parts, {}, None, {"hosts": scope}, first.get("inputs"))

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 import resource
+import signal
 import socket
 import time
 from collections import deque
@@ -28,15 +29,16 @@ from vitalflow.dataset.split import assign_splits
 from vitalflow.dataset.verify import VerifyReport, block_units, check_unit, unit_schema, verify_output
 from vitalflow.errors import CaseDataError, OutputError, VitalflowError
 from vitalflow.pool import WorkerPool
-from vitalflow.run.inputs import find_case_files, largest_first, local_copy, read_input_bytes
+from vitalflow.run.cases import CaseSelection
+from vitalflow.run.inputs import CaseFile, find_case_files, input_identity, largest_first, local_copy, read_input_bytes
 from vitalflow.run.progress import Reporter, Tally
 from vitalflow.run.stop import StopRequest
 from vitalflow.spec.model import Config, Spec, config_hash
 from vitalflow.store import Store
-from vitalflow.transform.case import preprocess_case
+from vitalflow.transform.case import CaseArrays, Span, bounded_span, preprocess_case
 from vitalflow.transform.patient import Patient
 from vitalflow.vital.clinical import read_clinical
-from vitalflow.vital.read import read_vital
+from vitalflow.vital.read import Recording, read_vital
 
 log = logging.getLogger("vitalflow")
 LEDGER_FORMAT = "vitalflow-ledger/1"
@@ -90,24 +92,36 @@ def preprocess(
     output: str | Path,
     config: Config,
     spec: Spec,
-    cases: list[int] | None = None,
+    cases: CaseSelection | None = None,
     options: RunOptions = RunOptions(),
     reporter: Reporter | None = None,
 ) -> RunResult:
+    """Preprocess the selected cases (default: every ``<caseid>.vital`` in the input) that have a
+    file; selected ids without one are listed in the card and count as not succeeded."""
     t0 = time.perf_counter()
     input_uri, clinical_uri = str(input_uri), str(clinical_uri)
     clinical = read_input_bytes(clinical_uri, "clinical table")
     patients = read_clinical(clinical, clinical_uri)
     files = find_case_files(input_uri)
-    selected = sorted(files) if cases is None else cases
+    selection = cases if cases is not None else CaseSelection.of(files)
+    selected = selection.among(files)
     if not selected:
-        raise OutputError(f"{input_uri}: no case files (<caseid>.vital) found")
+        what = f"none of the {len(selection)} selected case ids ({selection.head(5)}) has" if cases else "no"
+        raise OutputError(f"{input_uri}: {what} case file (<caseid>.vital)")
+    without_file = selection.without(files) if options.host_index == 0 else CaseSelection(())
+    if without_file.ranges:
+        log.warning("%d selected case id(s) have no file in %s: %s", len(without_file), input_uri, without_file.head())
     mine = host_cases(selected, options.host_index, options.host_count)
-    split_of = assign_splits(
-        {c: subject_key(patients[c]) for c in selected if c in patients}, config.split.fractions, config.split.seed
-    )
+    split_of = assign_splits({c: subject_key(patients[c]) for c in mine if c in patients},
+                             config.split.fractions, config.split.seed)
     store = Store(output)
     ledger = Ledger(store, options.host)
+    inputs = {
+        "input": input_identity(input_uri, files, selected),
+        "clinical": {"uri": clinical_uri, "sha256": hashlib.sha256(clinical).hexdigest()},
+        "selection": selection.text if cases is not None else None,
+        "without_file": {"count": len(without_file), "ids": without_file.head(50)},
+    }
     manifest = {
         "format": LEDGER_FORMAT,
         "host": options.host,
@@ -117,7 +131,8 @@ def preprocess(
         "spec": {"name": spec.name, "version": spec.version, "hash": spec.content_hash()},
         "spec_content": spec.model_dump(mode="json"),
         "cases": selected,
-        "clinical_sha256": hashlib.sha256(clinical).hexdigest(),
+        "clinical_sha256": inputs["clinical"]["sha256"],
+        "inputs": inputs,
     }
     reporter = reporter or Reporter()
     with store.lock(ledger.lock_name, f"vitalflow preprocess on {socket.gethostname()}"), StopRequest() as stop:
@@ -135,10 +150,10 @@ def preprocess(
         tally.done_at_start = tally.done
         timings = dict.fromkeys(("read", "transform", "encode", "peak_rss_mb"), 0.0)
         reporter.start(tally)
+        context = CaseContext(input_uri, files, patients, split_of, config, spec)
         try:
-            checked = _run_cases(todo, store, ledger, state.next_seq,
-                                 (input_uri, files, patients, split_of, config, spec), options, stop, tally,
-                                 reporter, timings)
+            checked, deaths = _run_cases(todo, store, ledger, state.next_seq, context, options, stop, tally,
+                                         reporter, timings)
         finally:
             reporter.close()
 
@@ -150,6 +165,7 @@ def preprocess(
                         options.host, options.host_count)
         merge = complete and options.merge and options.host_count == 1
         merged = merge_parts(store, state.parts, config.output.compression) if merge else {}
+        store.remove_staging(options.host)
         timings["total"] = time.perf_counter() - t0
         run_info = {
             "host": options.host,
@@ -160,9 +176,10 @@ def preprocess(
             "cases_processed": tally.done - tally.done_at_start,
             "removed_leftovers": removed,
             "peak_rss_mb": {"main": peak_rss_mb(), "largest_worker": timings.pop("peak_rss_mb")},
+            "worker_deaths": deaths,
         }
         name = card_name(options.host, options.host_count)
-        card = build_card(spec, config, mine, outcomes, state.parts, timings, merged, run_info)
+        card = build_card(spec, config, mine, outcomes, state.parts, timings, merged, run_info, inputs)
         write_card(store, card, name)
         if not complete:
             return RunResult(store.uri, card, None, stop.requested)
@@ -190,82 +207,200 @@ def _open_ledger(store: Store, ledger: Ledger, manifest: dict, overwrite: bool, 
             )
         ledger.write_manifest(manifest)
         return
-    differences = [what for key, what in (("config_hash", "config or spec"), ("cases", "case selection"),
-                                          ("clinical_sha256", "clinical table"))
-                   if existing.get(key) != manifest[key]]
+    differences = manifest_differences(existing, manifest)
     if differences:
         raise OutputError(
-            f"{store.uri} was written with a different {' and '.join(differences)} "
-            f"(spec {existing.get('spec', {}).get('hash', '?')[:19]}, config {existing.get('config_hash', '?')[:19]}); "
-            "resuming would mix two datasets. Use the original settings to resume, or pass --overwrite to "
-            "delete it and start fresh"
+            f"{store.uri} was written from other inputs or settings: {'; '.join(differences)}. "
+            "Resuming would mix two datasets. Use the original inputs and settings to resume, or pass "
+            "--overwrite to delete it and start fresh"
         )
 
 
+def manifest_differences(old: dict, new: dict) -> list[str]:
+    """Why an output's manifest ``old`` cannot be resumed with ``new`` (empty: it can)."""
+    out = []
+    if old.get("config_hash") != new["config_hash"]:
+        out.append(f"config or spec (spec {old.get('spec', {}).get('hash', '?')[:19]}, "
+                   f"config {old.get('config_hash', '?')[:19]})")
+    if old.get("cases") != new["cases"]:
+        out.append("case selection")
+    old_in, new_in = (old.get("inputs") or {}), new["inputs"]
+    if old.get("clinical_sha256") != new["clinical_sha256"]:
+        out.append(f"clinical table (was {old_in.get('clinical', {}).get('uri', '?')}, "
+                   f"sha256 {old.get('clinical_sha256', '?')[:12]})")
+    old_input, new_input = old_in.get("input") or {}, new_in["input"]
+    if old_input.get("uri") != new_input["uri"]:
+        out.append(f"--input {new_input['uri']} (the output was made from {old_input.get('uri', '?')})")
+    else:
+        before, now = old_input.get("recordings") or {}, new_input["recordings"]
+        changed = [now[c][0] for c in now if c in before and before[c] != now[c]]
+        if changed:
+            out.append(f"{len(changed)} recording(s) changed since (size or modification time): "
+                       f"{', '.join(changed[:5])}")
+    return out
+
+
 # --- the case loop ------------------------------------------------------------------------------
-_context: tuple = ()
+@dataclass(frozen=True)
+class CaseContext:
+    """What a worker needs to process any case of the run (handed to each worker once)."""
+
+    input_uri: str
+    files: dict[int, CaseFile]
+    patients: dict[int, Patient]
+    split_of: dict[int, str]
+    config: Config
+    spec: Spec
 
 
-def _set_context(*context) -> None:
+class CaseTimeout(BaseException):
+    """Raised in a worker by SIGALRM when a case exceeds ``limits.case_timeout_s``. A BaseException,
+    so that no ``except Exception`` on the way turns it into another error."""
+
+
+_context: CaseContext | None = None
+_timed = False  # workers: each case runs under an alarm (set by `_init_worker`)
+
+
+def _set_context(context: CaseContext) -> None:
+    """Make ``context`` the one `process_case` uses (in this process)."""
     global _context
     _context = context
 
 
+def _init_worker(context: CaseContext) -> None:
+    """A worker of the run: the context, the memory limit (address space: an allocation past it
+    raises MemoryError, which fails the case instead of waking the kernel's OOM killer) and the
+    per-case alarm."""
+    global _timed
+    _set_context(context)
+    limit = context.config.limits.worker_memory_mb * 2**20
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    except (ValueError, OSError):  # a hard limit below ours: keep the system's
+        log.info("could not limit worker memory to %d MB", context.config.limits.worker_memory_mb)
+    signal.signal(signal.SIGALRM, _alarm)
+    _timed = True
+
+
+def _alarm(signum, frame):
+    raise CaseTimeout
+
+
 def process_case(case_id: int) -> tuple[CaseOutcome, bytes, dict[str, float]]:
     """Read, transform and encode one case (in a worker): its outcome, and its examples as a block
-    ready to append to a part file. Problems become failed/excluded outcomes."""
-    input_uri, files, patients, split_of, config, spec = _context
+    ready to append to a part file. Problems become failed/excluded outcomes with a stage and a
+    one-line reason."""
+    ctx = _context
+    limits = ctx.config.limits
     timings: dict[str, float] = {}
-    patient = patients.get(case_id)
-    outcome = CaseOutcome(case_id, "failed", split=split_of.get(case_id),
+    patient = ctx.patients.get(case_id)
+    outcome = CaseOutcome(case_id, "failed", split=ctx.split_of.get(case_id),
                           subject_id=subject_key(patient) if patient else None)
     stage = "read"
+    if _timed:
+        signal.setitimer(signal.ITIMER_REAL, limits.case_timeout_s)
     try:
-        if case_id not in files:
-            raise CaseDataError(f"case {case_id}: no file {case_id:04d}.vital (or other zero padding) in the input")
+        file = ctx.files[case_id]
+        if file.problem:
+            raise CaseDataError(f"case {case_id}: {file.problem}")
         if patient is None:
             stage = "clinical"
             raise CaseDataError(f"case {case_id}: no row in the clinical table")
         t = time.perf_counter()
         try:
-            with local_copy(input_uri, files[case_id].name) as path:
-                recording = read_vital(path, spec.tracks)
+            with local_copy(ctx.input_uri, file.name) as path:
+                recording = read_vital(path, ctx.spec.tracks, max_inflated_bytes=limits.max_inflated_bytes(file.bytes))
+            span = bounded_span(recording.duration_s, recording.tracks, patient.caseend, limits.max_recording_h * 3600)
         except VitalflowError as exc:
-            raise CaseDataError(f"case {case_id}: {exc}") from exc
+            raise CaseDataError(f"case {case_id}: {file.name}: {exc}" if file.name not in str(exc)
+                                else f"case {case_id}: {exc}") from exc
+        outcome.packed, outcome.read = recording.packed, read_details(recording, span)
+        report = recording.report
+        if report.stop_reason and report.read_fraction < limits.min_read_fraction:
+            raise CaseDataError(
+                f"case {case_id}: {file.name}: reading stopped at byte {report.read_bytes} of "
+                f"{report.inflated_bytes} ({report.read_fraction:.0%}, below limits.min_read_fraction "
+                f"{limits.min_read_fraction:.0%}): {report.stop_reason}")
         t2 = time.perf_counter()
         timings["read"] = t2 - t
         stage = "transform"
-        arrays = preprocess_case(recording.tracks, recording.duration_s, patient, spec,
-                                 config.windows, config.crop_to_anesthesia)
+        arrays = preprocess_case(recording.tracks, span.duration_s, patient, ctx.spec,
+                                 ctx.config.windows, ctx.config.crop_to_anesthesia)
         t3 = time.perf_counter()
         timings["transform"] = t3 - t2
-        outcome.crop, outcome.packed = arrays.crop, recording.packed
+        outcome.crop = arrays.crop
         outcome.feature_stats = arrays.feature_stats
         outcome.static_defaulted, outcome.static_clipped = arrays.static_defaulted, arrays.static_clipped
+        outcome.windows_without_data = arrays.windows_without_data
         if arrays.n_windows == 0:
-            span = config.windows.length_s + config.windows.horizon_s
-            outcome.status = "excluded"
-            outcome.reason = (f"too short: {arrays.crop.end_s - arrays.crop.start_s} s after cropping, "
-                              f"one window plus horizon needs {span} s")
+            outcome.status, outcome.reason = "excluded", exclusion_reason(recording, arrays, ctx.spec, ctx.config)
             return outcome, b"", timings
         stage = "encode"
-        block = case_block(arrays, outcome.subject_id, config.output.write_mask, config.output.compression)
+        block = case_block(arrays, outcome.subject_id, ctx.config.output.write_mask, ctx.config.output.compression)
         timings["encode"] = time.perf_counter() - t3
         outcome.status, outcome.windows = "ok", arrays.n_windows
         timings["peak_rss_mb"] = peak_rss_mb()
         return outcome, block, timings
     except VitalflowError as exc:
-        outcome.stage, outcome.reason = stage, str(exc)
+        outcome.stage, outcome.reason = stage, _one_line(exc)
+    except MemoryError:
+        outcome.stage = stage
+        outcome.reason = (f"case {case_id}: out of memory: needs more than limits.worker_memory_mb "
+                          f"{limits.worker_memory_mb} MB")
+    except CaseTimeout:
+        outcome.stage = stage
+        outcome.reason = f"case {case_id}: took longer than limits.case_timeout_s {limits.case_timeout_s:g} s"
     except Exception as exc:  # a bug or an unforeseen input in this case's data: record it, go on
-        log.exception("case %s: unexpected error", case_id)
-        outcome.stage, outcome.reason = "internal", f"case {case_id}: {type(exc).__name__}: {exc}"
+        log.info("case %s: unexpected error", case_id, exc_info=True)  # the traceback, with --verbose
+        outcome.stage, outcome.reason = "internal", f"case {case_id}: {type(exc).__name__}: {_one_line(exc)}"
+    finally:
+        if _timed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
     return outcome, b"", timings
 
 
-def _run_cases(todo, store, ledger, seq, context, options: RunOptions, stop: StopRequest, tally: Tally,
-               reporter: Reporter, timings: dict) -> dict:
-    """Process the cases; return the read-back checks of the blocks committed (see `verify_output`)."""
-    config, spec = context[4], context[5]
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def read_details(recording: Recording, span: Span) -> dict | None:
+    """What the card says about a read that was not clean (None when it was)."""
+    r = recording.report
+    if not (r.stop_reason or r.gzip_note or span.note):
+        return None
+    return {"file_bytes": r.file_bytes, "inflated_bytes": r.inflated_bytes, "read_bytes": r.read_bytes,
+            "read_fraction": round(r.read_fraction, 6), "stop_reason": r.stop_reason, "gzip_note": r.gzip_note,
+            "records_after_end": span.records_after_end, "span_note": span.note}
+
+
+def exclusion_reason(recording: Recording, arrays: CaseArrays, spec: Spec, config: Config) -> str:
+    """Why a case that was read and transformed has no window: the first true reason of
+    no spec track, no usable value, too short, too little recorded in every window."""
+    if not recording.tracks:
+        names = recording.report.track_names
+        if not any(n in spec.tracks for n in names):
+            listed = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+            has = f"it has {len(names)} other track(s): {listed}" if names else "it defines no tracks"
+            return f"none of the spec's tracks is in the recording ({has})"
+        return "the spec's tracks in the recording hold no records"
+    if all(s.source is None for s in arrays.feature_stats.values()):
+        return "no plausible value in any of the spec's tracks (all missing, NaN or out of range)"
+    w = config.windows
+    if arrays.windows_without_data == 0:
+        return (f"too short: {arrays.crop.end_s - arrays.crop.start_s} s after cropping, "
+                f"one window plus horizon needs {w.length_s + w.horizon_s} s")
+    n_inputs = len(spec.timeseries) - len(spec.targets)
+    return (f"none of its {arrays.windows_without_data} windows has enough recorded data "
+            f"(windows.min_observed_share {w.min_observed_share:g}: at least that share of the {n_inputs} "
+            "input signals recorded at least once in the window)")
+
+
+def _run_cases(todo, store, ledger, seq, context: CaseContext, options: RunOptions, stop: StopRequest,
+               tally: Tally, reporter: Reporter, timings: dict) -> tuple[dict, list[dict]]:
+    """Process the cases; return the read-back checks of the blocks committed (see `verify_output`)
+    and the worker processes that died (exit code or signal, and the cases lost with them)."""
+    config, spec = context.config, context.spec
     compression = config.output.compression
     schema = unit_schema(example_schema(spec, config), compression)
     part = PartWriter(store, seq, options.host, compression)
@@ -286,10 +421,11 @@ def _run_cases(todo, store, ledger, seq, context, options: RunOptions, stop: Sto
                     checks[unit.key] = workers.submit(check_unit, store.uri, unit, *schema)
 
     def pool() -> WorkerPool:
-        return WorkerPool(max(1, min(options.workers, len(todo))), _set_context, context)
+        return WorkerPool(max(1, min(options.workers, len(todo))), _init_worker, (context,))
 
     workers = pool() if todo else None
-    pending, inflight = deque(largest_first(todo, context[1])), {}
+    pending, inflight = deque(largest_first(todo, context.files)), {}
+    deaths: list[dict] = []
     limit = 2 * options.workers  # cases in flight: memory depends on this, not on len(todo)
     deadline = None
     try:
@@ -301,20 +437,24 @@ def _run_cases(todo, store, ledger, seq, context, options: RunOptions, stop: Sto
                 case_id = pending.popleft()
                 inflight[workers.submit(process_case, case_id)] = case_id
             finished, _ = wait(list(inflight), timeout=0.5, return_when=FIRST_COMPLETED)
+            timings["peak_rss_mb"] = max(timings["peak_rss_mb"], workers.peak_rss_mb())  # also of one that dies
             broken = False
             for future in finished:
                 case_id = inflight.pop(future)
                 try:
                     outcome, block, case_timings = future.result()
                 except BrokenProcessPool:  # a worker was killed (OOM?): every case in flight is lost
-                    outcome, block, case_timings = _worker_died(case_id, context), b"", {}
+                    if not broken:
+                        died = workers.deaths()
+                        deaths.append({"cases_in_flight": sorted([case_id, *inflight.values()]), "workers": died})
+                    outcome, block, case_timings = _worker_died(case_id, context, died), b"", {}
                     broken = True
                 if block:
                     part.add(outcome.split, case_id, block, outcome.windows)
                 for k, v in case_timings.items():
                     timings[k] = max(timings[k], v) if k == "peak_rss_mb" else timings[k] + v
-                if outcome.status == "failed":
-                    log.warning("case %s failed at %s: %s", case_id, outcome.stage, outcome.reason)
+                if outcome.status == "failed":  # listed at the end; as it happens with --verbose
+                    log.info("case %s failed at %s: %s", case_id, outcome.stage, outcome.reason)
                 batch.append(outcome)
                 tally.add(outcome.windows, outcome.status == "failed")
                 if len(batch) >= options.commit_every:
@@ -348,15 +488,15 @@ def _run_cases(todo, store, ledger, seq, context, options: RunOptions, stop: Sto
             pass
     if workers is not None:
         workers.close()
-    return done
+    return done, deaths
 
 
-def _worker_died(case_id: int, context) -> CaseOutcome:
-    patients, split_of = context[2], context[3]
-    patient = patients.get(case_id)
-    return CaseOutcome(case_id, "failed", split=split_of.get(case_id),
+def _worker_died(case_id: int, context: CaseContext, died: list[str]) -> CaseOutcome:
+    patient = context.patients.get(case_id)
+    how = "; ".join(died) or "killed, or out of memory"
+    return CaseOutcome(case_id, "failed", split=context.split_of.get(case_id),
                        subject_id=subject_key(patient) if patient else None, stage="worker",
-                       reason=f"case {case_id}: the worker process died (killed, or out of memory)")
+                       reason=f"case {case_id}: the worker process died ({how}) while this case was in flight")
 
 
 def peak_rss_mb() -> float:

@@ -28,6 +28,11 @@ class Tally:
         self.failed += int(failed)
 
     @property
+    def idle(self) -> bool:
+        """Nothing to do: every case had its outcome before this run (a rerun of a complete output)."""
+        return self.total == self.done_at_start
+
+    @property
     def rate(self) -> float:
         elapsed = time.monotonic() - self.started
         return (self.done - self.done_at_start) / elapsed if elapsed > 0 else 0.0
@@ -44,7 +49,8 @@ class Tally:
 
 
 class Reporter:
-    """Silent (``--quiet``); the base of the others."""
+    """Silent (``--quiet``); the base of the others. Every reporter stays silent when the run has
+    nothing to do (``tally.idle``, decided before :meth:`start`)."""
 
     def start(self, tally: Tally) -> None:
         self.tally = tally
@@ -66,15 +72,17 @@ class LogReporter(Reporter):
     def start(self, tally: Tally) -> None:
         super().start(tally)
         self._last = time.monotonic()
-        self._emit()
+        if not tally.idle:
+            self._emit()
 
     def update(self) -> None:
-        if time.monotonic() - self._last >= self.interval_s:
+        if not self.tally.idle and time.monotonic() - self._last >= self.interval_s:
             self._last = time.monotonic()
             self._emit()
 
     def close(self) -> None:
-        self._emit()
+        if not self.tally.idle:
+            self._emit()
 
     def _emit(self) -> None:
         d = self.tally.as_dict()
@@ -102,14 +110,20 @@ class BarReporter(Reporter):
 
     def start(self, tally: Tally) -> None:
         super().start(tally)
+        if tally.idle:
+            return
         self._progress.start()
         self._task = self._progress.add_task("cases", total=tally.total, completed=tally.done,
                                              windows=tally.windows, rate="0.00", failed=tally.failed)
 
     def update(self) -> None:
+        if self._task is None:
+            return
         t = self.tally
         self._progress.update(self._task, completed=t.done, windows=t.windows, rate=f"{t.rate:.2f}", failed=t.failed)
 
     def close(self) -> None:
+        if self._task is None:
+            return
         self.update()
         self._progress.stop()

@@ -15,7 +15,9 @@ Where things are (see ``vitalflow.sagemaker.launch``):
   them as argv; the file is what counts.
 
 Install: nothing when the installed vitalflow has the shipped version (a toolkit or image already
-installed it); otherwise ``python -m pip install --no-cache-dir SRC[aws]``. Then this process becomes
+installed it); otherwise ``python -m pip install --no-cache-dir SRC[aws]`` (a regular install, which
+copies what it needs: a tarball extracted into a temporary directory is removed right after, as it
+is when nothing was installed). Then this process becomes
 ``python -m vitalflow preprocess ...`` (exec), so SageMaker's SIGTERM reaches vitalflow directly
 and vitalflow's exit code (0, 3, 4, 75, ...) is the job's.
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -138,15 +141,26 @@ def install(src: Path) -> None:
         raise SystemExit(f"vitalflow-entry: pip install of {src} failed with exit code {code}")
 
 
+def prepare(here: Path) -> None:
+    """Install vitalflow from the source shipped next to ``entry.py`` unless it is installed already.
+    A source tree extracted from the tarball is removed afterwards, also when the install fails:
+    ``pip install`` (not editable) has copied it, and ``exec`` would skip any cleanup at exit."""
+    src = source_dir(here)
+    try:
+        installed = installed_version()
+        if needs_install(src, installed):
+            install(src)
+        else:
+            log(f"vitalflow {installed} is installed already")
+    finally:
+        if src != here:
+            shutil.rmtree(src, ignore_errors=True)
+
+
 def main(argv: list[str]) -> None:
     here = Path(__file__).resolve().parent
     args = preprocess_arguments(argv)
-    src = source_dir(here)
-    installed = installed_version()
-    if needs_install(src, installed):
-        install(src)
-    else:
-        log(f"vitalflow {installed} is installed already")
+    prepare(here)
     command = [sys.executable, "-m", "vitalflow", "preprocess", *args]
     log("running: " + " ".join(command))
     os.execv(sys.executable, command)

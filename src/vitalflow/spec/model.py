@@ -126,6 +126,10 @@ class TimeseriesFeature(Strict):
         return _check_range(v, "plausible")
 
 
+#: the clinical-table columns a static feature can read (vitalflow.vital.clinical reads them)
+CLINICAL_STATIC_COLUMNS = ("age", "sex", "height", "weight", "bmi", "asa")
+
+
 class StaticFeature(Strict):
     name: str
     column: str
@@ -133,6 +137,13 @@ class StaticFeature(Strict):
     range: tuple[float, float] | None = None
     categories: dict[str, float] | None = None
     default: float | str
+
+    @field_validator("column")
+    @classmethod
+    def _column(cls, v: str) -> str:
+        if v not in CLINICAL_STATIC_COLUMNS:
+            raise ValueError(f"clinical column {v!r} is not one vitalflow reads ({', '.join(CLINICAL_STATIC_COLUMNS)})")
+        return v
 
     @model_validator(mode="after")
     def _kind(self) -> StaticFeature:
@@ -222,6 +233,9 @@ class Windows(Strict):
     length_s: int = Field(default=300, gt=0)
     step_s: int = Field(default=30, gt=0)
     horizon_s: int = Field(default=30, ge=0)
+    # a window is kept only if at least this share of the input-only signals (the time-series
+    # features that are not targets) were recorded at least once in it (README "Bad input")
+    min_observed_share: float = Field(default=0.25, ge=0, le=1)
 
 
 class Split(Strict):
@@ -246,12 +260,33 @@ class Output(Strict):
     write_mask: bool = True
 
 
+class Limits(Strict):
+    """Bounds that keep one hostile recording from taking a worker's memory or time, or from
+    becoming windows of defaults (README "Bad input")."""
+
+    max_recording_h: float = Field(default=48, gt=0)  # longest span a case may have after bounding
+    max_inflated_mb: int = Field(default=2048, gt=0)  # decompressed .vital content, absolute cap
+    max_inflation_ratio: float = Field(default=100, gt=1)  # ... and this multiple of the file size (>= 1 MB)
+    min_read_fraction: float = Field(default=0.5, ge=0, le=1)  # a read that stops early must cover this share
+    case_timeout_s: float = Field(default=900, gt=0)  # one case's read + transform + encode
+    worker_memory_mb: int = Field(default=4096, ge=512)  # each worker's address space (RLIMIT_AS)
+
+    def max_inflated_bytes(self, file_bytes: int) -> int:
+        """The decompression cap for a file of ``file_bytes``.
+
+        >>> Limits().max_inflated_bytes(3_000_000) // 2**20, Limits().max_inflated_bytes(10**9) // 2**20
+        (286, 2048)
+        """
+        return int(min(self.max_inflated_mb * 2**20, max(self.max_inflation_ratio * file_bytes, 2**20)))
+
+
 class Config(Strict):
     spec: str = DEFAULT_SPEC
     crop_to_anesthesia: bool = True
     windows: Windows = Windows()
     split: Split = Split()
     output: Output = Output()
+    limits: Limits = Limits()
     min_success_rate: float = Field(default=0.95, ge=0, le=1)
 
 
@@ -263,7 +298,12 @@ def _read_yaml(path: str | Path, what: str) -> dict:
     except FileNotFoundError:
         raise SpecError(f"{what} file not found: {path}") from None
     except yaml.YAMLError as exc:
-        raise SpecError(f"{what} file {path} is not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise SpecError(f"{what} file {path} is not valid YAML{where}: {problem}") from exc
+    except IsADirectoryError:
+        raise SpecError(f"{what} file {path} is a folder, not a file") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

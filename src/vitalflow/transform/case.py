@@ -58,6 +58,7 @@ class CaseArrays:
     feature_stats: dict[str, FeatureStats] = field(default_factory=dict)
     static_defaulted: tuple[str, ...] = ()
     static_clipped: tuple[str, ...] = ()
+    windows_without_data: int = 0  # windows that fit but were dropped: too little recorded in them
 
     @property
     def n_windows(self) -> int:
@@ -102,6 +103,47 @@ def anesthesia_crop(n_seconds: int, anestart: float, aneend: float) -> Crop:
     if aneend > n_seconds:
         notes.append(f"aneend {aneend:g} s is after the recording end; cropped at {n_seconds} s")
     return Crop(start, end, "; ".join(notes) or None)
+
+
+CASEEND_SLACK_S = 300  # records this long after the clinical table's caseend still count
+
+
+@dataclass(frozen=True)
+class Span:
+    duration_s: float  # what the grid covers, from the recording start
+    records_after_end: int = 0  # records dropped because they lie after the bounded end
+    note: str | None = None  # why the span is shorter than the recording's own end time
+
+
+def bounded_span(duration_s: float, tracks: Mapping[str, Track], caseend: float, max_s: float) -> Span:
+    """The recording's span, bounded by what the clinical table and the records agree on.
+
+    The recording ends at its last record (``duration_s``); when the clinical table's ``caseend``
+    (seconds from the recording start) is sane, records more than 300 s after it are dropped, so
+    one record moved days into the future cannot stretch the grid. A span still longer than
+    ``max_s`` raises CaseDataError (the caller reports it as a ``read`` failure).
+
+    >>> t = {"A": (np.array([0.0, 10.0, 1e7]), np.ones(3))}
+    >>> bounded_span(1e7, t, 3600.0, 48 * 3600)
+    Span(duration_s=3900.0, records_after_end=1, note='span bounded at caseend 3600 s + 300 s (the recording claims 2777.8 h); 1 record(s) after it dropped')
+    >>> bounded_span(1e7, t, math.nan, 48 * 3600)
+    Traceback (most recent call last):
+    ...
+    vitalflow.errors.CaseDataError: the recording spans 2777.8 h (more than limits.max_recording_h 48 h) and the clinical table has no usable caseend to bound it
+    """
+    if not math.isfinite(duration_s) or duration_s < 0:
+        raise CaseDataError(f"the recording's duration {duration_s!r} s is not a time span")
+    end, dropped, note = duration_s, 0, None
+    if math.isfinite(caseend) and caseend > 0 and duration_s > caseend + CASEEND_SLACK_S:
+        end = caseend + CASEEND_SLACK_S
+        dropped = sum(int(np.count_nonzero(t >= end)) for t, _ in tracks.values())
+        note = (f"span bounded at caseend {caseend:g} s + {CASEEND_SLACK_S} s (the recording claims "
+                f"{duration_s / 3600:.1f} h); {dropped} record(s) after it dropped")
+    if end > max_s:
+        why = "the clinical table has no usable caseend to bound it" if note is None else f"so does its caseend {caseend:g} s"
+        raise CaseDataError(f"the recording spans {end / 3600:.1f} h (more than limits.max_recording_h "
+                            f"{max_s / 3600:g} h) and {why}")
+    return Span(end, dropped, note)
 
 
 def validate_patient(patient: Patient) -> None:
@@ -158,6 +200,8 @@ def preprocess_case(
     observed_arr = np.stack(observed, axis=1).astype(np.uint8) if n else np.empty((0, len(series)), np.uint8)
     starts = window_starts(crop.end_s - crop.start_s, windows.length_s, windows.step_s, windows.horizon_s)
     targets = series_arr[target_seconds(starts, windows.length_s, windows.horizon_s)][:, list(spec.target_indices)]
+    usable = usable_windows(observed_arr, starts, windows.length_s, _input_only(spec), windows.min_observed_share)
+    starts, targets = starts[usable], targets[usable]
     static, defaulted, static_clipped = static_vector(patient, spec.static)
     return CaseArrays(
         case_id=patient.case_id,
@@ -171,7 +215,31 @@ def preprocess_case(
         feature_stats=stats,
         static_defaulted=defaulted,
         static_clipped=static_clipped,
+        windows_without_data=int(usable.size - np.count_nonzero(usable)),
     )
+
+
+def _input_only(spec: Spec) -> np.ndarray:
+    """Indices of the time-series features that are inputs only (not targets)."""
+    return np.array([i for i, name in enumerate(spec.feature_names) if name not in spec.targets], dtype=np.intp)
+
+
+def usable_windows(observed: np.ndarray, starts: np.ndarray, length: int, features: np.ndarray,
+                   min_share: float) -> np.ndarray:
+    """Which windows have enough recorded data: at least ``min_share`` of ``features`` were
+    recorded at least once in the window (``observed``: [seconds, all features], 0/1; ``starts``
+    relative to its first row).
+
+    >>> obs = np.zeros((10, 3), np.uint8); obs[2, 0] = obs[4, 2] = obs[7, 1] = 1
+    >>> usable_windows(obs, np.array([0, 3, 5]), 5, np.array([0, 1, 2]), 0.5).tolist()
+    [True, True, False]
+    """
+    if starts.size == 0 or features.size == 0 or min_share <= 0:
+        return np.ones(starts.size, dtype=bool)
+    counts = np.zeros((observed.shape[0] + 1, features.size), dtype=np.int64)
+    np.cumsum(observed[:, features], axis=0, out=counts[1:])
+    seen = (counts[starts + length] - counts[starts]) > 0  # [windows, features]
+    return seen.sum(axis=1) >= min_share * features.size
 
 
 def _select_source(

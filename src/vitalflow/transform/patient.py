@@ -12,7 +12,7 @@ NAN = math.nan
 class Patient:
     """A clinical-table row. Unknown numbers are NaN, unknown text is None.
 
-    ``anestart``/``aneend`` are seconds from the recording start, as in VitalDB.
+    ``anestart``/``aneend``/``caseend`` are seconds from the recording start, as in VitalDB.
     """
 
     case_id: int
@@ -25,6 +25,7 @@ class Patient:
     asa: float = NAN
     anestart: float = NAN
     aneend: float = NAN
+    caseend: float = NAN  # optional column: bounds a recording whose records run past the case
 
     def column(self, name: str) -> float | str | None:
         return getattr(self, name)

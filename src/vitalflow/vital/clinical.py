@@ -7,10 +7,12 @@ import io
 import math
 
 from vitalflow.errors import ClinicalError
+from vitalflow.spec.model import CLINICAL_STATIC_COLUMNS
 from vitalflow.transform.patient import Patient
 
-REQUIRED = ("caseid", "subjectid", "anestart", "aneend", "age", "sex", "height", "weight", "bmi", "asa")
+REQUIRED = ("caseid", "subjectid", "anestart", "aneend", *CLINICAL_STATIC_COLUMNS)
 NUMERIC = ("anestart", "aneend", "age", "height", "weight", "bmi", "asa")
+OPTIONAL = ("caseend",)  # read when the table has it
 
 
 def _number(text: str | None) -> float:
@@ -37,6 +39,7 @@ def read_clinical(data: bytes, source: str) -> dict[int, Patient]:
         missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
         if missing:
             raise ClinicalError(f"{source}: clinical table lacks columns {', '.join(missing)}")
+        optional = [c for c in OPTIONAL if c in reader.fieldnames]
         patients: dict[int, Patient] = {}
         for line, row in enumerate(reader, start=2):
             case_id = _number(row["caseid"])
@@ -50,7 +53,7 @@ def read_clinical(data: bytes, source: str) -> dict[int, Patient]:
                 case_id=case_id,
                 subject_id=(row["subjectid"] or "").strip() or None,
                 sex=sex if sex in ("F", "M") else None,
-                **{c: _number(row[c]) for c in NUMERIC},
+                **{c: _number(row[c]) for c in (*NUMERIC, *optional)},
             )
     except csv.Error as exc:
         raise ClinicalError(f"{source}: not a readable CSV file ({exc})") from exc

@@ -2,16 +2,28 @@
 
 `read_numeric_tracks` returns exactly what ``vitaldb.VitalFile(path, track_names=names)`` gives
 (``dtstart``, ``dtend``, ``packed`` and the ``recs`` of each numeric track named in ``names``)
-but inflates the gzip stream only once and never decodes a wave sample:
+but inflates the gzip stream only once and never decodes a wave sample, and says how much of the
+file it read (`ReadReport`):
 
-1. **Inflate** the whole file in one call with the fastest inflater installed: ``isal``
+1. **Inflate** the file in one call with the fastest inflater installed: ``isal``
    (`isal.isal_zlib`), else ``zlib-ng`` (`zlib_ng.zlib_ng`), else the standard library
-   (bench/read.py: isal inflates these files ~1.8x, zlib-ng ~1.55x as fast as the stdlib). A file
-   that is empty, not gzip, truncated, corrupt or has no ``VITA`` signature raises
-   :class:`VitalReadError` with the reason the stdlib check always gave (an anomaly seen by a
-   third-party inflater is classified again by the stdlib ``zlib``). Unlike vitaldb, which
-   stops inflating where it stops reading, the whole stream is always inflated: that is what
-   proves the file complete.
+   (bench/read.py: isal inflates these files ~1.8x, zlib-ng ~1.55x as fast as the stdlib). The
+   call is bounded (``decompress(data, max_length)``): content beyond ``max_inflated_bytes``
+   (default `MAX_INFLATED_BYTES`, 2 GB) is never produced, the read fails as soon as the output
+   would exceed it (a decompression bomb costs the limit, not its size); a file larger than the
+   limit (plus 1 % and 1 MB) is refused before it is read. The bounded call costs nothing
+   measurable against an unbounded one. Where the gzip data is not clean, what vitaldb reads
+   (through ``gzip.GzipFile``) is read, and ``gzip_note`` says what was wrong:
+
+   - zero padding after the gzip data, stray bytes after it, a damaged gzip member after the
+     first (bad header, bad deflate data, CRC or length mismatch), or a stream cut short: the
+     content of the sound members is read (of a stream cut short, what inflates);
+   - a damaged member contributes nothing (not even the part that inflated before the damage
+     showed); so a damaged *first* member fails the read, as do an empty file, a file that is
+     not gzip and content that does not start with ``VITA``.
+
+   Anything unusual is inflated again with the stdlib ``zlib``, whose output and reasons are
+   the ones vitaldb sees (isal holds back the last byte of a stream cut short).
 2. **Header and track definitions**: the packets before the first record are parsed one by one
    in Python, exactly as ``VitalFile.load_vital`` does.
 3. **The packet chain**: from the first record on, packet starts are followed (``next = pos + 5
@@ -36,6 +48,25 @@ packet-by-packet port of ``load_vital`` (`_parse_sequential`), which is also wha
 header part. So the result is vitaldb's in every case, including partial results of files cut
 short, with the deliberate differences below.
 
+Where reading stopped (`ReadReport`): ``read_bytes`` is the offset in the content where the
+packet loop stopped and ``stop_reason`` says why, when it stopped before the end of the content
+(vitaldb stops silently, or prints an error and keeps what it read):
+
+- ``"packet of 0 bytes at byte P"``; ``"packet at byte P claims N bytes (over 1 MB)"`` (files
+  not flagged packed);
+- a packet or a skip running past the end: ``"the last packet is cut short (byte P: R of N
+  bytes)"``, ``"packet at byte P claims N bytes but only R remain"`` (N over 1 MB: a bad
+  length, e.g. a trkinfo claiming 2 GB in a packed file), ``"a skip over a track's block at byte
+  P claims N bytes but only R remain"``; vitaldb reads such a packet as far as it goes, and
+  ``read_bytes`` is its start;
+- ``"K stray bytes at the end"`` (1-4 bytes, too few for a packet header: vitaldb raises);
+- ``"vitaldb's reading error: ..."``: vitaldb's packet loop raised (it prints ``Error in
+  reading file`` and keeps what it read so far, as here).
+
+The planned early stop of packed files after the last wanted track's block is not a stop
+reason. ``track_names`` lists every track a trkinfo packet defines (read before the stop), as
+vitaldb names them, wanted or not.
+
 Semantics kept from vitaldb (``load_vital``, vitaldb 1.7):
 
 - Track names ``Device/NAME`` (device name from the devinfo packet, ``name or devtype``), or
@@ -45,13 +76,22 @@ Semantics kept from vitaldb (``load_vital``, vitaldb 1.7):
   packed files. Only exact names are returned (``VitalFile.trks[name]``), and only numeric ones
   with at least one record, values as stored (vitaldb applies no gain/offset to numeric tracks).
 - ``dtstart``/``dtend`` from the header when it is >= 26 bytes long, then ``dtstart = dt if
-  dtstart == 0 or 0 < dt < dtstart`` and ``dtend = max(dtend, dt)`` per matched record.
+  dtstart == 0 or 0 < dt < dtstart`` and ``dtend = max(dtend, dt)`` per matched record. Record
+  times are taken as stored, NaN, infinite or absurd ones included (the transform drops them).
 - In files not flagged packed, reading stops at the first packet longer than 1 MB; it stops too
   at a packet of length 0; a truncated last packet is read as far as it goes; unknown packet
   types are skipped; a record shorter than its track's value is skipped.
-- Errors vitaldb raises (and `vitalflow.vital.read.read_vital` turned into
-  :class:`VitalReadError`) are raised with the same text: a header cut short, 1-4 stray bytes at
-  the end of the stream, short devinfo/trkinfo/raw/cmd packets.
+- Where the gzip data does not end cleanly (stray bytes or a damaged member after it, or the
+  stream cut short), ``GzipFile`` raises on any read past the content: a header or packet that
+  runs past its end is not read at all (vitaldb's ``f.read`` raises, and the loop stops), and
+  the header cut short fails the read.
+- Errors vitaldb raises out of ``VitalFile`` (a header cut short or too short for its fields)
+  raise :class:`VitalReadError` with the same text.
+
+Times: `check_times` (applied by `vitalflow.vital.read.read_vital`, not here: vitaldb has no such
+rule) refuses a start (vitaldb's ``dtstart``, after the records' updates) that is not a number
+from `EARLIEST_START` (1990-01-01 UTC) to `LATEST_START` (2100-01-01 UTC), and an end that gives
+no finite duration, each with a one-line VitalReadError; no time arithmetic here raises.
 
 Deliberate differences:
 
@@ -62,10 +102,18 @@ Deliberate differences:
   are its sign extension) the results agree. The same holds for wave records of these formats
   (vitaldb fails to map the samples; here only their count matters, for ``dtend``).
 - ``track_names`` given as one string is one name (vitaldb would split it at commas).
+- A damaged gzip member is not read at all: vitaldb keeps what inflated before the damage
+  showed (deflate output before a detected error, or a whole member whose CRC does not match,
+  may already be wrong). So a damaged first member fails here; a damaged later one ends the
+  content where it starts.
+- Reserved gzip header flags fail the member (RFC 1952 asks for an error, zlib gives one;
+  ``gzip.GzipFile`` ignores them).
+- Content beyond ``max_inflated_bytes`` fails the read (vitaldb inflates anything).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import struct
@@ -77,11 +125,20 @@ import numpy as np
 
 from vitalflow.errors import VitalReadError
 
-__all__ = ["read_numeric_tracks", "inflate", "INFLATER"]
+__all__ = [
+    "read_numeric_tracks", "NumericTracks", "ReadReport", "inflate", "check_times", "INFLATER",
+    "MAX_INFLATED_BYTES", "EARLIEST_START", "LATEST_START",
+]
 
 GZIP_MAGIC = b"\x1f\x8b"
 VITAL_SIGNATURE = b"VITA"
 _WBITS_GZIP = 16 + zlib.MAX_WBITS
+#: default limit on the decompressed content of one file (``max_inflated_bytes=None``): 2 GB,
+#: room for ~24 h with several 500 Hz waves; the reader holds the content in memory
+MAX_INFLATED_BYTES = 2_000_000_000
+#: plausible recording start times, unix seconds (UTC): 1990-01-01 (inclusive) to 2100-01-01
+EARLIEST_START = 631_152_000.0
+LATEST_START = 4_102_444_800.0
 
 
 def _load_inflaters() -> list[tuple[str, object]]:
@@ -109,59 +166,127 @@ INFLATER: str = _INFLATERS[0][0]
 
 
 class _GzipProblem(Exception):
-    pass
+    """The first gzip member is damaged: there is no content to read."""
 
 
-def _inflate_with(mod, raw: bytes) -> bytes:
-    """All gzip members of ``raw`` inflated and joined; _GzipProblem(reason) if they are not sound."""
-    inflater = mod.decompressobj(_WBITS_GZIP)
-    pieces = []
-    try:
-        pieces.append(inflater.decompress(raw))
-        while inflater.eof and inflater.unused_data:  # concatenated gzip members
-            rest = inflater.unused_data
-            if mod is not zlib and len(rest) > 3 and rest[3] & 0xE0:
+class _TooBig(Exception):
+    """The content would exceed the limit."""
+
+
+@dataclass(frozen=True)
+class _Inflated:
+    data: bytes
+    note: str | None  # gzip_note
+    hard_end: bool  # gzip.GzipFile raises on a read past the content (see the module doc)
+
+
+def _inflate_with(mod, raw, limit: int = MAX_INFLATED_BYTES) -> _Inflated:
+    """The content of the sound gzip members of ``raw``, at most ``limit`` bytes (else _TooBig);
+    _GzipProblem(reason) if the first member is damaged."""
+    pieces: list[bytes] = []
+    total = 0
+    member, at, src = 1, 0, raw
+
+    def content() -> bytes:
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    while True:
+        try:
+            if mod is not zlib and len(src) > 3 and src[3] & 0xE0:
                 raise _GzipProblem("reserved header flags")  # zlib refuses these, isal does not
             inflater = mod.decompressobj(_WBITS_GZIP)
-            pieces.append(inflater.decompress(rest))
-    except mod.error as exc:
-        raise _GzipProblem(f"corrupt gzip data ({exc})") from exc
-    if not inflater.eof:
-        raise _GzipProblem("truncated gzip stream (the file ends before the gzip end marker)")
-    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            out = inflater.decompress(src, limit - total + 1)
+        except (mod.error, _GzipProblem) as exc:
+            why = exc.args[0] if isinstance(exc, _GzipProblem) else str(exc)
+            if member == 1:
+                raise _GzipProblem(f"corrupt gzip data ({why})") from None
+            note = f"gzip member {member} at byte {at} is damaged ({why}); it and what follows are ignored"
+            return _Inflated(content(), note, True)
+        total += len(out)
+        if total > limit:
+            raise _TooBig
+        pieces.append(out)
+        if not inflater.eof:
+            return _Inflated(content(), "the gzip stream is cut short (file truncated)", True)
+        rest = inflater.unused_data
+        if not rest:
+            return _Inflated(content(), None, False)
+        body = rest.lstrip(b"\x00")
+        if not body:
+            return _Inflated(content(), f"{len(rest)} bytes of zero padding after the gzip data", False)
+        if body[:2] != GZIP_MAGIC:
+            return _Inflated(content(), f"{len(rest)} stray bytes after the gzip data ignored", True)
+        member, at, src = member + 1, len(raw) - len(body), body  # a further member
 
 
-def inflate(path_or_bytes, label: str | None = None) -> bytes:
-    """The decompressed content of a ``.vital`` file (a path, or the file's bytes).
-
-    Raises VitalReadError ``"<label>: <reason>"`` for an empty file, a file that is not gzip, a
-    truncated or corrupt gzip stream, or content that does not start with ``VITA``.
-    """
-    label = label or _label(path_or_bytes)
+def _inflated(path_or_bytes, label: str, limit: int | None) -> tuple[_Inflated, int]:
+    """The content of a ``.vital`` file (`inflate`), and the file's size."""
+    limit = _check_limit(limit)
+    too_big = f"{label}: inflates to more than {limit / 1e6:g} MB (the limit max_inflated_bytes={limit}); " \
+              "a decompression bomb or an unusually large recording"
+    most = limit + limit // 100 + (1 << 20)  # no sound file within the limit is larger
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         raw = bytes(path_or_bytes)
+        if len(raw) > most:
+            raise VitalReadError(f"{label}: the file ({len(raw)} bytes) is larger than its content may be "
+                                 f"(max_inflated_bytes={limit})")
     else:
-        with open(path_or_bytes, "rb") as f:
-            raw = f.read()
+        try:
+            with open(path_or_bytes, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size > most:
+                    raise VitalReadError(f"{label}: the file ({size} bytes) is larger than its content may be "
+                                         f"(max_inflated_bytes={limit})")
+                raw = f.read(min(size, most) + 1)  # read(n) allocates n bytes up front
+        except OSError as exc:
+            raise VitalReadError(f"{label}: cannot read the file ({exc.strerror or exc})") from None
+        if len(raw) > most:  # grew while being read
+            raise VitalReadError(f"{label}: the file is larger than its content may be (max_inflated_bytes={limit})")
     if not raw:
         raise VitalReadError(f"{label}: empty file")
     if raw[:2] != GZIP_MAGIC:
         raise VitalReadError(f"{label}: not a .vital file (no gzip header)")
-    mod = _INFLATERS[0][1]
+    got = None
     try:
-        if mod is not zlib and len(raw) > 3 and raw[3] & 0xE0:
-            raise _GzipProblem("reserved header flags")
-        data = _inflate_with(mod, raw)
+        got = _inflate_with(_INFLATERS[0][1], raw, limit)
+    except _TooBig:
+        raise VitalReadError(too_big) from None
     except _GzipProblem as problem:
-        if mod is zlib:
+        if _INFLATERS[0][1] is zlib:
             raise VitalReadError(f"{label}: {problem}") from None
-        try:  # let the stdlib decide, so that the reason is the one it always gave
-            data = _inflate_with(zlib, raw)
-        except _GzipProblem as problem2:
-            raise VitalReadError(f"{label}: {problem2}") from None
+    if got is None or got.hard_end and _INFLATERS[0][1] is not zlib:
+        got = None  # let the stdlib decide: its output and reasons are the ones vitaldb sees
+        try:
+            got = _inflate_with(zlib, raw, limit)
+        except _TooBig:
+            raise VitalReadError(too_big) from None
+        except _GzipProblem as problem:
+            raise VitalReadError(f"{label}: {problem}") from None
+    data = got.data
     if data[:4] != VITAL_SIGNATURE:
+        if got.note and VITAL_SIGNATURE.startswith(data):
+            raise VitalReadError(f"{label}: no .vital content before the gzip data ends ({got.note})")
         raise VitalReadError(f"{label}: not a .vital file (no VITA signature after decompression)")
-    return data
+    return got, len(raw)
+
+
+def _check_limit(limit) -> int:
+    if limit is None:
+        return MAX_INFLATED_BYTES
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+        raise ValueError(f"max_inflated_bytes must be a positive integer or None, got {limit!r}")
+    return limit
+
+
+def inflate(path_or_bytes, label: str | None = None, max_inflated_bytes: int | None = None) -> bytes:
+    """The decompressed content of a ``.vital`` file (a path, or the file's bytes): the content
+    of its sound gzip members (see the module doc).
+
+    Raises VitalReadError ``"<label>: <reason>"`` for an empty file, a file that is not gzip, a
+    damaged first gzip member, content beyond ``max_inflated_bytes`` (default
+    `MAX_INFLATED_BYTES`), or content that does not start with ``VITA``.
+    """
+    return _inflated(path_or_bytes, label or _label(path_or_bytes), max_inflated_bytes)[0].data
 
 
 def _label(path_or_bytes) -> str:
@@ -173,38 +298,96 @@ def _label(path_or_bytes) -> str:
 # --------------------------------------------------------------------------- public entry
 
 
-def read_numeric_tracks(
-    path_or_bytes, track_names: Iterable[str], label: str | None = None
-) -> tuple[float, float, bool, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """``(start, duration_s, packed, {"Device/NAME": (seconds from start, values)})``.
+@dataclass(frozen=True)
+class ReadReport:
+    """How much of a ``.vital`` file was read, and why reading stopped where it did."""
 
-    ``start`` is vitaldb's ``dtstart``, ``duration_s`` is ``max(0, dtend - start)``; tracks that
-    are absent, not numeric or without records are left out; records are in file order, values
-    as float64 (as stored: no gain/offset). Raises VitalReadError (naming ``label``, by default
-    the path) for a file that is not a sound gzip stream of a Vital file or that vitaldb fails on.
+    file_bytes: int  # size of the .vital file (compressed)
+    inflated_bytes: int  # bytes of decompressed content that were available to the packet reader
+    read_bytes: int  # offset in the decompressed content where the packet loop stopped
+    #: None: read to the end of the content (or vitaldb's planned early stop of packed files after
+    #: the last wanted track's block); else one line saying why reading stopped early
+    stop_reason: str | None
+    #: None when the gzip data was sound and nothing followed it; else one line saying what was wrong
+    gzip_note: str | None
+    #: every track the file defines (trkinfo packets), named as vitaldb names them, in file order
+    track_names: tuple[str, ...]
+
+    @property
+    def read_fraction(self) -> float:
+        """``read_bytes / inflated_bytes``; 1.0 when reading did not stop early or there is no content."""
+        if self.stop_reason is None or self.inflated_bytes == 0:
+            return 1.0
+        return self.read_bytes / self.inflated_bytes
+
+
+@dataclass(frozen=True)
+class NumericTracks:
+    """What `read_numeric_tracks` read: vitaldb's ``dtstart``, ``dtend`` and ``packed``, the records
+    of the requested numeric tracks, and the report."""
+
+    start: float  # vitaldb's dtstart
+    end: float  # vitaldb's dtend
+    packed: bool
+    tracks: dict[str, tuple[np.ndarray, np.ndarray]]  # "Device/NAME" -> (seconds from start, values)
+    report: ReadReport
+
+    @property
+    def duration_s(self) -> float:
+        """``max(0, end - start)`` (0 when that is NaN)."""
+        return max(0.0, self.end - self.start)
+
+
+def read_numeric_tracks(
+    path_or_bytes, track_names: Iterable[str], label: str | None = None, max_inflated_bytes: int | None = None
+) -> NumericTracks:
+    """The records of the numeric tracks named ``track_names``, as vitaldb reads them.
+
+    Tracks that are absent, not numeric or without records are left out; records are in file
+    order, times in seconds from ``start``, values as float64 (as stored: no gain/offset). Raises
+    VitalReadError (naming ``label``, by default the path) for a file whose gzip data or header
+    yields nothing to read (see `inflate`) or that vitaldb raises on; stops where vitaldb stops,
+    saying so in the report. No check on the times here (see `check_times`).
     """
     if isinstance(track_names, str):
         track_names = [track_names]
     names = list(dict.fromkeys(track_names))
     label = label or _label(path_or_bytes)
-    data = inflate(path_or_bytes, label)
+    got, file_bytes = _inflated(path_or_bytes, label, max_inflated_bytes)
+    data = got.data
     try:
-        st = _parse(data, names)
+        with np.errstate(all="ignore"):  # NaN, infinite, absurd times: as vitaldb keeps them
+            st = _parse(data, names, got.hard_end)
+            start = float(st.dtstart)
+            tracks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+            for name in names:
+                trk = st.trks.get(name)
+                if trk is None or trk.type != _NUM:
+                    continue
+                dts, vals = trk.arrays()
+                if dts.size:
+                    tracks[name] = (dts - start, vals)
+    except _HeaderCut:
+        raise VitalReadError(f"{label}: the .vital header is cut short ({got.note})") from None
     except _HeaderError as exc:
         raise VitalReadError(f"{label}: malformed .vital content ({exc})") from None
-    except _LoopError as exc:
-        raise VitalReadError(f"{label}: malformed .vital content (Error in reading file: {exc})") from None
+    report = ReadReport(
+        file_bytes=file_bytes, inflated_bytes=len(data), read_bytes=st.stop_pos, stop_reason=st.stop_reason,
+        gzip_note=got.note, track_names=tuple(dict.fromkeys(st.defined)),
+    )
+    return NumericTracks(start=start, end=float(st.dtend), packed=bool(st.packed), tracks=tracks, report=report)
 
-    start = float(st.dtstart)
-    tracks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for name in names:
-        trk = st.trks.get(name)
-        if trk is None or trk.type != _NUM:
-            continue
-        dts, vals = trk.arrays()
-        if dts.size:
-            tracks[name] = (dts - start, vals)
-    return start, max(0.0, float(st.dtend) - start), bool(st.packed), tracks
+
+def check_times(start: float, end: float, label: str) -> float:
+    """The duration ``max(0, end - start)``; VitalReadError unless ``start`` is a plausible recording
+    time (`EARLIEST_START` <= start < `LATEST_START`) and ``end - start`` is finite."""
+    if not EARLIEST_START <= start < LATEST_START:  # False for NaN too
+        raise VitalReadError(f"{label}: start time {start!r} is not a plausible recording time "
+                             "(unix seconds from 1990-01-01 to 2100-01-01 UTC)")
+    span = end - start
+    if not math.isfinite(span):
+        raise VitalReadError(f"{label}: end time {end!r} gives no finite duration from the start {start!r}")
+    return max(0.0, span)
 
 
 # --------------------------------------------------------------------------- state and errors
@@ -229,8 +412,8 @@ class _HeaderError(Exception):
     """vitaldb raises out of VitalFile (text: ``<type>: <message>``)."""
 
 
-class _LoopError(Exception):
-    """vitaldb catches it in its packet loop and prints ``Error in reading file: <message>``."""
+class _HeaderCut(_HeaderError):
+    """The header runs past the content where gzip.GzipFile raises on reading past it."""
 
 
 class _Fallback(Exception):
@@ -266,6 +449,9 @@ class _State:
     tid_reclens: dict = field(default_factory=dict)
     trk_order_tids: list = field(default_factory=list)
     trks: dict = field(default_factory=dict)
+    defined: list = field(default_factory=list)  # the name of every track defined, in file order
+    stop_pos: int = 0  # where the packet loop stopped
+    stop_reason: str | None = None
 
 
 def _matches(dtname: str, dname: str, names: list[str], name_set: set[str]) -> bool:
@@ -289,33 +475,39 @@ def _str_at(buf, pos):
 # --------------------------------------------------------------------------- parsing
 
 
-def _parse(data: bytes, names: list[str]) -> _State:
+def _parse(data: bytes, names: list[str], hard_end: bool = False) -> _State:
+    """vitaldb's reading of ``data`` (``hard_end``: reads past its end raise, see `_Inflated`)."""
     st = _State()
-    pos = _parse_header(data, st)
+    pos = _parse_header(data, st, hard_end)
     if pos is None:
+        st.stop_pos = len(data)
         return st
-    first_rec = _parse_sequential(data, pos, st, names, stop_at_rec=True)
+    first_rec = _parse_sequential(data, pos, st, names, True, hard_end)
     if first_rec is None:
         return st
     try:
-        _parse_fast(data, first_rec, st, names)
+        _parse_fast(data, first_rec, st, names, hard_end)
     except _Fallback:
         st = _State()
-        pos = _parse_header(data, st)
-        _parse_sequential(data, pos, st, names, stop_at_rec=False)
+        pos = _parse_header(data, st, hard_end)
+        _parse_sequential(data, pos, st, names, False, hard_end)
     return st
 
 
-def _parse_header(data: bytes, st: _State) -> int | None:
+def _parse_header(data: bytes, st: _State, hard_end: bool = False) -> int | None:
     """Position of the first packet, or None where vitaldb returns early with nothing read."""
     n = len(data)
     pos = min(8, n)  # b"VITA" (checked) and the version: f.read(4) takes what is there
+    if hard_end and n < 10:
+        raise _HeaderCut
     buf = data[pos : pos + 2]
     if buf == b"":
         return None
     try:
         headerlen = _unpack_w(buf, 0)[0]
         pos += 2
+        if hard_end and pos + headerlen > n:
+            raise _HeaderCut
         header = data[pos : pos + headerlen]
         pos = min(n, pos + headerlen)
         _unpack_s(header, 0)  # dgmt
@@ -325,24 +517,57 @@ def _parse_header(data: bytes, st: _State) -> int | None:
         st.packed = False
         if headerlen >= 27:
             st.packed = _unpack_b(header, 26)[0] == 1
+    except _HeaderCut:
+        raise
     except Exception as exc:
         raise _HeaderError(f"{type(exc).__name__}: {exc}") from None
     return pos
 
 
-def _parse_sequential(data: bytes, pos: int, st: _State, names: list[str], stop_at_rec: bool) -> int | None:
+def _parse_sequential(data: bytes, pos: int, st: _State, names: list[str], stop_at_rec: bool,
+                      hard_end: bool = False) -> int | None:
     """The packet loop of ``VitalFile.load_vital``, ported statement by statement.
 
     With ``stop_at_rec`` it returns the position of the first record packet, unread (None if
-    reading ends before one); otherwise it reads to the end and returns None.
+    reading ends before one); otherwise it reads to where vitaldb stops and returns None. Where
+    and why reading stopped is left in ``st.stop_pos`` and ``st.stop_reason``. An exception
+    ends the loop as in vitaldb (``print(f'Error in reading file: {e}'); return False``: what
+    was read so far is kept).
     """
-    try:
-        return _sequential_loop(data, pos, st, names, stop_at_rec)
-    except Exception as exc:  # vitaldb: print(f'Error in reading file: {e}'); return False
-        raise _LoopError(str(exc)) from None
+    return _sequential_loop(data, pos, st, names, stop_at_rec, hard_end)
 
 
-def _sequential_loop(data, pos, st, names, stop_at_rec):  # noqa: C901 - a faithful port
+def _stop(st: _State, at: int, reason: str | None) -> None:
+    st.stop_pos, st.stop_reason = at, reason
+
+
+def _stop_reason(data, at: int, packed: bool, hard_end: bool) -> str | None:
+    """Why vitaldb's loop reads no further than the packet at ``at`` (a packet it stops at, or one
+    that runs past the end); None at the end of the data."""
+    rem = len(data) - at
+    if rem <= 0:
+        return None
+    if rem < 5:
+        if hard_end:
+            return f"the last packet is cut short (byte {at}: {rem} of its 5 header bytes)"
+        return f"{rem} stray bytes at the end"
+    plen = _unpack_dw(data, at + 1)[0]
+    if not packed and plen > _MAX_PACKET:
+        return f"packet at byte {at} claims {plen} bytes (over 1 MB)"
+    if plen == 0:
+        return f"packet of 0 bytes at byte {at}"
+    if plen > rem - 5:
+        if plen > _MAX_PACKET:
+            return f"packet at byte {at} claims {plen} bytes but only {rem - 5} remain"
+        return f"the last packet is cut short (byte {at}: {rem - 5} of {plen} bytes)"
+    return None
+
+
+def _skip_reason(at: int, reclen: int, n: int) -> str:
+    return f"a skip over a track's block at byte {at} claims {reclen} bytes but only {n - at} remain"
+
+
+def _sequential_loop(data, pos, st, names, stop_at_rec, hard_end):  # noqa: C901 - a faithful port
     n = len(data)
     mv = memoryview(data)
     name_set = set(names)
@@ -350,172 +575,191 @@ def _sequential_loop(data, pos, st, names, stop_at_rec):  # noqa: C901 - a faith
     tid_dtnames, did_dnames, tid_reclens = st.tid_dtnames, st.did_dnames, st.tid_reclens
     trk_order_tids = st.trk_order_tids
     trks = st.trks
+    defined = st.defined
     rec_consumed = 0
     stop_offset = None
-    while True:
-        buf = mv[pos : pos + 5]
-        if len(buf) == 0:
-            break
-        if stop_at_rec and buf[0] == 1 and len(buf) == 5:
-            plen = _unpack_dw(buf, 1)[0]
-            if (packed or plen <= _MAX_PACKET) and plen and pos + 5 < n:
-                return pos
-        packet_type = _unpack_b(buf, 0)[0]
-        packet_len = _unpack_dw(buf, 1)[0]
-        pos += 5
-        if not packed and packet_len > _MAX_PACKET:
-            break
-        buf = mv[pos : pos + packet_len]
-        pos = min(n, pos + packet_len)
-        if len(buf) == 0:
-            break
-        p = 0
-        if packet_type == 10:  # raw data: nothing to keep, but vitaldb may raise on it
-            dt = _unpack_d(buf, p)[0]
-            p += 8
-            if packet_len > p:
-                sport, p = _str_at(buf, p)
-            if packet_len > p:
-                bsent = _unpack_b(buf, p)[0]
-                p += 1
-            if packet_len > p:
-                buflen = _unpack_dw(buf, p)[0]
-                p += 4
-            if packet_len >= p + buflen:  # noqa: F821 - UnboundLocalError as in vitaldb
-                (dt, sport, bsent)  # noqa: B018 - the names vitaldb's append reads
-        elif packet_type == 9:  # devinfo
-            did = _unpack_dw(buf, p)[0]
-            p += 4
-            devtype, p = _str_at(buf, p)
-            name, p = _str_at(buf, p)
-            if len(buf) > p + 4:  # port is optional
-                _port, p = _str_at(buf, p)
-            if not name:
-                name = devtype
-            did_dnames[did] = name
-        elif packet_type == 0:  # trkinfo
-            did = 0
-            srate = 0.0
-            tid = _unpack_w(buf, p)[0]
-            p += 2
-            trktype = _unpack_b(buf, p)[0]
-            p += 1
-            fmt = _unpack_b(buf, p)[0]
-            p += 1
-            if trktype == 1 or trktype == 2:
-                if fmt not in _FMT_LEN:
-                    continue
-            tname, p = _str_at(buf, p)
-            if packet_len > p:
-                _unit, p = _str_at(buf, p)
-            if packet_len > p:  # mindisp
-                _unpack_f(buf, p)
-                p += 4
-            if packet_len > p:  # maxdisp
-                _unpack_f(buf, p)
-                p += 4
-            if packet_len > p:  # col
-                _unpack_dw(buf, p)
-                p += 4
-            if packet_len > p:
-                srate = _unpack_f(buf, p)[0]
-                p += 4
-            if packet_len > p:  # gain
-                _unpack_d(buf, p)
+    at = pos
+    cut = None  # (where, why) a packet or a skip ran past the end (then pos == n)
+    try:
+        while True:
+            at = pos
+            buf = mv[pos : pos + 5]
+            if len(buf) < 5:
+                if len(buf) == 0:
+                    break
+                return _stop(st, at, _stop_reason(data, at, packed, hard_end))  # vitaldb: struct.error
+            if stop_at_rec and buf[0] == 1:
+                plen = _unpack_dw(buf, 1)[0]
+                if (packed or plen <= _MAX_PACKET) and plen and pos + 5 < n:
+                    return pos
+            packet_type = _unpack_b(buf, 0)[0]
+            packet_len = _unpack_dw(buf, 1)[0]
+            pos += 5
+            # vitaldb breaks at a packet over 1 MB (not packed) and where f.read(packet_len) gives
+            # b"" (0 bytes, or the end); with a hard end f.read raises if the packet runs past it
+            if (not packed and packet_len > _MAX_PACKET) or packet_len == 0 or pos == n or (
+                hard_end and pos + packet_len > n
+            ):
+                return _stop(st, at, _stop_reason(data, at, packed, hard_end))
+            buf = mv[pos : pos + packet_len]
+            if pos + packet_len > n:  # read as far as it goes
+                cut = at, _stop_reason(data, at, packed, False)
+            pos = min(n, pos + packet_len)
+            p = 0
+            if packet_type == 10:  # raw data: nothing to keep, but vitaldb may raise on it
+                dt = _unpack_d(buf, p)[0]
                 p += 8
-            if packet_len > p:  # offset
-                _unpack_d(buf, p)
-                p += 8
-            if packet_len > p:  # montype
-                _unpack_b(buf, p)
-                p += 1
-            if packet_len > p:
+                if packet_len > p:
+                    sport, p = _str_at(buf, p)
+                if packet_len > p:
+                    bsent = _unpack_b(buf, p)[0]
+                    p += 1
+                if packet_len > p:
+                    buflen = _unpack_dw(buf, p)[0]
+                    p += 4
+                if packet_len >= p + buflen:  # noqa: F821 - UnboundLocalError as in vitaldb
+                    (dt, sport, bsent)  # noqa: B018 - the names vitaldb's append reads
+            elif packet_type == 9:  # devinfo
                 did = _unpack_dw(buf, p)[0]
                 p += 4
-            reclen = 0
-            if packet_len > p:
-                reclen = _unpack_dw(buf, p)[0]
-                p += 4
-            if packet_len > p:  # trk_dtstart
-                _unpack_d(buf, p)
-                p += 8
-            if packet_len > p:  # trk_dtend
-                _unpack_d(buf, p)
-                p += 8
-            dname = ""
-            if did and did in did_dnames:
-                dname = did_dnames[did]
-                dtname = dname + "/" + tname
-            else:
-                dtname = tname
-            matched = _matches(dtname, dname, names, name_set)
-            tid_reclens[tid] = reclen
-            trk_order_tids.append(tid)
-            if not matched:
-                continue
-            tid_dtnames[tid] = dtname
-            trks[dtname] = _Track(trktype, fmt, srate)
-        elif packet_type == 1:  # rec
-            if stop_offset is None:
-                stop_offset = _stop_offset(st, names)
-            rec_consumed += 5 + packet_len
-            if len(buf) < p + 12:
-                continue
-            infolen = _unpack_w(buf, p)[0]
-            p += 2
-            dt = _unpack_d(buf, p)[0]
-            p += 8
-            tid = _unpack_w(buf, p)[0]
-            p = 2 + infolen
-            if tid not in tid_dtnames:  # tid not to read
-                if tid in tid_reclens:
-                    if tid_reclens[tid] > 5 + packet_len:
-                        pos = min(n, pos + tid_reclens[tid] - (5 + packet_len))
-                        rec_consumed += tid_reclens[tid] - (5 + packet_len)
-                if stop_offset > 0 and rec_consumed >= stop_offset:
-                    break
-                continue
-            trk = trks[tid_dtnames[tid]]
-            if st.dtstart == 0 or (dt > 0 and dt < st.dtstart):
-                st.dtstart = dt
-            if dt > st.dtend:
-                st.dtend = dt
-            if trk.type == 1:  # wav
-                fmtlen = _FMT_LEN[trk.fmt][1]
-                if len(buf) < p + 4:
-                    continue
-                nsamp = _unpack_dw(buf, p)[0]
-                p += 4
-                if len(buf) < p + nsamp * fmtlen:
-                    continue
-                if trk.srate > 0:
-                    rec_dtend = dt + nsamp / trk.srate
-                    if rec_dtend > st.dtend:
-                        st.dtend = rec_dtend
-            elif trk.type == 2:  # num
-                fmtcode, fmtlen = _FMT_LEN[trk.fmt]
-                if len(buf) < p + fmtlen:
-                    continue
-                trk.dts.append(dt)
-                trk.vals.append(struct.unpack_from(fmtcode, buf, p)[0])
-            elif trk.type == 5:  # str
-                p += 4
-                if len(buf) < p + 4:
-                    continue
-        elif packet_type == 6:  # cmd
-            cmd = _unpack_b(buf, p)[0]
-            p += 1
-            if cmd == 6:  # reset events
-                if "EVENT" in trks:
-                    trks["EVENT"].dts = []
-                    trks["EVENT"].vals = []
-            elif cmd == 5:  # trk order
-                cnt = _unpack_w(buf, p)[0]
+                devtype, p = _str_at(buf, p)
+                name, p = _str_at(buf, p)
+                if len(buf) > p + 4:  # port is optional
+                    _port, p = _str_at(buf, p)
+                if not name:
+                    name = devtype
+                did_dnames[did] = name
+            elif packet_type == 0:  # trkinfo
+                did = 0
+                srate = 0.0
+                tid = _unpack_w(buf, p)[0]
                 p += 2
-                np.ndarray((cnt,), buffer=buf, offset=p, dtype=np.dtype("H"))
-        if stop_offset is not None and stop_offset > 0 and rec_consumed >= stop_offset:
-            break
-    return None
+                trktype = _unpack_b(buf, p)[0]
+                p += 1
+                fmt = _unpack_b(buf, p)[0]
+                p += 1
+                if trktype == 1 or trktype == 2:
+                    if fmt not in _FMT_LEN:
+                        continue
+                tname, p = _str_at(buf, p)
+                if packet_len > p:
+                    _unit, p = _str_at(buf, p)
+                if packet_len > p:  # mindisp
+                    _unpack_f(buf, p)
+                    p += 4
+                if packet_len > p:  # maxdisp
+                    _unpack_f(buf, p)
+                    p += 4
+                if packet_len > p:  # col
+                    _unpack_dw(buf, p)
+                    p += 4
+                if packet_len > p:
+                    srate = _unpack_f(buf, p)[0]
+                    p += 4
+                if packet_len > p:  # gain
+                    _unpack_d(buf, p)
+                    p += 8
+                if packet_len > p:  # offset
+                    _unpack_d(buf, p)
+                    p += 8
+                if packet_len > p:  # montype
+                    _unpack_b(buf, p)
+                    p += 1
+                if packet_len > p:
+                    did = _unpack_dw(buf, p)[0]
+                    p += 4
+                reclen = 0
+                if packet_len > p:
+                    reclen = _unpack_dw(buf, p)[0]
+                    p += 4
+                if packet_len > p:  # trk_dtstart
+                    _unpack_d(buf, p)
+                    p += 8
+                if packet_len > p:  # trk_dtend
+                    _unpack_d(buf, p)
+                    p += 8
+                dname = ""
+                if did and did in did_dnames:
+                    dname = did_dnames[did]
+                    dtname = dname + "/" + tname
+                else:
+                    dtname = tname
+                matched = _matches(dtname, dname, names, name_set)
+                defined.append(dtname)
+                tid_reclens[tid] = reclen
+                trk_order_tids.append(tid)
+                if not matched:
+                    continue
+                tid_dtnames[tid] = dtname
+                trks[dtname] = _Track(trktype, fmt, srate)
+            elif packet_type == 1:  # rec
+                if stop_offset is None:
+                    stop_offset = _stop_offset(st, names)
+                rec_consumed += 5 + packet_len
+                if len(buf) < p + 12:
+                    continue
+                infolen = _unpack_w(buf, p)[0]
+                p += 2
+                dt = _unpack_d(buf, p)[0]
+                p += 8
+                tid = _unpack_w(buf, p)[0]
+                p = 2 + infolen
+                if tid not in tid_dtnames:  # tid not to read
+                    if tid in tid_reclens:
+                        if tid_reclens[tid] > 5 + packet_len:
+                            if pos + tid_reclens[tid] - (5 + packet_len) > n:
+                                # vitaldb seeks to the end (with a hard end f.seek raises): either
+                                # way nothing more is read
+                                cut = at, _skip_reason(at, tid_reclens[tid], n)
+                            pos = min(n, pos + tid_reclens[tid] - (5 + packet_len))
+                            rec_consumed += tid_reclens[tid] - (5 + packet_len)
+                    if stop_offset > 0 and rec_consumed >= stop_offset:
+                        break
+                    continue
+                trk = trks[tid_dtnames[tid]]
+                if st.dtstart == 0 or (dt > 0 and dt < st.dtstart):
+                    st.dtstart = dt
+                if dt > st.dtend:
+                    st.dtend = dt
+                if trk.type == 1:  # wav
+                    fmtlen = _FMT_LEN[trk.fmt][1]
+                    if len(buf) < p + 4:
+                        continue
+                    nsamp = _unpack_dw(buf, p)[0]
+                    p += 4
+                    if len(buf) < p + nsamp * fmtlen:
+                        continue
+                    if trk.srate > 0:
+                        rec_dtend = dt + nsamp / trk.srate
+                        if rec_dtend > st.dtend:
+                            st.dtend = rec_dtend
+                elif trk.type == 2:  # num
+                    fmtcode, fmtlen = _FMT_LEN[trk.fmt]
+                    if len(buf) < p + fmtlen:
+                        continue
+                    trk.dts.append(dt)
+                    trk.vals.append(struct.unpack_from(fmtcode, buf, p)[0])
+                elif trk.type == 5:  # str
+                    p += 4
+                    if len(buf) < p + 4:
+                        continue
+            elif packet_type == 6:  # cmd
+                cmd = _unpack_b(buf, p)[0]
+                p += 1
+                if cmd == 6:  # reset events
+                    if "EVENT" in trks:
+                        trks["EVENT"].dts = []
+                        trks["EVENT"].vals = []
+                elif cmd == 5:  # trk order
+                    cnt = _unpack_w(buf, p)[0]
+                    p += 2
+                    np.ndarray((cnt,), buffer=buf, offset=p, dtype=np.dtype("H"))
+            if stop_offset is not None and stop_offset > 0 and rec_consumed >= stop_offset:
+                break
+    except Exception as exc:  # vitaldb: print(f'Error in reading file: {e}'); return False
+        return _stop(st, at, f"vitaldb's reading error: {exc}")
+    # the end of the data, or the planned early stop of a packed file
+    return _stop(st, *cut) if cut is not None else _stop(st, pos, None)
 
 
 def _stop_offset(st: _State, names: list[str]) -> int:
@@ -544,7 +788,7 @@ def _view(data: bytes, dtype) -> np.ndarray:
     return np.ndarray((max(0, len(data) - dtype.itemsize + 1),), dtype, data, 0, (1,))
 
 
-def _parse_fast(data: bytes, p0: int, st: _State, names: list[str]) -> None:  # noqa: C901
+def _parse_fast(data: bytes, p0: int, st: _State, names: list[str], hard_end: bool = False) -> None:  # noqa: C901
     """Read the records from ``p0`` (the first record packet) into ``st``, or raise _Fallback."""
     n = len(data)
     if n - p0 < 4 * _HDR_LEN:
@@ -564,11 +808,18 @@ def _parse_fast(data: bytes, p0: int, st: _State, names: list[str]) -> None:  # 
             raise _Fallback
         term_kind, term_pos = _BREAK, int(P[k])
         P, ptype, H, plen = P[:k], ptype[:k], H[:k], plen[:k]
-    m = P.size
     bl = plen  # payload bytes present: only the last packet can be cut short
     if int(P[-1]) + 5 + int(plen[-1]) > n:
-        bl = plen.copy()
-        bl[-1] = n - 5 - int(P[-1])
+        if hard_end:  # vitaldb's f.read raises: the packet is not read
+            term_kind, term_pos = _BREAK, int(P[-1])
+            P, ptype, H, plen = P[:-1], ptype[:-1], H[:-1], plen[:-1]
+            if P.size == 0:
+                raise _Fallback
+            bl = plen
+        else:
+            bl = plen.copy()
+            bl[-1] = n - 5 - int(P[-1])
+    m = P.size
     special = np.flatnonzero(ptype != 1)
     special_types = ptype[special]
     if np.any((special_types == 0) | (special_types == 9) | (special_types == 10)):
@@ -601,6 +852,7 @@ def _parse_fast(data: bytes, p0: int, st: _State, names: list[str]) -> None:  # 
 
     # vitaldb's skips over records of unwanted tracks (packed files: the rest of their block)
     seeking = None
+    seek_end = -1  # the record whose skip reaches the end of the data
     if seek.any():
         seeking = recok & (cls == 0) & (seek[tid] > 5 + plen)
         seek_idx = np.flatnonzero(seeking)
@@ -613,6 +865,7 @@ def _parse_fast(data: bytes, p0: int, st: _State, names: list[str]) -> None:  # 
                 if target >= n:  # a seek to the end of the data
                     visited[s + 1 :] = False
                     term_kind, term_pos = _END, n
+                    seek_end = s
                     break
                 j = int(np.searchsorted(P, target))
                 if j < m and int(P[j]) == target:
@@ -643,6 +896,7 @@ def _parse_fast(data: bytes, p0: int, st: _State, names: list[str]) -> None:  # 
     is_str = mkind == _STR
     complete[is_str] = mbl[is_str] >= vpos[is_str] + 8
 
+    planned = -1  # the packet after which vitaldb's early stop of packed files comes
     stop_offset = _stop_offset(st, names)
     if stop_offset > 0:
         contrib = np.where(ptype == 1, 5 + plen, 0)
@@ -662,8 +916,28 @@ def _parse_fast(data: bytes, p0: int, st: _State, names: list[str]) -> None:  # 
                 visited = np.ones(m, dtype=bool)
             visited[hit[0] + 1 :] = False
             term_kind = _END
-    if term_kind == _ERROR:
-        raise _Fallback  # vitaldb raises on the stray bytes at the end: the port says it
+            planned = int(hit[0])
+
+    # where and why vitaldb's loop stops
+    last = planned if planned >= 0 else seek_end
+    if last >= 0:
+        if seeking is not None and seeking[last]:
+            reach = int(P[last]) + int(seek[tid[last]])
+            why = _skip_reason(int(P[last]), int(seek[tid[last]]), n) if reach > n else None
+        else:
+            reach = int(P[last]) + 5 + int(plen[last])
+            why = _stop_reason(data, int(P[last]), st.packed, False) if reach > n else None
+        if why:
+            _stop(st, int(P[last]), why)
+        else:
+            _stop(st, min(reach, n), None)
+    elif term_kind == _END:
+        if int(P[-1]) + 5 + int(plen[-1]) > n:  # read as far as it goes
+            _stop(st, int(P[-1]), _stop_reason(data, int(P[-1]), st.packed, False))
+        else:
+            _stop(st, n, None)
+    else:  # a packet vitaldb stops at, or stray bytes at the end (vitaldb raises there)
+        _stop(st, term_pos, _stop_reason(data, term_pos, st.packed, hard_end))
 
     if visited is not None:
         keep = visited[mi]
