@@ -220,7 +220,8 @@ def test_limit_is_the_content_size(tmp_path, monkeypatch):
     data = _content(tmp_path, "interleaved")
     path = write_raw(tmp_path / "0001.vital", data)
     assert read_vital(path, NAMES, max_inflated_bytes=len(data)).report.inflated_bytes == len(data)
-    with pytest.raises(VitalReadError, match=f"inflates to more than {(len(data) - 1) / 1e6:g} MB"):
+    assert len(data) < 1_000_000
+    with pytest.raises(VitalReadError, match=f"0001.vital: inflates to more than {len(data) - 1} bytes "):
         read_vital(path, NAMES, max_inflated_bytes=len(data) - 1)
     monkeypatch.setattr(fastread, "MAX_INFLATED_BYTES", len(data) - 1)  # the default limit
     with pytest.raises(VitalReadError, match="decompression bomb"):
@@ -255,7 +256,7 @@ def test_zero_padding_after_the_gzip_data(tmp_path, layout, padding):
         path = tmp_path / f"pad{cut}.vital"
         path.write_bytes(_gz(data[:cut]) + bytes(padding))
         got = assert_reads_as_vitaldb(path, NAMES)
-        assert got.report.gzip_note == f"{padding} bytes of zero padding after the gzip data"
+        assert got.report.gzip_note == f"{padding} byte{'s' * (padding > 1)} of zero padding after the gzip data"
         if cut == len(data):
             assert got.report.stop_reason is None and set(got.tracks) == set(NAMES[:2])
 
@@ -268,7 +269,7 @@ def test_stray_bytes_after_the_gzip_data(tmp_path, layout, junk):
         path = tmp_path / f"junk{cut}.vital"
         path.write_bytes(_gz(data[:cut]) + junk)
         got = assert_reads_as_vitaldb(path, NAMES)
-        assert got.report.gzip_note == f"{len(junk)} stray bytes after the gzip data ignored"
+        assert got.report.gzip_note == f"{len(junk)} stray byte{'s' * (len(junk) > 1)} after the gzip data ignored"
         assert set(got.tracks) == set(NAMES[:2]) or cut < len(data)
 
 
@@ -380,7 +381,7 @@ def test_gzip_endings_at_every_offset_of_a_packet(tmp_path, packed):
             seen[reason is not None] += 1
             assert (got.report.gzip_note is not None) == (ending != "clean")
             assert reason is None or reason.startswith(("the last packet is cut short", "vitaldb's reading error: ")) \
-                or reason.endswith("stray bytes at the end") and not hard, reason
+                or reason.endswith(("stray bytes at the end", "stray byte at the end")) and not hard, reason
             assert reason is None or got.report.read_bytes < cut
     assert seen[True] and seen[False]
 

@@ -192,7 +192,7 @@ def _feature(name):
 
 
 def test_preprocess_case_by_hand():
-    win = Windows(length_s=4, step_s=3, horizon_s=2)
+    win = Windows(length_s=4, step_s=3, horizon_s=2, min_observed_share=0)  # every window that fits
     patient = Patient(case_id=5, subject_id="s5", sex="M", height=180.0, weight=80.0, anestart=2.0, aneend=14.0)
     tracks = {
         # HR: 350 is implausible (dropped), PLETH_HR is a lower-priority source and is ignored
@@ -208,6 +208,10 @@ def test_preprocess_case_by_hand():
     assert (arrays.crop.start_s, arrays.crop.end_s) == (2, 14)
     # 12 s after cropping: windows of 4 s + 2 s horizon every 3 s: starts 2, 5, 8 (from recording start)
     assert arrays.window_starts.tolist() == [2, 5, 8]
+    # with the default rule (>= 25 % of the 8 input-only signals recorded in the window): window 2..5
+    # has SYS, DIA and the MAP derived from them at second 2 (3 of 8); 5..8 only HR at 6; 8..11 nothing
+    kept = preprocess_case(tracks, 16.0, patient, SPEC, Windows(length_s=4, step_s=3, horizon_s=2))
+    assert kept.window_starts.tolist() == [2] and kept.windows_without_data == 2
 
     def n(x, lo, hi):
         return max(-1.0, min(1.0, (x - lo) / (hi - lo) * 2 - 1))
@@ -277,6 +281,9 @@ def test_preprocess_case_refuses_bad_weight_or_height(weight, height, match):
 
 def test_short_case_has_no_windows():
     # a recording of d seconds spans seconds 0..floor(d); one window + horizon needs 330 of them
-    arrays = preprocess_case({}, 328.9, Patient(case_id=9, weight=70.0), SPEC, crop_to_anesthesia=False)
+    every = Windows(min_observed_share=0)  # nothing is recorded here: count the windows that fit
+    arrays = preprocess_case({}, 328.9, Patient(case_id=9, weight=70.0), SPEC, every, crop_to_anesthesia=False)
     assert arrays.n_windows == 0 and arrays.targets.shape == (0, 8)
-    assert preprocess_case({}, 329.0, Patient(case_id=9, weight=70.0), SPEC, crop_to_anesthesia=False).n_windows == 1
+    assert preprocess_case({}, 329.0, Patient(case_id=9, weight=70.0), SPEC, every, crop_to_anesthesia=False).n_windows == 1
+    empty = preprocess_case({}, 329.0, Patient(case_id=9, weight=70.0), SPEC, crop_to_anesthesia=False)
+    assert empty.n_windows == 0 and empty.windows_without_data == 1  # a window of defaults is not a window

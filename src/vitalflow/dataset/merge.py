@@ -37,4 +37,5 @@ def merge_parts(store: Store, parts: list[dict], compression: str) -> dict[str, 
         staged.file.close()
         store.publish(staged.path, name)
         merged[split] = part_entry(vars(staged.published(name)))
+    store.remove_staging("merge")
     return merged

@@ -136,7 +136,7 @@ def preprocess(
     }
     reporter = reporter or Reporter()
     with store.lock(ledger.lock_name, f"vitalflow preprocess on {socket.gethostname()}"), StopRequest() as stop:
-        _open_ledger(store, ledger, manifest, options.overwrite, card_name(options.host, options.host_count))
+        _open_ledger(store, ledger, manifest, options, card_name(options.host, options.host_count))
         state = ledger.load()
         removed = ledger.remove_leftovers(state)
         if removed:
@@ -156,6 +156,7 @@ def preprocess(
                                          reporter, timings)
         finally:
             reporter.close()
+            store.remove_staging(options.host)  # empty by now: parts are published or deleted
 
         state = ledger.load()
         outcomes = state.outcomes
@@ -165,7 +166,6 @@ def preprocess(
                         options.host, options.host_count)
         merge = complete and options.merge and options.host_count == 1
         merged = merge_parts(store, state.parts, config.output.compression) if merge else {}
-        store.remove_staging(options.host)
         timings["total"] = time.perf_counter() - t0
         run_info = {
             "host": options.host,
@@ -191,9 +191,12 @@ def preprocess(
         return RunResult(store.uri, card, report, stop.requested)
 
 
-def _open_ledger(store: Store, ledger: Ledger, manifest: dict, overwrite: bool, card: str) -> None:
-    """Start fresh, resume, or refuse an output written under other inputs or config."""
-    if overwrite:
+def _open_ledger(store: Store, ledger: Ledger, manifest: dict, options: RunOptions, card: str) -> None:
+    """Start fresh, resume, or refuse an output written under other inputs or config.
+
+    A recording of a case that failed may have changed (fixing it is what ``--retry-failed`` is
+    for); with ``--retry-failed`` the manifest then records the new files the retried cases read."""
+    if options.overwrite:
         ledger.clear()
     existing = ledger.read_manifest()
     if existing is None:
@@ -207,17 +210,21 @@ def _open_ledger(store: Store, ledger: Ledger, manifest: dict, overwrite: bool, 
             )
         ledger.write_manifest(manifest)
         return
-    differences = manifest_differences(existing, manifest)
+    failed = {str(c) for c, o in ledger.load().outcomes.items() if o.status == "failed"}
+    differences = manifest_differences(existing, manifest, failed)
     if differences:
         raise OutputError(
             f"{store.uri} was written from other inputs or settings: {'; '.join(differences)}. "
             "Resuming would mix two datasets. Use the original inputs and settings to resume, or pass "
             "--overwrite to delete it and start fresh"
         )
+    if options.retry_failed and existing.get("inputs") != manifest["inputs"]:
+        ledger.write_manifest(manifest)
 
 
-def manifest_differences(old: dict, new: dict) -> list[str]:
-    """Why an output's manifest ``old`` cannot be resumed with ``new`` (empty: it can)."""
+def manifest_differences(old: dict, new: dict, failed: set[str] = frozenset()) -> list[str]:
+    """Why an output's manifest ``old`` cannot be resumed with ``new`` (empty: it can). Recordings
+    of the ``failed`` cases (ids as strings) may have changed."""
     out = []
     if old.get("config_hash") != new["config_hash"]:
         out.append(f"config or spec (spec {old.get('spec', {}).get('hash', '?')[:19]}, "
@@ -233,7 +240,7 @@ def manifest_differences(old: dict, new: dict) -> list[str]:
         out.append(f"--input {new_input['uri']} (the output was made from {old_input.get('uri', '?')})")
     else:
         before, now = old_input.get("recordings") or {}, new_input["recordings"]
-        changed = [now[c][0] for c in now if c in before and before[c] != now[c]]
+        changed = [now[c][0] for c in now if c in before and before[c] != now[c] and c not in failed]
         if changed:
             out.append(f"{len(changed)} recording(s) changed since (size or modification time): "
                        f"{', '.join(changed[:5])}")

@@ -59,7 +59,8 @@ packet loop stopped and ``stop_reason`` says why, when it stopped before the end
   length, e.g. a trkinfo claiming 2 GB in a packed file), ``"a skip over a track's block at byte
   P claims N bytes but only R remain"``; vitaldb reads such a packet as far as it goes, and
   ``read_bytes`` is its start;
-- ``"K stray bytes at the end"`` (1-4 bytes, too few for a packet header: vitaldb raises);
+- ``"K stray bytes at the end"`` ("1 stray byte", 1-4 bytes: too few for a packet header, vitaldb
+  raises);
 - ``"vitaldb's reading error: ..."``: vitaldb's packet loop raised (it prints ``Error in
   reading file`` and keeps what it read so far, as here).
 
@@ -85,13 +86,20 @@ Semantics kept from vitaldb (``load_vital``, vitaldb 1.7):
   stream cut short), ``GzipFile`` raises on any read past the content: a header or packet that
   runs past its end is not read at all (vitaldb's ``f.read`` raises, and the loop stops), and
   the header cut short fails the read.
-- Errors vitaldb raises out of ``VitalFile`` (a header cut short or too short for its fields)
-  raise :class:`VitalReadError` with the same text.
+- Errors vitaldb raises out of ``VitalFile`` (a header too short for its fields) raise
+  :class:`VitalReadError` with the same text (where the header runs past a hard end:
+  ``"the .vital header is cut short (<gzip note>)"``).
 
 Times: `check_times` (applied by `vitalflow.vital.read.read_vital`, not here: vitaldb has no such
-rule) refuses a start (vitaldb's ``dtstart``, after the records' updates) that is not a number
-from `EARLIEST_START` (1990-01-01 UTC) to `LATEST_START` (2100-01-01 UTC), and an end that gives
-no finite duration, each with a one-line VitalReadError; no time arithmetic here raises.
+rule) refuses a start that is not a number from `EARLIEST_START` (1990-01-01 UTC, inclusive) to
+`LATEST_START` (2100-01-01 UTC, exclusive), and an end that gives no finite duration, each with a
+one-line VitalReadError. The start checked is vitaldb's ``dtstart`` after the records' updates:
+a header start that is NaN, negative, near zero or before 1990 stays (the records cannot move
+it), one that is too late (after 2100, 1e300, inf) is replaced by the earliest positive record
+time of a matched track and fails only without such a record (or if that is implausible too).
+Record times are not checked (NaN, -inf, 1e300 records read), except through these two: a
+matched record at +inf makes vitaldb's ``dtend`` infinite, so the duration is not finite. No time
+arithmetic here raises (numpy's warnings are silenced; Python's float arithmetic gives inf/nan).
 
 Deliberate differences:
 
@@ -213,16 +221,17 @@ def _inflate_with(mod, raw, limit: int = MAX_INFLATED_BYTES) -> _Inflated:
             return _Inflated(content(), None, False)
         body = rest.lstrip(b"\x00")
         if not body:
-            return _Inflated(content(), f"{len(rest)} bytes of zero padding after the gzip data", False)
+            return _Inflated(content(), f"{_bytes(len(rest))} of zero padding after the gzip data", False)
         if body[:2] != GZIP_MAGIC:
-            return _Inflated(content(), f"{len(rest)} stray bytes after the gzip data ignored", True)
+            return _Inflated(content(), f"{_bytes(len(rest), 'stray ')} after the gzip data ignored", True)
         member, at, src = member + 1, len(raw) - len(body), body  # a further member
 
 
 def _inflated(path_or_bytes, label: str, limit: int | None) -> tuple[_Inflated, int]:
     """The content of a ``.vital`` file (`inflate`), and the file's size."""
     limit = _check_limit(limit)
-    too_big = f"{label}: inflates to more than {limit / 1e6:g} MB (the limit max_inflated_bytes={limit}); " \
+    shown = f"{limit / 1e6:g} MB" if limit >= 1_000_000 else _bytes(limit)
+    too_big = f"{label}: inflates to more than {shown} (the limit max_inflated_bytes={limit}); " \
               "a decompression bomb or an unusually large recording"
     most = limit + limit // 100 + (1 << 20)  # no sound file within the limit is larger
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
@@ -268,6 +277,10 @@ def _inflated(path_or_bytes, label: str, limit: int | None) -> tuple[_Inflated, 
             raise VitalReadError(f"{label}: no .vital content before the gzip data ends ({got.note})")
         raise VitalReadError(f"{label}: not a .vital file (no VITA signature after decompression)")
     return got, len(raw)
+
+
+def _bytes(n: int, what: str = "") -> str:
+    return f"{n} {what}byte" + ("" if n == 1 else "s")
 
 
 def _check_limit(limit) -> int:
@@ -534,7 +547,11 @@ def _parse_sequential(data: bytes, pos: int, st: _State, names: list[str], stop_
     ends the loop as in vitaldb (``print(f'Error in reading file: {e}'); return False``: what
     was read so far is kept).
     """
-    return _sequential_loop(data, pos, st, names, stop_at_rec, hard_end)
+    try:
+        return _sequential_loop(data, pos, st, names, stop_at_rec, hard_end)
+    except Exception as exc:  # vitaldb: print(f'Error in reading file: {e}'); return False
+        st.stop_reason = f"vitaldb's reading error: {exc}"  # at the packet it was reading
+        return None
 
 
 def _stop(st: _State, at: int, reason: str | None) -> None:
@@ -550,7 +567,7 @@ def _stop_reason(data, at: int, packed: bool, hard_end: bool) -> str | None:
     if rem < 5:
         if hard_end:
             return f"the last packet is cut short (byte {at}: {rem} of its 5 header bytes)"
-        return f"{rem} stray bytes at the end"
+        return f"{_bytes(rem, 'stray ')} at the end"
     plen = _unpack_dw(data, at + 1)[0]
     if not packed and plen > _MAX_PACKET:
         return f"packet at byte {at} claims {plen} bytes (over 1 MB)"
@@ -578,186 +595,182 @@ def _sequential_loop(data, pos, st, names, stop_at_rec, hard_end):  # noqa: C901
     defined = st.defined
     rec_consumed = 0
     stop_offset = None
-    at = pos
     cut = None  # (where, why) a packet or a skip ran past the end (then pos == n)
-    try:
-        while True:
-            at = pos
-            buf = mv[pos : pos + 5]
-            if len(buf) < 5:
-                if len(buf) == 0:
-                    break
-                return _stop(st, at, _stop_reason(data, at, packed, hard_end))  # vitaldb: struct.error
-            if stop_at_rec and buf[0] == 1:
-                plen = _unpack_dw(buf, 1)[0]
-                if (packed or plen <= _MAX_PACKET) and plen and pos + 5 < n:
-                    return pos
-            packet_type = _unpack_b(buf, 0)[0]
-            packet_len = _unpack_dw(buf, 1)[0]
-            pos += 5
-            # vitaldb breaks at a packet over 1 MB (not packed) and where f.read(packet_len) gives
-            # b"" (0 bytes, or the end); with a hard end f.read raises if the packet runs past it
-            if (not packed and packet_len > _MAX_PACKET) or packet_len == 0 or pos == n or (
-                hard_end and pos + packet_len > n
-            ):
-                return _stop(st, at, _stop_reason(data, at, packed, hard_end))
-            buf = mv[pos : pos + packet_len]
-            if pos + packet_len > n:  # read as far as it goes
-                cut = at, _stop_reason(data, at, packed, False)
-            pos = min(n, pos + packet_len)
-            p = 0
-            if packet_type == 10:  # raw data: nothing to keep, but vitaldb may raise on it
-                dt = _unpack_d(buf, p)[0]
+    while True:
+        at = st.stop_pos = pos  # where vitaldb's loop is, should it raise
+        buf = mv[pos : pos + 5]
+        if len(buf) < 5:
+            if len(buf) == 0:
+                break
+            return _stop(st, at, _stop_reason(data, at, packed, hard_end))  # vitaldb: struct.error
+        if stop_at_rec and buf[0] == 1:
+            plen = _unpack_dw(buf, 1)[0]
+            if (packed or plen <= _MAX_PACKET) and plen and pos + 5 < n:
+                return pos
+        packet_type = _unpack_b(buf, 0)[0]
+        packet_len = _unpack_dw(buf, 1)[0]
+        pos += 5
+        # vitaldb breaks at a packet over 1 MB (not packed) and where f.read(packet_len) gives
+        # b"" (0 bytes, or the end); with a hard end f.read raises if the packet runs past it
+        if (not packed and packet_len > _MAX_PACKET) or packet_len == 0 or pos == n or (
+            hard_end and pos + packet_len > n
+        ):
+            return _stop(st, at, _stop_reason(data, at, packed, hard_end))
+        buf = mv[pos : pos + packet_len]
+        if pos + packet_len > n:  # read as far as it goes
+            cut = at, _stop_reason(data, at, packed, False)
+        pos = min(n, pos + packet_len)
+        p = 0
+        if packet_type == 10:  # raw data: nothing to keep, but vitaldb may raise on it
+            dt = _unpack_d(buf, p)[0]
+            p += 8
+            if packet_len > p:
+                sport, p = _str_at(buf, p)
+            if packet_len > p:
+                bsent = _unpack_b(buf, p)[0]
+                p += 1
+            if packet_len > p:
+                buflen = _unpack_dw(buf, p)[0]
+                p += 4
+            if packet_len >= p + buflen:  # noqa: F821 - UnboundLocalError as in vitaldb
+                (dt, sport, bsent)  # noqa: B018 - the names vitaldb's append reads
+        elif packet_type == 9:  # devinfo
+            did = _unpack_dw(buf, p)[0]
+            p += 4
+            devtype, p = _str_at(buf, p)
+            name, p = _str_at(buf, p)
+            if len(buf) > p + 4:  # port is optional
+                _port, p = _str_at(buf, p)
+            if not name:
+                name = devtype
+            did_dnames[did] = name
+        elif packet_type == 0:  # trkinfo
+            did = 0
+            srate = 0.0
+            tid = _unpack_w(buf, p)[0]
+            p += 2
+            trktype = _unpack_b(buf, p)[0]
+            p += 1
+            fmt = _unpack_b(buf, p)[0]
+            p += 1
+            if trktype == 1 or trktype == 2:
+                if fmt not in _FMT_LEN:
+                    continue
+            tname, p = _str_at(buf, p)
+            if packet_len > p:
+                _unit, p = _str_at(buf, p)
+            if packet_len > p:  # mindisp
+                _unpack_f(buf, p)
+                p += 4
+            if packet_len > p:  # maxdisp
+                _unpack_f(buf, p)
+                p += 4
+            if packet_len > p:  # col
+                _unpack_dw(buf, p)
+                p += 4
+            if packet_len > p:
+                srate = _unpack_f(buf, p)[0]
+                p += 4
+            if packet_len > p:  # gain
+                _unpack_d(buf, p)
                 p += 8
-                if packet_len > p:
-                    sport, p = _str_at(buf, p)
-                if packet_len > p:
-                    bsent = _unpack_b(buf, p)[0]
-                    p += 1
-                if packet_len > p:
-                    buflen = _unpack_dw(buf, p)[0]
-                    p += 4
-                if packet_len >= p + buflen:  # noqa: F821 - UnboundLocalError as in vitaldb
-                    (dt, sport, bsent)  # noqa: B018 - the names vitaldb's append reads
-            elif packet_type == 9:  # devinfo
+            if packet_len > p:  # offset
+                _unpack_d(buf, p)
+                p += 8
+            if packet_len > p:  # montype
+                _unpack_b(buf, p)
+                p += 1
+            if packet_len > p:
                 did = _unpack_dw(buf, p)[0]
                 p += 4
-                devtype, p = _str_at(buf, p)
-                name, p = _str_at(buf, p)
-                if len(buf) > p + 4:  # port is optional
-                    _port, p = _str_at(buf, p)
-                if not name:
-                    name = devtype
-                did_dnames[did] = name
-            elif packet_type == 0:  # trkinfo
-                did = 0
-                srate = 0.0
-                tid = _unpack_w(buf, p)[0]
-                p += 2
-                trktype = _unpack_b(buf, p)[0]
-                p += 1
-                fmt = _unpack_b(buf, p)[0]
-                p += 1
-                if trktype == 1 or trktype == 2:
-                    if fmt not in _FMT_LEN:
-                        continue
-                tname, p = _str_at(buf, p)
-                if packet_len > p:
-                    _unit, p = _str_at(buf, p)
-                if packet_len > p:  # mindisp
-                    _unpack_f(buf, p)
-                    p += 4
-                if packet_len > p:  # maxdisp
-                    _unpack_f(buf, p)
-                    p += 4
-                if packet_len > p:  # col
-                    _unpack_dw(buf, p)
-                    p += 4
-                if packet_len > p:
-                    srate = _unpack_f(buf, p)[0]
-                    p += 4
-                if packet_len > p:  # gain
-                    _unpack_d(buf, p)
-                    p += 8
-                if packet_len > p:  # offset
-                    _unpack_d(buf, p)
-                    p += 8
-                if packet_len > p:  # montype
-                    _unpack_b(buf, p)
-                    p += 1
-                if packet_len > p:
-                    did = _unpack_dw(buf, p)[0]
-                    p += 4
-                reclen = 0
-                if packet_len > p:
-                    reclen = _unpack_dw(buf, p)[0]
-                    p += 4
-                if packet_len > p:  # trk_dtstart
-                    _unpack_d(buf, p)
-                    p += 8
-                if packet_len > p:  # trk_dtend
-                    _unpack_d(buf, p)
-                    p += 8
-                dname = ""
-                if did and did in did_dnames:
-                    dname = did_dnames[did]
-                    dtname = dname + "/" + tname
-                else:
-                    dtname = tname
-                matched = _matches(dtname, dname, names, name_set)
-                defined.append(dtname)
-                tid_reclens[tid] = reclen
-                trk_order_tids.append(tid)
-                if not matched:
-                    continue
-                tid_dtnames[tid] = dtname
-                trks[dtname] = _Track(trktype, fmt, srate)
-            elif packet_type == 1:  # rec
-                if stop_offset is None:
-                    stop_offset = _stop_offset(st, names)
-                rec_consumed += 5 + packet_len
-                if len(buf) < p + 12:
-                    continue
-                infolen = _unpack_w(buf, p)[0]
-                p += 2
-                dt = _unpack_d(buf, p)[0]
+            reclen = 0
+            if packet_len > p:
+                reclen = _unpack_dw(buf, p)[0]
+                p += 4
+            if packet_len > p:  # trk_dtstart
+                _unpack_d(buf, p)
                 p += 8
-                tid = _unpack_w(buf, p)[0]
-                p = 2 + infolen
-                if tid not in tid_dtnames:  # tid not to read
-                    if tid in tid_reclens:
-                        if tid_reclens[tid] > 5 + packet_len:
-                            if pos + tid_reclens[tid] - (5 + packet_len) > n:
-                                # vitaldb seeks to the end (with a hard end f.seek raises): either
-                                # way nothing more is read
-                                cut = at, _skip_reason(at, tid_reclens[tid], n)
-                            pos = min(n, pos + tid_reclens[tid] - (5 + packet_len))
-                            rec_consumed += tid_reclens[tid] - (5 + packet_len)
-                    if stop_offset > 0 and rec_consumed >= stop_offset:
-                        break
+            if packet_len > p:  # trk_dtend
+                _unpack_d(buf, p)
+                p += 8
+            dname = ""
+            if did and did in did_dnames:
+                dname = did_dnames[did]
+                dtname = dname + "/" + tname
+            else:
+                dtname = tname
+            matched = _matches(dtname, dname, names, name_set)
+            defined.append(dtname)
+            tid_reclens[tid] = reclen
+            trk_order_tids.append(tid)
+            if not matched:
+                continue
+            tid_dtnames[tid] = dtname
+            trks[dtname] = _Track(trktype, fmt, srate)
+        elif packet_type == 1:  # rec
+            if stop_offset is None:
+                stop_offset = _stop_offset(st, names)
+            rec_consumed += 5 + packet_len
+            if len(buf) < p + 12:
+                continue
+            infolen = _unpack_w(buf, p)[0]
+            p += 2
+            dt = _unpack_d(buf, p)[0]
+            p += 8
+            tid = _unpack_w(buf, p)[0]
+            p = 2 + infolen
+            if tid not in tid_dtnames:  # tid not to read
+                if tid in tid_reclens:
+                    if tid_reclens[tid] > 5 + packet_len:
+                        if pos + tid_reclens[tid] - (5 + packet_len) > n:
+                            # vitaldb seeks to the end (with a hard end f.seek raises): either
+                            # way nothing more is read
+                            cut = at, _skip_reason(at, tid_reclens[tid], n)
+                        pos = min(n, pos + tid_reclens[tid] - (5 + packet_len))
+                        rec_consumed += tid_reclens[tid] - (5 + packet_len)
+                if stop_offset > 0 and rec_consumed >= stop_offset:
+                    break
+                continue
+            trk = trks[tid_dtnames[tid]]
+            if st.dtstart == 0 or (dt > 0 and dt < st.dtstart):
+                st.dtstart = dt
+            if dt > st.dtend:
+                st.dtend = dt
+            if trk.type == 1:  # wav
+                fmtlen = _FMT_LEN[trk.fmt][1]
+                if len(buf) < p + 4:
                     continue
-                trk = trks[tid_dtnames[tid]]
-                if st.dtstart == 0 or (dt > 0 and dt < st.dtstart):
-                    st.dtstart = dt
-                if dt > st.dtend:
-                    st.dtend = dt
-                if trk.type == 1:  # wav
-                    fmtlen = _FMT_LEN[trk.fmt][1]
-                    if len(buf) < p + 4:
-                        continue
-                    nsamp = _unpack_dw(buf, p)[0]
-                    p += 4
-                    if len(buf) < p + nsamp * fmtlen:
-                        continue
-                    if trk.srate > 0:
-                        rec_dtend = dt + nsamp / trk.srate
-                        if rec_dtend > st.dtend:
-                            st.dtend = rec_dtend
-                elif trk.type == 2:  # num
-                    fmtcode, fmtlen = _FMT_LEN[trk.fmt]
-                    if len(buf) < p + fmtlen:
-                        continue
-                    trk.dts.append(dt)
-                    trk.vals.append(struct.unpack_from(fmtcode, buf, p)[0])
-                elif trk.type == 5:  # str
-                    p += 4
-                    if len(buf) < p + 4:
-                        continue
-            elif packet_type == 6:  # cmd
-                cmd = _unpack_b(buf, p)[0]
-                p += 1
-                if cmd == 6:  # reset events
-                    if "EVENT" in trks:
-                        trks["EVENT"].dts = []
-                        trks["EVENT"].vals = []
-                elif cmd == 5:  # trk order
-                    cnt = _unpack_w(buf, p)[0]
-                    p += 2
-                    np.ndarray((cnt,), buffer=buf, offset=p, dtype=np.dtype("H"))
-            if stop_offset is not None and stop_offset > 0 and rec_consumed >= stop_offset:
-                break
-    except Exception as exc:  # vitaldb: print(f'Error in reading file: {e}'); return False
-        return _stop(st, at, f"vitaldb's reading error: {exc}")
+                nsamp = _unpack_dw(buf, p)[0]
+                p += 4
+                if len(buf) < p + nsamp * fmtlen:
+                    continue
+                if trk.srate > 0:
+                    rec_dtend = dt + nsamp / trk.srate
+                    if rec_dtend > st.dtend:
+                        st.dtend = rec_dtend
+            elif trk.type == 2:  # num
+                fmtcode, fmtlen = _FMT_LEN[trk.fmt]
+                if len(buf) < p + fmtlen:
+                    continue
+                trk.dts.append(dt)
+                trk.vals.append(struct.unpack_from(fmtcode, buf, p)[0])
+            elif trk.type == 5:  # str
+                p += 4
+                if len(buf) < p + 4:
+                    continue
+        elif packet_type == 6:  # cmd
+            cmd = _unpack_b(buf, p)[0]
+            p += 1
+            if cmd == 6:  # reset events
+                if "EVENT" in trks:
+                    trks["EVENT"].dts = []
+                    trks["EVENT"].vals = []
+            elif cmd == 5:  # trk order
+                cnt = _unpack_w(buf, p)[0]
+                p += 2
+                np.ndarray((cnt,), buffer=buf, offset=p, dtype=np.dtype("H"))
+        if stop_offset is not None and stop_offset > 0 and rec_consumed >= stop_offset:
+            break
     # the end of the data, or the planned early stop of a packed file
     return _stop(st, *cut) if cut is not None else _stop(st, pos, None)
 
