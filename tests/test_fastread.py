@@ -99,6 +99,12 @@ def oracle(path, names, int32_fixed=True):
         raise VitalReadError(f"{path}: malformed .vital content ({type(exc).__name__}: {exc})") from exc
     message = printed.getvalue().strip()
     assert not message or message.startswith("Error in reading file: "), message
+    start, tracks = vitaldb_tracks(vf, wanted)
+    return start, max(0.0, float(vf.dtend) - start), bool(vf.packed), tracks, message
+
+
+def vitaldb_tracks(vf, wanted) -> tuple[float, dict]:
+    """``(start, {name: (seconds from start, values)})`` of the numeric tracks ``vf`` read."""
     start = float(vf.dtstart)
     tracks = {}
     for name in wanted:
@@ -108,7 +114,7 @@ def oracle(path, names, int32_fixed=True):
         times = np.fromiter((r["dt"] for r in trk.recs), dtype=np.float64, count=len(trk.recs)) - start
         values = np.fromiter((r["val"] for r in trk.recs), dtype=np.float64, count=len(trk.recs))
         tracks[name] = (times, values)
-    return start, max(0.0, float(vf.dtend) - start), bool(vf.packed), tracks, message
+    return start, tracks
 
 
 def ours(path, names):
@@ -667,6 +673,16 @@ def _valid_gzip(tmp_path) -> bytes:
     return path.read_bytes()
 
 
+def _made_gzip(tmp_path, monkeypatch, inflater, make):
+    """``make`` applied to a valid file's bytes, written as 0007.vital, read with ``inflater``."""
+    if inflater == "zlib":
+        monkeypatch.setattr(fastread, "_INFLATERS", [("zlib", zlib)])
+    blob = make(_valid_gzip(tmp_path))
+    path = tmp_path / "0007.vital"
+    path.write_bytes(blob)
+    return blob, path
+
+
 @pytest.mark.parametrize("inflater", ["default", "zlib"])
 @pytest.mark.parametrize(
     "make, reason",
@@ -686,11 +702,7 @@ def _valid_gzip(tmp_path) -> bytes:
     ],
 )
 def test_broken_gzip(tmp_path, monkeypatch, inflater, make, reason):
-    if inflater == "zlib":
-        monkeypatch.setattr(fastread, "_INFLATERS", [("zlib", zlib)])
-    blob = make(_valid_gzip(tmp_path))
-    path = tmp_path / "0007.vital"
-    path.write_bytes(blob)
+    blob, path = _made_gzip(tmp_path, monkeypatch, inflater, make)
     for source, label in ((path, str(path)), (blob, "<bytes>")):
         with pytest.raises(VitalReadError) as info:
             read_numeric_tracks(source, ["Solar8000/HR"])
@@ -708,11 +720,7 @@ def test_broken_gzip(tmp_path, monkeypatch, inflater, make, reason):
     ],
 )
 def test_gzip_problems_read_as_vitaldb_reads_them(tmp_path, monkeypatch, inflater, make, note):
-    if inflater == "zlib":
-        monkeypatch.setattr(fastread, "_INFLATERS", [("zlib", zlib)])
-    blob = make(_valid_gzip(tmp_path))
-    path = tmp_path / "0007.vital"
-    path.write_bytes(blob)
+    blob, path = _made_gzip(tmp_path, monkeypatch, inflater, make)
     got = read_numeric_tracks(path, ["Solar8000/HR"])
     assert got.report.gzip_note == note and got.report.file_bytes == len(blob)
     with contextlib.redirect_stdout(io.StringIO()), _vitaldb_int32_fixed():

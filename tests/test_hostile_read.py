@@ -32,7 +32,7 @@ import vitaldb  # the oracle: imported by the tests only
 
 from test_fastread import (
     SPEC_TRACKS, START, _no_fast_path, _vitaldb_int32_fixed, cmd_order, devinfo, f32, header, packet, rec, trkinfo,
-    write_raw,
+    vitaldb_tracks, write_raw,
 )
 from vitalflow.errors import VitalReadError
 from vitalflow.vital import fastread
@@ -62,15 +62,7 @@ def vitaldb_reads(path, names):
             vf = vitaldb.VitalFile(str(path), track_names=wanted)
     except Exception as exc:
         return ("error", f"{type(exc).__name__}: {exc}")
-    start = float(vf.dtstart)
-    tracks = {}
-    for name in wanted:
-        trk = vf.trks.get(name)
-        if trk is None or trk.type != 2 or not trk.recs:
-            continue
-        times = np.fromiter((r["dt"] for r in trk.recs), dtype=np.float64, count=len(trk.recs)) - start
-        values = np.fromiter((r["val"] for r in trk.recs), dtype=np.float64, count=len(trk.recs))
-        tracks[name] = (times, values)
+    start, tracks = vitaldb_tracks(vf, wanted)
     return start, float(vf.dtend), bool(vf.packed), tracks
 
 

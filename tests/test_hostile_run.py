@@ -400,3 +400,74 @@ def test_a_spec_naming_an_unknown_clinical_column_is_refused_at_load(tmp_path):
     (tmp_path / "spec.yaml").write_text(text.replace("column: asa", "column: asa_class"))
     with pytest.raises(SpecError, match="static.5.column.*'asa_class' is not one vitalflow reads"):
         load_spec(str(tmp_path / "spec.yaml"))
+
+
+# --- workers that die, tracebacks, empty splits -----------------------------------------------------
+def test_a_worker_killed_by_the_kernel_is_reported_as_such(tmp_path, monkeypatch):
+    """A worker that gets SIGKILL (what the OOM killer sends) while it holds case 1: the case fails at
+    ``worker`` naming the signal, the run lists the death and the other case still succeeds. The
+    patch is inherited by the forked workers."""
+    import signal
+
+    import vitalflow.run.preprocess as pre
+
+    real = pre.preprocess_case
+
+    def dies_on_case_1(tracks, duration_s, patient, *args, **kwargs):
+        if patient.case_id == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(tracks, duration_s, patient, *args, **kwargs)
+
+    monkeypatch.setattr(pre, "preprocess_case", dies_on_case_1)
+    inp, _ = make_input(tmp_path / "in", 2)
+    card = run(inp, tmp_path / "out").card
+    f = failure(card, 1)
+    assert f["stage"] == "worker" and "killed by SIGKILL" in f["error"], f
+    assert card["run"]["worker_deaths"] and "SIGKILL" in card["run"]["worker_deaths"][0]["workers"][0]
+    assert outcome(card, 2)["status"] == "ok"
+
+
+def test_an_unexpected_error_is_one_line_without_a_traceback(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import vitalflow.run.preprocess as pre
+    from vitalflow.cli import app
+
+    def broken(*args, **kwargs):
+        raise ValueError("first line\nsecond line")
+
+    monkeypatch.setattr(pre, "preprocess_case", broken)
+    inp, _ = make_input(tmp_path / "in", 1)
+    args = ["preprocess", "--input", str(inp), "--clinical", str(inp / "clinical.csv"), "--quiet", "--workers", "1"]
+    result = CliRunner().invoke(app, [*args, "--output", str(tmp_path / "out")])
+    assert result.exit_code == 3
+    assert "Traceback" not in result.stderr
+    assert "  failed  case 1 (internal): ValueError: first line second line\n" in result.stderr
+    verbose = CliRunner().invoke(app, [*args, "--output", str(tmp_path / "out2"), "--verbose"])
+    assert "Traceback" in verbose.stderr  # with --verbose, the worker's log line carries it
+
+
+def test_empty_splits_are_warnings_in_the_card_and_the_summary(tmp_path):
+    import hashlib
+
+    from typer.testing import CliRunner
+
+    from vitalflow.cli import app
+
+    inp, cases = make_input(tmp_path / "in", 2)
+    subjects = {str(c[1]["subjectid"]) for c in cases.values()}
+    expected_empty = set(["train", "validation", "test"])
+    for s in subjects:  # the rule by hand
+        u = int.from_bytes(hashlib.sha256(f"0:{s}".encode()).digest()[:8], "big") / 2**64
+        expected_empty.discard("train" if u < 0.70 else "validation" if u < 0.85 else "test")
+    assert expected_empty  # two subjects cannot fill three splits
+    result = CliRunner().invoke(app, ["preprocess", "--input", str(inp), "--clinical", str(inp / "clinical.csv"),
+                                      "--output", str(tmp_path / "out"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "out" / "preprocessing_metadata.json").read_text())
+    warned = {w.split()[1] for w in card["warnings"] if w.startswith("split ")}
+    assert warned == expected_empty
+    for split in expected_empty:
+        assert f"warning: split {split} is empty" in result.stderr
+    achieved = card["split_fractions"]["achieved_subjects"]
+    assert sum(achieved.values()) == pytest.approx(1.0) and all(achieved[s] == 0 for s in expected_empty)

@@ -260,6 +260,8 @@ def _preprocess_and_report(input_dir, clinical, output, cases, config_path, opti
         _print_summary(card)
         for f in card["failed"]:
             err.print(f"  failed  case {f['case_id']} ({f['stage']}): {_case_message(f)}", markup=False)
+            if _state["verbose"] and f.get("traceback"):
+                err.print(f["traceback"].rstrip(), markup=False)
         for e in card["excluded"]:
             out.print(f"  excluded case {e['case_id']}: {_case_message(e, 'reason')}", markup=False)
     if not result.complete:

@@ -35,6 +35,7 @@ class CaseOutcome:
     static_clipped: tuple[str, ...] = ()
     windows_without_data: int = 0  # windows dropped for too little recorded data
     read: dict | None = None  # a read that was not clean: how much was read, why it stopped, gzip damage
+    traceback: str | None = None  # of an ``internal`` failure (a bug or an unforeseen input): for reports
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -152,7 +153,8 @@ def build_card(
         },
         "read_damage": [dict(o.read, case_id=o.case_id, status=o.status) for o in damaged],
         "excluded": [{"case_id": o.case_id, "reason": o.reason} for o in outcomes if o.status == "excluded"],
-        "failed": [{"case_id": o.case_id, "stage": o.stage, "error": o.reason} for o in outcomes if o.status == "failed"],
+        "failed": [{"case_id": o.case_id, "stage": o.stage, "error": o.reason}
+                   | ({"traceback": o.traceback} if o.traceback else {}) for o in outcomes if o.status == "failed"],
         "feature_stats": _feature_stats(spec, outcomes),
         "static_stats": {
             f.name: {

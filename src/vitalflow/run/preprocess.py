@@ -14,6 +14,7 @@ import resource
 import signal
 import socket
 import time
+import traceback
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -359,8 +360,8 @@ def process_case(case_id: int) -> tuple[CaseOutcome, bytes, dict[str, float]]:
         outcome.stage = stage
         outcome.reason = f"case {case_id}: took longer than limits.case_timeout_s {limits.case_timeout_s:g} s"
     except Exception as exc:  # a bug or an unforeseen input in this case's data: record it, go on
-        log.info("case %s: unexpected error", case_id, exc_info=True)  # the traceback, with --verbose
         outcome.stage, outcome.reason = "internal", f"case {case_id}: {type(exc).__name__}: {_one_line(exc)}"
+        outcome.traceback = traceback.format_exc()  # in the card; printed with --verbose
     finally:
         if _timed:
             signal.setitimer(signal.ITIMER_REAL, 0)
