@@ -280,7 +280,8 @@ def _preprocess_and_report(input_dir, clinical, output, cases, config_path, opti
     rate, minimum = c["success_rate"], config.min_success_rate
     if rate < minimum:
         retry = resume if "--retry-failed" in resume else [*resume, "--retry-failed"]
-        _error(f"only {rate:.1%} of cases succeeded (minimum {minimum:.0%}); see the card's 'failed' list; "
+        where = "'failed' list" + (" and 'inputs.without_file'" if c.get("without_file") else "")
+        _error(f"only {rate:.1%} of cases succeeded (minimum {minimum:.0%}); see the card's {where}; "
                f"after fixing the inputs rerun with --retry-failed: {shlex.join(retry)}")
         return EXIT_LOW_SUCCESS
     if not idle:
