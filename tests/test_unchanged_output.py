@@ -1,5 +1,5 @@
 """The redesign of issue 12 changes no output: a fixed corpus gives, example for example, the
-dataset that the code before it wrote (commit b2c1dd8 of issue 11, recorded in
+dataset that the code before it wrote (the last commit of issue 11, recorded in
 ``tests/golden/dataset-digest.json``). A deliberate change of the output must update that file
 and say why in the commit."""
 
