@@ -39,6 +39,8 @@ import google_crc32c
 import numpy as np
 from isal import igzip, isal_zlib
 
+from vitalflow.errors import CorruptRecordError
+
 __all__ = [
     "CorruptRecordError",
     "ExampleDecoder",
@@ -73,10 +75,6 @@ _KIND_TAG = {"bytes": b"\x0a", "float": b"\x12", "int64": b"\x1a"}
 _SMALL_VARINTS = [bytes([i]) for i in range(128)]
 _VARINT_SHIFTS = np.arange(0, 70, 7, dtype=np.uint64)  # 10 groups of 7 bits
 _VARINT_GROUPS = np.arange(10)
-
-
-class CorruptRecordError(ValueError):
-    """A TFRecord file is truncated or fails a CRC check."""
 
 
 # --------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
-from vitalflow.errors import ClinicalError, OutputError
+from vitalflow.errors import ClinicalError, InputError, VitalReadError
 from vitalflow.store import Store
 
 _CASE_FILE = re.compile(r"^([0-9]+)\.vital$")
@@ -31,7 +31,7 @@ def find_case_files(input_uri: str | os.PathLike) -> dict[int, CaseFile]:
     """
     store = Store(input_uri)
     if store.is_local and not Path(store.root).is_dir():
-        raise OutputError(f"input folder not found: {input_uri}")
+        raise InputError(f"input folder not found: {input_uri}")
     base = store.root
     files: dict[int, CaseFile] = {}
     for path, info in sorted(store.fs.find(base, maxdepth=1, detail=True).items()):
@@ -94,7 +94,10 @@ def local_copy(input_uri: str, name: str) -> Iterator[Path]:
     fd, temp = tempfile.mkstemp(suffix=".vital", prefix="vitalflow-")
     os.close(fd)
     try:
-        store.fs.get_file(f"{store.root}/{name}", temp)
+        try:
+            store.fs.get_file(f"{store.root}/{name}", temp)
+        except Exception as exc:  # noqa: BLE001 - botocore, aiohttp and OS errors alike: the object is unreadable
+            raise VitalReadError(f"{store.url(name)}: download failed ({type(exc).__name__}: {exc})") from exc
         yield Path(temp)
     finally:
         os.unlink(temp)

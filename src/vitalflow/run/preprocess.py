@@ -28,7 +28,7 @@ from vitalflow.dataset.merge import merge_parts
 from vitalflow.dataset.parts import PART_RE, PartWriter
 from vitalflow.dataset.split import assign_splits
 from vitalflow.dataset.verify import VerifyReport, block_units, check_unit, unit_schema, verify_output
-from vitalflow.errors import CaseDataError, OutputError, VitalflowError
+from vitalflow.errors import CaseDataError, InputError, OutputError, VitalflowError
 from vitalflow.pool import WorkerPool
 from vitalflow.run.cases import CaseSelection
 from vitalflow.run.inputs import CaseFile, find_case_files, input_identity, largest_first, local_copy, read_input_bytes
@@ -108,7 +108,7 @@ def preprocess(
     selected = selection.among(files)
     if not selected:
         what = f"none of the {len(selection)} selected case ids ({selection.head(5)}) has" if cases else "no"
-        raise OutputError(f"{input_uri}: {what} case file (<caseid>.vital)")
+        raise InputError(f"{input_uri}: {what} case file (<caseid>.vital)")
     without_file = selection.without(files) if options.host_index == 0 else CaseSelection(())
     if without_file.ranges:
         log.warning("%d selected case id(s) have no file in %s: %s", len(without_file), input_uri, without_file.head())

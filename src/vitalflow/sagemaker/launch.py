@@ -50,7 +50,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from vitalflow.errors import VitalflowError
+from vitalflow.errors import LaunchError
 
 PROCESSING, TRAINING = "processing", "training"
 DEFAULT_INSTANCE_TYPE = "ml.m5.2xlarge"
@@ -94,10 +94,6 @@ _JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 _ROLE_ARN = re.compile(r"arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+")
 _DURATION = re.compile(r"\s*(\d+)\s*([smhd]?)\s*")
 _TERMINAL = {"Completed", "Failed", "Stopped"}
-
-
-class LaunchError(VitalflowError):
-    """A job cannot be built, submitted or watched; the message says which option or call and why."""
 
 
 def default_job_name(now: _dt.datetime | None = None) -> str:
