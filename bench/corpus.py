@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from vitalflow.vital.synth import synth_corpus
+from vitalflow.synth import synth_corpus
 
 
 def cached_corpus(path: Path, cases: int, seed: int, hours: float | None, waves: bool) -> list[Path]:

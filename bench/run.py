@@ -38,7 +38,7 @@ from pathlib import Path
 
 from corpus import cached_corpus
 
-from vitalflow.run.preprocess import peak_rss_mb
+from vitalflow.runtime.pool import peak_rss_mb
 
 HERE = Path(__file__).resolve().parent
 CORPUS_SEED = 2026
@@ -100,17 +100,16 @@ def method_vitalflow_cases(files: list[Path], clinical: Path) -> tuple[list[floa
     """Per case: read + transform + encode + write to a TFRecord file, in this process; and (a)
     timed on the same case right before it."""
     from vitalflow.dataset.split import assign_splits
-    from vitalflow.run import preprocess as run
     from vitalflow.run.inputs import find_case_files
+    from vitalflow.run.preprocess_job import PreprocessJob, subject_key
     from vitalflow.spec import load_config
     from vitalflow.vital.clinical import read_clinical
 
     config, spec = load_config()
     patients = read_clinical(clinical.read_bytes(), str(clinical))
     ids = [int(f.stem) for f in files]
-    split_of = assign_splits({c: run.subject_key(patients[c]) for c in ids}, config.split.fractions, 0)
-    run._set_context(run.CaseContext(str(files[0].parent), find_case_files(files[0].parent), patients, split_of,
-                                     config, spec))
+    split_of = assign_splits({c: subject_key(patients[c]) for c in ids}, config.split.fractions, 0)
+    job = PreprocessJob(str(files[0].parent), find_case_files(files[0].parent), patients, split_of, config, spec)
     from vitalflow.vital.read import inflate
 
     times, paired, windows, size = [], [], 0, 0
@@ -119,7 +118,7 @@ def method_vitalflow_cases(files: list[Path], clinical: Path) -> tuple[list[floa
             t = time.perf_counter()
             inflate(f.read_bytes(), str(f))  # (a) on the same case just before: drift cancels out
             t1 = time.perf_counter()
-            outcome, block, _ = run.process_case(int(f.stem))
+            outcome, block = job.run_case(int(f.stem)).payload
             (Path(tmp) / "out.tfrecord").write_bytes(block)
             times.append(time.perf_counter() - t1)
             paired.append(t1 - t)

@@ -17,7 +17,7 @@ CORPUS_CASES = 8
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory):
     """8 synthetic recordings (no waves, ~40 min each) and their clinical table. Do not modify."""
-    from vitalflow.vital.synth import synth_corpus
+    from vitalflow.synth import synth_corpus
 
     root = tmp_path_factory.mktemp("corpus")
     synth_corpus(root, CORPUS_CASES, seed=3, hours=0.7, waves=False)
@@ -36,7 +36,7 @@ def corpus_copy(corpus, tmp_path):
 def big_corpus(tmp_path_factory):
     """32 short recordings (no waves) for crash, signal, multi-host and S3 tests. Do not modify."""
     from outputs import CASES
-    from vitalflow.vital.synth import synth_corpus
+    from vitalflow.synth import synth_corpus
 
     root = tmp_path_factory.mktemp("big")
     synth_corpus(root, CASES, seed=11, hours=0.9, waves=False)

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from vitalflow.cli import app
 from vitalflow.dataset.card import CARD_NAME
-from vitalflow.run.progress import BarReporter, LogReporter, Tally
+from vitalflow.runtime.progress import BarReporter, LogReporter, Tally
 
 runner = CliRunner()
 COMMANDS = ["synth", "preprocess", "verify", "demo", "spec", "launch", "jobs"]
@@ -194,7 +194,7 @@ def test_reporters_print_nothing_when_there_is_nothing_to_do(caplog):
 
 
 def test_run_in_which_every_case_is_excluded_is_an_error(tmp_path):
-    from vitalflow.vital.synth import synth_corpus
+    from vitalflow.synth import synth_corpus
 
     synth_corpus(tmp_path / "in", 3, seed=1, hours=0.1, waves=False)  # each shorter than a window
     result = invoke("preprocess", *_io(tmp_path / "in", tmp_path / "out"), "--workers", 1)

@@ -28,7 +28,7 @@ from vitalflow.errors import VitalReadError
 from vitalflow.spec import load_spec
 from vitalflow.vital import fastread
 from vitalflow.vital.fastread import read_numeric_tracks
-from vitalflow.vital.synth import synth_case
+from vitalflow.synth import synth_case
 from vitalflow.vital.write import TrackData, write_vital
 
 START = 1.6e9

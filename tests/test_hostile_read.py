@@ -38,7 +38,7 @@ from vitalflow.errors import VitalReadError
 from vitalflow.vital import fastread
 from vitalflow.vital.fastread import EARLIEST_START, LATEST_START, MAX_INFLATED_BYTES, read_numeric_tracks
 from vitalflow.vital.read import ReadReport, Recording, read_vital
-from vitalflow.vital.synth import synth_case
+from vitalflow.synth import synth_case
 from vitalflow.vital.write import TrackData, write_vital
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,8 +28,8 @@ from vitalflow.run.cases import parse_case_selection
 from vitalflow.run.preprocess import RunOptions, preprocess
 from vitalflow.spec import load_config
 from vitalflow.spec.model import Config, Limits
-from vitalflow.vital.synth import synth_case
-from vitalflow.vital.synth.clinical import write_csv
+from vitalflow.synth import synth_case
+from vitalflow.synth.clinical import write_csv
 from vitalflow.vital.write import TrackData, write_vital
 
 HOURS = 0.7
@@ -409,7 +409,7 @@ def test_a_worker_killed_by_the_kernel_is_reported_as_such(tmp_path, monkeypatch
     patch is inherited by the forked workers."""
     import signal
 
-    import vitalflow.run.preprocess as pre
+    import vitalflow.run.preprocess_job as pre
 
     real = pre.preprocess_case
 
@@ -430,7 +430,7 @@ def test_a_worker_killed_by_the_kernel_is_reported_as_such(tmp_path, monkeypatch
 def test_an_unexpected_error_is_one_line_without_a_traceback(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    import vitalflow.run.preprocess as pre
+    import vitalflow.run.preprocess_job as pre
     from vitalflow.cli import app
 
     def broken(*args, **kwargs):

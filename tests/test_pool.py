@@ -6,7 +6,7 @@ import threading
 import time
 from pathlib import Path
 
-from vitalflow.pool import WorkerPool
+from vitalflow.runtime.pool import WorkerPool
 
 RESULT_BYTES = 256 << 20  # far beyond a pipe's 64 KiB: the worker sends it in many writes
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import vitaldb
 
-from vitalflow.vital.synth import synth_case, synth_corpus
+from vitalflow.synth import synth_case, synth_corpus
 
 CORPUS_CASES = 30
 CORPUS_HOURS = 0.25

@@ -159,7 +159,7 @@ def synth(
     waves: bool = typer.Option(True, "--waves/--no-waves", help="Include waveform tracks (~20 MB per 3 h case)."),
 ) -> None:
     """Write synthetic VitalDB-like recordings and a clinical table."""
-    from vitalflow.vital.synth import synth_corpus
+    from vitalflow.synth import synth_corpus
 
     paths = synth_corpus(out_dir, cases, seed=seed, hours=hours, waves=waves)
     size = sum(p.stat().st_size for p in paths)
@@ -228,7 +228,7 @@ def _resume_args(ctx: typer.Context) -> list[str]:
 
 
 def _reporter(quiet: bool, log_format: str, interval: float):
-    from vitalflow.run.progress import BarReporter, LogReporter, Reporter
+    from vitalflow.runtime.progress import BarReporter, LogReporter, Reporter
 
     if quiet:
         return Reporter()
@@ -361,7 +361,7 @@ def demo(
     waves: bool = typer.Option(False, "--waves/--no-waves", help="Include waveform tracks (slower, ~20 MB per 3 h)."),
 ) -> None:
     """Synthesize a small corpus, preprocess it, verify it and print a summary."""
-    from vitalflow.vital.synth import synth_corpus
+    from vitalflow.synth import synth_corpus
 
     corpus, output, config = directory / "recordings", directory / "output", directory / "run.yaml"
     synth_corpus(corpus, cases, seed=0, hours=1.5, waves=waves)

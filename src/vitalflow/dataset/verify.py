@@ -26,7 +26,7 @@ from vitalflow.dataset.parts import PART_RE
 from vitalflow.dataset.split import SPLITS
 from vitalflow.dataset.tfrecord import CorruptRecordError, ExampleDecoder, read_records
 from vitalflow.errors import OutputError
-from vitalflow.pool import WorkerPool
+from vitalflow.runtime.pool import WorkerPool
 from vitalflow.spec.model import Config, Spec
 from vitalflow.store import Store
 

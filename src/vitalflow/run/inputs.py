@@ -61,17 +61,6 @@ def input_identity(input_uri: str, files: dict[int, CaseFile], cases: list[int])
             "recordings": {str(c): [files[c].name, files[c].bytes, files[c].version] for c in cases}}
 
 
-def largest_first(cases: list[int], files: dict[int, CaseFile]) -> list[int]:
-    """The order to start cases in: largest file first, so that the last case to finish is a small
-    one and workers run out of work together (cases without a file, which fail at once, last).
-
-    >>> files = {1: CaseFile("1.vital", 10), 2: CaseFile("2.vital", 30), 3: CaseFile("3.vital", 20)}
-    >>> largest_first([1, 2, 3, 4], files)
-    [2, 3, 1, 4]
-    """
-    return sorted(cases, key=lambda c: -files[c].bytes if c in files else 1)
-
-
 def read_input_bytes(uri: str | os.PathLike, what: str) -> bytes:
     """A whole input file (the clinical table, a config) from a local path or s3:// URI."""
     uri = str(uri)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from vitalflow.vital.synth.patient import Flags
-from vitalflow.vital.synth.physiology import State
-from vitalflow.vital.synth.timeline import Timeline
+from vitalflow.synth.patient import Flags
+from vitalflow.synth.physiology import State
+from vitalflow.synth.timeline import Timeline
 from vitalflow.vital.write import TrackData
 
 _ADC_HZ, _PRIMUS_HZ, _EEG_HZ = 500.0, 62.5, 128.0  # sample rates (Hz)

@@ -7,6 +7,7 @@ random streams seeded by ``(seed, i)``, so it does not depend on how many cases 
 The modules follow the order a case is built in: `patient` (subject, body and the per-case
 plan with its quirk schedule), `timeline` (event times), `physiology` (the 1 Hz latent state),
 `numeric` (device numeric tracks), `waves` (wave tracks) and `clinical` (table row and CSV).
+The files are written with `vitalflow.vital.write`; `vitalflow.vital` never imports this package.
 
 What a case looks like (the numbers follow VitalDB; see SPEC.md, "VitalDB facts"):
 
@@ -45,12 +46,12 @@ from pathlib import Path
 
 import numpy as np
 
-from vitalflow.vital.synth.clinical import CLINICAL_COLUMNS, clinical_row, write_csv
-from vitalflow.vital.synth.numeric import numeric_tracks
-from vitalflow.vital.synth.patient import draw_flags, draw_patient
-from vitalflow.vital.synth.physiology import simulate_state
-from vitalflow.vital.synth.timeline import draw_timeline
-from vitalflow.vital.synth.waves import wave_tracks
+from vitalflow.synth.clinical import CLINICAL_COLUMNS, clinical_row, write_csv
+from vitalflow.synth.numeric import numeric_tracks
+from vitalflow.synth.patient import draw_flags, draw_patient
+from vitalflow.synth.physiology import simulate_state
+from vitalflow.synth.timeline import draw_timeline
+from vitalflow.synth.waves import wave_tracks
 from vitalflow.vital.write import TrackData, write_vital
 
 __all__ = ["CLINICAL_COLUMNS", "synth_case", "synth_corpus"]

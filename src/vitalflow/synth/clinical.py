@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vitalflow.vital.synth.patient import Patient
-from vitalflow.vital.synth.timeline import Timeline
+from vitalflow.synth.patient import Patient
+from vitalflow.synth.timeline import Timeline
 
 CLINICAL_COLUMNS = (
     "caseid", "subjectid", "casestart", "caseend", "anestart", "aneend", "opstart", "opend",

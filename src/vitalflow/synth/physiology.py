@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vitalflow.vital.synth.patient import Flags, Patient
-from vitalflow.vital.synth.timeline import Timeline
+from vitalflow.synth.patient import Flags, Patient
+from vitalflow.synth.timeline import Timeline
 
 
 class State(dict):

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from vitalflow.vital.synth.patient import Flags, Patient
-from vitalflow.vital.synth.physiology import State, drift, lowpass, steps
-from vitalflow.vital.synth.timeline import EVENTS, Timeline
+from vitalflow.synth.patient import Flags, Patient
+from vitalflow.synth.physiology import State, drift, lowpass, steps
+from vitalflow.synth.timeline import EVENTS, Timeline
 from vitalflow.vital.write import TrackData
 
 # device record intervals in seconds

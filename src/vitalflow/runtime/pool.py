@@ -8,10 +8,26 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing
+import resource
 import signal
 from concurrent.futures import Future, ProcessPoolExecutor
 
 _PR_SET_PDEATHSIG = 1
+
+
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """A process's peak resident memory in MB (VmHWM; ``ru_maxrss`` would include a pre-exec
+    parent); 0 for a process that is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError):
+        return 0.0
+    if pid == "self":  # no /proc (not Linux)
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return 0.0
 
 
 def _die_with_parent() -> None:
@@ -49,19 +65,9 @@ class WorkerPool:
         return list((self._executor._processes or {}).values())  # no public way to see the workers
 
     def peak_rss_mb(self) -> float:
-        """The largest peak resident memory (VmHWM) of the live workers, read from /proc; sampled
-        often, it is the truth even for a worker the kernel kills later (0 where /proc is absent)."""
-        peak = 0.0
-        for p in self._processes():
-            try:
-                with open(f"/proc/{p.pid}/status") as f:
-                    for line in f:
-                        if line.startswith("VmHWM:"):
-                            peak = max(peak, int(line.split()[1]) / 1024)
-                            break
-            except (OSError, ValueError, TypeError):  # exited meanwhile, or not Linux
-                pass
-        return round(peak, 1)
+        """The largest peak resident memory of the live workers; sampled often, it is the truth even
+        for a worker the kernel kills later."""
+        return max((peak_rss_mb(p.pid) for p in self._processes() if p.pid), default=0.0)
 
     def deaths(self) -> list[str]:
         """How the workers that are no longer alive ended, e.g. ``"pid 123 killed by SIGKILL

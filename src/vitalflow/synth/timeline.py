@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vitalflow.vital.synth.patient import Flags
+from vitalflow.synth.patient import Flags
 
 # names of the EVENT track entries, in timeline order
 EVENTS = ("Induction", "Intubation", "A-line", "Incision", "Surgery end", "Extubation")
