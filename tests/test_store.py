@@ -127,3 +127,23 @@ def test_preprocess_into_a_file_says_so(corpus, tmp_path):
     assert result.exit_code != 0
     assert f"{target} is a file, not a folder" in result.output
     assert "Errno" not in result.output
+
+
+def test_storage_errors_name_the_location(tmp_path):
+    """An OS error under a Store call becomes a StoreError that names the URI and keeps the cause."""
+    from vitalflow.errors import StoreError
+
+    store = Store(tmp_path)
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(StoreError, match=rf"{tmp_path}/dir: reading failed \(IsADirectoryError") as info:
+        store.read_bytes("dir")
+    assert isinstance(info.value.__cause__, IsADirectoryError)
+    with pytest.raises(StoreError, match=rf"{tmp_path}/missing.json: reading failed \(FileNotFoundError"):
+        store.read_bytes("missing.json")
+    os.chmod(tmp_path / "dir", 0o500)
+    try:
+        if os.geteuid() != 0:  # root writes anyway
+            with pytest.raises(StoreError, match="writing failed"):
+                store.write_bytes("dir/x.json", b"{}")
+    finally:
+        os.chmod(tmp_path / "dir", 0o700)

@@ -1,4 +1,9 @@
-"""``vitalflow launch`` and ``vitalflow jobs``: run the preprocessing as SageMaker jobs, and watch them.
+"""``vitalflow launch`` and ``vitalflow jobs``: run vitalflow commands as SageMaker jobs, and watch them.
+
+``vitalflow launch <kind> ...`` has one subcommand per registered job kind
+(:data:`vitalflow.sagemaker.launch.JOB_KINDS`), generated from it: the kind's own options
+(``--input``, ...) followed by the job's (``--instance-count``, ``--spot``, ...). Without a kind
+(``vitalflow launch --input ...``) it means ``preprocess``, as before kinds existed.
 
 ``vitalflow.cli`` adds the two commands to its app with :func:`register` (wrapped in its error
 handler). :data:`app` is a standalone Typer app with the same commands, used by the tests.
@@ -9,74 +14,139 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import inspect
 import json
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from vitalflow.errors import VitalflowError
+from vitalflow.sagemaker import launch as sm
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
+#: ``--mode`` (hidden, the name before job kinds existed) accepts these for ``--container``.
+_CONTAINER_ALIASES = {"processing": sm.PROCESSING_JOB, "training": sm.TRAINING_JOB}
 
-def launch(
-    input: str = typer.Option(..., "--input", "-i", help="s3:// prefix of the <caseid>.vital files."),
-    clinical: str = typer.Option(..., "--clinical", "-c", help="s3:// URI of the VitalDB clinical table (CSV)."),
-    output: str = typer.Option(..., "--output", "-o", help="s3:// output prefix (code goes to <output>/_code/)."),
-    cases: Optional[str] = typer.Option(None, "--cases", help='Cases to process, e.g. "1-3000" (default: all files).'),
-    config: Optional[str] = typer.Option(None, "--config", help="s3:// URI of a run config YAML."),
-    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Worker processes per instance "
-                                          "(default: the instance's CPU count)."),
-    instance_count: int = typer.Option(1, "--instance-count", "-n", help="Instances; each takes its share of the cases."),
-    instance_type: str = typer.Option("ml.m5.2xlarge", "--instance-type", help="SageMaker instance type."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="processing (default) or training (--spot implies it)."),
-    spot: bool = typer.Option(False, "--spot", help="Managed spot: a training job with checkpoints in "
-                              "<output>/_checkpoints/."),
-    max_run: str = typer.Option("26h", "--max-run", help="Maximum run time: seconds, or e.g. 90m, 26h, 2d."),
-    max_wait: Optional[str] = typer.Option(None, "--max-wait", help="Spot: maximum wait + run time "
-                                           "(default: 2 x --max-run)."),
-    volume_gb: int = typer.Option(50, "--volume-gb", help="EBS volume per instance, GB."),
-    role: Optional[str] = typer.Option(None, "--role", help="IAM role ARN the job runs as "
-                                       "(default: $VITALFLOW_SAGEMAKER_ROLE)."),
-    region: Optional[str] = typer.Option(None, "--region", help="AWS region (default: AWS_REGION, "
-                                         "AWS_DEFAULT_REGION or the profile's)."),
-    image: Optional[str] = typer.Option(None, "--image", help="Container image URI (default: the official "
-                                        "SageMaker scikit-learn 1.4-2 CPU image of the region)."),
-    job_name: Optional[str] = typer.Option(None, "--job-name", help="Job name (default: vitalflow-<UTC time>)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the request JSON; upload and submit nothing."),
-    wait: bool = typer.Option(False, "--wait", help="Wait for the job to end, printing its status changes."),
-    poll: float = typer.Option(30.0, "--poll", min=0.01, help="Seconds between status checks with --wait."),
-) -> None:
-    """Submit `vitalflow preprocess` as a SageMaker processing job (or training job for --spot)."""
-    from vitalflow.sagemaker import launch as sm
 
+def _duration(seconds: int) -> str:
+    """``26h`` for 93600: how a default duration shows in ``--help``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return str(seconds)
+
+
+def _option(name: str, annotation: Any, default: Any, *decls: str, **kw: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                             default=typer.Option(default, *decls, **kw))
+
+
+def _kind_options(kind: sm.JobKind) -> list[inspect.Parameter]:
+    """The kind's own options, ``--<arg>``, as the registry describes them."""
+    return [_option(arg.name.replace("-", "_"), arg.type if arg.required else Optional[arg.type],
+                    ... if arg.required else None, f"--{arg.name}", *([arg.short] if arg.short else []),
+                    help=arg.help) for arg in kind.args]
+
+
+def _job_options(kind: sm.JobKind) -> list[inspect.Parameter]:
+    """The options of the SageMaker job itself; the spot ones only where the kind allows spot."""
+    spot = [
+        _option("spot", bool, False, "--spot", help=f"Managed spot: runs in a {sm.TRAINING_JOB} container, with "
+                "checkpoints in <output>/_checkpoints/."),
+        _option("max_wait", Optional[str], None, "--max-wait", help="Spot: maximum wait + run time "
+                "(default: 2 x --max-run)."),
+    ] if kind.spot else []
+    count_help = "Instances; each takes its share of the work." if kind.max_instances != 1 else "Instances (1)."
+    return [
+        _option("instance_count", int, 1, "--instance-count", "-n", help=count_help),
+        _option("instance_type", str, kind.instance_type, "--instance-type", help="SageMaker instance type."),
+        _option("container", Optional[str], None, "--container",
+                help=f"SageMaker container type: {' or '.join(kind.containers)} (default: {kind.containers[0]}; "
+                f"--spot implies {sm.TRAINING_JOB})."),
+        _option("mode", Optional[str], None, "--mode", hidden=True, help="Old name of --container."),
+        *spot,
+        _option("max_run", str, _duration(kind.max_run), "--max-run",
+                help="Maximum run time: seconds, or e.g. 90m, 26h, 2d."),
+        _option("volume_gb", int, sm.DEFAULT_VOLUME_GB, "--volume-gb", help="EBS volume per instance, GB."),
+        _option("role", Optional[str], None, "--role", help=f"IAM role ARN the job runs as "
+                f"(default: ${sm.ROLE_ENV})."),
+        _option("region", Optional[str], None, "--region", help="AWS region (default: AWS_REGION, "
+                "AWS_DEFAULT_REGION or the profile's)."),
+        _option("image", Optional[str], None, "--image", help="Container image URI (default: the official "
+                "SageMaker scikit-learn 1.4-2 CPU image of the region)."),
+        _option("job_name", Optional[str], None, "--job-name", help="Job name (default: vitalflow-<UTC time>)."),
+        _option("dry_run", bool, False, "--dry-run", help="Print the request JSON; upload and submit nothing."),
+        _option("wait", bool, False, "--wait", help="Wait for the job to end, printing its status changes."),
+        _option("poll", float, 30.0, "--poll", min=0.01, help="Seconds between status checks with --wait."),
+    ]
+
+
+def launch_command(kind: sm.JobKind) -> Callable[..., None]:
+    """``vitalflow launch <kind>``: a function whose signature Typer reads, built from the registry."""
+    params = _kind_options(kind) + _job_options(kind)
+    names = [p.name for p in params]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise ValueError(f"job kind {kind.name!r}: options {clashes} clash with the job's own")
+
+    def command(**values: Any) -> None:
+        arguments = {arg.name: values.pop(arg.name.replace("-", "_")) for arg in kind.args}
+        _launch(kind, arguments, **values)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__name__ = command.__qualname__ = kind.name.replace("-", "_")
+    command.__doc__ = (f"Submit `vitalflow {kind.command}` as a SageMaker job: {kind.summary}. "
+                       f"A {sm.variant(kind.containers[0], False)} by default"
+                       + (", a spot job with --spot." if kind.spot else "."))
+    return command
+
+
+def _launch(kind: sm.JobKind, arguments: dict[str, Any], *, instance_count: int, instance_type: str,
+            container: Optional[str], mode: Optional[str], max_run: str, volume_gb: int, role: Optional[str],
+            region: Optional[str], image: Optional[str], job_name: Optional[str], dry_run: bool, wait: bool,
+            poll: float, spot: bool = False, max_wait: Optional[str] = None) -> None:
+    if container and mode:
+        raise VitalflowError("--mode is the old name of --container: give one of them")
+    container = container or mode
     options = sm.LaunchOptions(
-        input=input, clinical=clinical, output=output, cases=cases, config=config, workers=workers,
-        instance_count=instance_count, instance_type=instance_type, mode=mode, spot=spot,
-        max_run=sm.parse_duration(max_run), max_wait=None if max_wait is None else sm.parse_duration(max_wait),
-        volume_gb=volume_gb, role=role, region=region, image=image,
-        **({"job_name": job_name} if job_name else {}))
+        arguments=arguments, kind=kind.name, instance_count=instance_count, instance_type=instance_type,
+        container=_CONTAINER_ALIASES.get(container, container), spot=spot, max_run=sm.parse_duration(max_run),
+        max_wait=None if max_wait is None else sm.parse_duration(max_wait), volume_gb=volume_gb, role=role,
+        region=region, image=image, **({"job_name": job_name} if job_name else {}))
     if dry_run:
         options = sm.resolve(options)
-        kind, request = sm.build_request(options)
+        _, request = sm.build_request(options)
         typer.echo(json.dumps(request, indent=2))
-        err.print(f"dry run: {kind} job {options.job_name} would run with code from {options.code_uri}; "
-                  "nothing was uploaded or submitted", markup=False)
+        err.print(f"dry run: job {options.job_name} ({options.variant}) would run with code from "
+                  f"{options.code_uri}; nothing was uploaded or submitted", markup=False)
         return
     launched = sm.launch(options)
     region = launched.region
-    out.print(f"submitted {launched.kind} job {launched.name}", markup=False)
+    out.print(f"submitted job {launched.name} ({launched.variant})", markup=False)
     out.print(f"  arn:     {launched.arn}", markup=False)
     out.print(f"  code:    {launched.code_uri}", markup=False)
-    out.print(f"  console: {sm.console_url(launched.kind, launched.name, region)}", markup=False)
+    out.print(f"  console: {sm.console_url(launched.container, launched.name, region)}", markup=False)
     if wait:
-        info = sm.wait(launched.name, launched.kind, region, poll_s=poll, on_event=_event)
+        info = sm.wait(launched.name, launched.container, region, poll_s=poll, on_event=_event)
         _finish(info)
     else:
         out.print(f"follow it with: vitalflow jobs {launched.name}", markup=False)
+
+
+class _LaunchGroup(TyperGroup):
+    """``vitalflow launch --input ...`` (options first, no kind) means ``vitalflow launch preprocess ...``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0].startswith("-") and args[0] not in self.get_help_option_names(ctx):
+            args = [sm.DEFAULT_KIND, *args]
+        return super().parse_args(ctx, args)
 
 
 def _event(line: str) -> None:
@@ -86,8 +156,8 @@ def _event(line: str) -> None:
 def _finish(info) -> None:
     if info.status != "Completed":
         reason = f": {info.failure_reason}" if info.failure_reason else ""
-        raise VitalflowError(f"{info.kind} job {info.name} {info.status}{reason}")
-    out.print(f"{info.kind} job {info.name} Completed", markup=False)
+        raise VitalflowError(f"job {info.name} ({info.variant}) {info.status}{reason}")
+    out.print(f"job {info.name} ({info.variant}) Completed", markup=False)
 
 
 def _time(t: _dt.datetime | None) -> str:
@@ -116,8 +186,6 @@ def jobs(
     poll: float = typer.Option(30.0, "--poll", min=0.01, help="Seconds between status checks with --wait."),
 ) -> None:
     """List recent vitalflow SageMaker jobs, or describe (and --wait for) one."""
-    from vitalflow.sagemaker import launch as sm
-
     region = sm.resolve_region(region)
     if name is None:
         found = sm.list_jobs(region, limit=limit, name_contains=name_contains or None)
@@ -125,12 +193,13 @@ def jobs(
             typer.echo(json.dumps([j.raw for j in found], indent=2, default=str))
             return
         table = Table(title=f"SageMaker jobs in {region}", title_justify="left")
-        for col in ("name", "kind", "status", "created (UTC)", "instances", "spot"):
+        for col in ("name", "command", "container", "spot", "status", "created (UTC)", "instances"):
             table.add_column(col, no_wrap=col in ("name", "created (UTC)"))
         for j in found:
             status = j.status + (f" ({j.secondary_status})" if j.secondary_status and j.secondary_status != j.status
                                  else "")
-            table.add_row(j.name, j.kind, status, _time(j.created), _instances(j), "yes" if j.spot else "")
+            table.add_row(j.name, j.command or "-", j.container, "yes" if j.spot else "", status, _time(j.created),
+                          _instances(j))
         out.print(table)
         if not found:
             out.print(f"no jobs whose name contains {name_contains!r}", markup=False)
@@ -141,12 +210,13 @@ def jobs(
     else:
         _describe_table(info)
     if wait and not info.done:
-        _finish(sm.wait(info.name, info.kind, region, poll_s=poll, on_event=_event))
+        _finish(sm.wait(info.name, info.container, region, poll_s=poll, on_event=_event))
 
 
-def _describe_table(info) -> None:
+def _describe_table(info: sm.JobInfo) -> None:
     raw = info.raw
-    rows: list[tuple[str, str]] = [("name", info.name), ("kind", info.kind),
+    rows: list[tuple[str, str]] = [("name", info.name), ("command", info.command or "-"),
+                                   ("container", info.container),
                                    ("status", info.status + (f" ({info.secondary_status})" if info.secondary_status
                                                              else ""))]
     if info.failure_reason:
@@ -158,7 +228,7 @@ def _describe_table(info) -> None:
     stopping = raw.get("StoppingCondition", {})
     if "MaxRuntimeInSeconds" in stopping:
         rows.append(("max run", f"{stopping['MaxRuntimeInSeconds']} s"))
-    if info.kind == "training":
+    if info.container == sm.TRAINING_JOB:
         rows.append(("spot", "yes" if info.spot else "no"))
         if "MaxWaitTimeInSeconds" in stopping:
             rows.append(("max wait", f"{stopping['MaxWaitTimeInSeconds']} s"))
@@ -167,17 +237,21 @@ def _describe_table(info) -> None:
         for key in ("TrainingTimeInSeconds", "BillableTimeInSeconds"):
             if key in raw:
                 rows.append((key.replace("InSeconds", "").lower().replace("time", " time"), f"{raw[key]} s"))
-        hps = raw.get("HyperParameters", {})
-        rows.append(("image", raw.get("AlgorithmSpecification", {}).get("TrainingImage", "-")))
-        rows.append(("code", hps.get("sagemaker_submit_directory", "-")))
-        rows.append(("arguments", " ".join(f"--{k} {v}" for k, v in hps.items() if not k.startswith("sagemaker_"))))
+        image = raw.get("AlgorithmSpecification", {}).get("TrainingImage", "-")
+        code = raw.get("HyperParameters", {}).get("sagemaker_submit_directory", "-")
+        channels = [(c.get("ChannelName", "?"), c.get("DataSource", {}).get("S3DataSource", {}).get("S3Uri", "?"))
+                    for c in raw.get("InputDataConfig", [])]
     else:
-        app_spec = raw.get("AppSpecification", {})
-        rows.append(("image", app_spec.get("ImageUri", "-")))
-        code = [i["S3Input"]["S3Uri"] for i in raw.get("ProcessingInputs", []) if "S3Input" in i]
-        rows.append(("code", ", ".join(code) or "-"))
-        rows.append(("arguments", " ".join(app_spec.get("ContainerArguments", []))))
-    table = Table(show_header=False, title=f"{info.kind} job {info.name}", title_justify="left")
+        image = raw.get("AppSpecification", {}).get("ImageUri", "-")
+        inputs = [(i.get("InputName", "?"), i["S3Input"]["S3Uri"]) for i in raw.get("ProcessingInputs", [])
+                  if "S3Input" in i]
+        code = ", ".join(uri for input_name, uri in inputs if input_name == sm.CODE_INPUT) or "-"
+        channels = [(input_name, uri) for input_name, uri in inputs if input_name != sm.CODE_INPUT]
+    rows += [("image", image), ("code", code)]
+    if channels:
+        rows.append(("channels", ", ".join(f"{channel}: {uri}" for channel, uri in channels)))
+    rows.append(("command line", " ".join(info.command_line) or "-"))
+    table = Table(show_header=False, title=f"job {info.name} ({info.variant})", title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     for key, value in rows:
@@ -200,11 +274,17 @@ def _errors(fn: Callable) -> Callable:
 
 
 def register(target: typer.Typer, wrap: Callable[[Callable], Callable] = _errors) -> None:
-    """Add ``launch`` and ``jobs`` to ``target``, each wrapped by ``wrap`` (the CLI's error handler)."""
-    target.command("launch")(wrap(launch))
+    """Add ``launch`` (a subcommand per job kind registered now) and ``jobs`` to ``target``, each
+    command wrapped by ``wrap`` (the CLI's error handler)."""
+    launcher = typer.Typer(cls=_LaunchGroup, no_args_is_help=True, add_completion=False)
+    for kind in sm.JOB_KINDS.values():
+        launcher.command(kind.name)(wrap(launch_command(kind)))
+    kinds = ", ".join(sm.JOB_KINDS)
+    target.add_typer(launcher, name="launch", help=f"Run a vitalflow command as a SageMaker job: vitalflow launch "
+                     f"KIND --option ... (KIND: {kinds}; without it, {sm.DEFAULT_KIND}).")
     target.command("jobs")(wrap(jobs))
 
 
 app = typer.Typer(name="vitalflow", add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
-                  help="Run vitalflow preprocess as SageMaker jobs.")
+                  help="Run vitalflow commands as SageMaker jobs.")
 register(app)

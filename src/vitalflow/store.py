@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import functools
 import os
 import secrets
 import shutil
@@ -28,7 +29,7 @@ from typing import Iterator
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from vitalflow.errors import OutputError
+from vitalflow.errors import OutputError, StoreError
 
 STAGING = "_staging"
 DEFAULT_MAX_ATTEMPTS = 10
@@ -64,8 +65,26 @@ def s3_options() -> dict:
     return {"config_kwargs": {"retries": retries}, "skip_instance_cache": True, "use_listings_cache": False}
 
 
+def _located(what: str):
+    """A Store method whose storage errors (fsspec, s3fs, OS) become a StoreError naming the URI."""
+
+    def decorate(method):
+        @functools.wraps(method)
+        def wrapper(self, name="", *args, **kwargs):
+            try:
+                return method(self, name, *args, **kwargs)
+            except OSError as exc:
+                where = self.url(name) if isinstance(name, str) and name else self.uri
+                raise StoreError(f"{where}: {what} failed ({type(exc).__name__}: {exc})") from exc
+
+        return wrapper
+
+    return decorate
+
+
 class Store:
-    """Names are relative to the store's root and use ``/`` (``"_ledger/h0/run.json"``)."""
+    """Names are relative to the store's root and use ``/`` (``"_ledger/h0/run.json"``). Storage
+    errors raise StoreError naming the location."""
 
     def __init__(self, uri: str | os.PathLike):
         self.uri = str(uri).rstrip("/") or "/"
@@ -88,12 +107,15 @@ class Store:
     def _path(self, name: str) -> str:
         return f"{self.root}/{name}"
 
+    @_located("checking")
     def exists(self, name: str) -> bool:
         return self.fs.exists(self._path(name))
 
+    @_located("reading")
     def read_bytes(self, name: str) -> bytes:
         return self.fs.cat_file(self._path(name))
 
+    @_located("sizing")
     def size(self, name: str) -> int:
         return int(self.fs.size(self._path(name)))
 
@@ -110,6 +132,7 @@ class Store:
         """Names of all files below ``prefix`` (recursive), sorted."""
         return sorted(self.sizes(prefix))
 
+    @_located("listing")
     def sizes(self, prefix: str = "") -> dict[str, int]:
         """Name -> size in bytes of every file below ``prefix`` (recursive), from one listing."""
         base = self._path(prefix).rstrip("/") if prefix else self.root
@@ -123,6 +146,7 @@ class Store:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self._path(name))
 
+    @_located("writing")
     def write_bytes(self, name: str, data: bytes) -> None:
         """Write ``data`` so that ``name`` appears complete or not at all."""
         if not self.is_local:
@@ -206,6 +230,10 @@ class Store:
 
     def publish(self, staged: Path, name: str) -> None:
         """Move a complete staged file to ``name`` (fsync first; rename or single upload)."""
+        self._publish(name, staged)
+
+    @_located("publishing")
+    def _publish(self, name: str, staged: Path) -> None:
         with open(staged, "rb+") as f:
             os.fsync(f.fileno())
         if self.is_local:

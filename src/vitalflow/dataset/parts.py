@@ -1,39 +1,67 @@
 """Part files: the examples of one commit, one file per split, published only when complete.
 
-Names say what a part is: ``train-00003-h0.tfrecord`` is the train part of commit 3 of host 0.
-A published part is never modified; the ledger records which cases it holds.
+Names say what a part is (`vitalflow.dataset.naming`): ``train-00003-h0.tfrecord.gz`` is the train
+part of commit 3 of host 0. A published part is never modified; the ledger records which cases it
+holds, each as a `Block`: where its examples are in the part, and their sha256.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import model_validator
+
+from vitalflow.dataset.naming import NAMES
+from vitalflow.dataset.record import Record
 from vitalflow.store import Store
 
-PART_RE = re.compile(r"^(train|validation|test)-(\d{5})-(h\d+)\.tfrecord(\.gz)?$")
+PART_RE = NAMES._part.pattern  # deprecated: use NAMES.parse_part (kept while run/ still imports it)
 
 
-def part_name(split: str, seq: int, host: str, compression: str) -> str:
-    """The published name of a part.
+class Block(Record):
+    """One case's examples in a file: byte range, example count and the sha256 of those bytes (one
+    gzip member for GZIP). Verify reads blocks on their own; a reader can find a case's examples
+    without reading the rest; the dataset fingerprint is made of block hashes."""
 
-    >>> part_name("train", 3, "h0", "none"), part_name("test", 12, "h1", "GZIP")
-    ('train-00003-h0.tfrecord', 'test-00012-h1.tfrecord.gz')
-    """
-    return f"{split}-{seq:05d}-{host}.tfrecord" + (".gz" if compression == "GZIP" else "")
+    case_id: int
+    offset: int
+    bytes: int
+    examples: int
+    sha256: str | None = None  # None: recorded by format 1 of the ledger, which did not hash blocks
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, data):
+        """Format 1 of the ledger wrote a block as ``[case id, offset, bytes, examples]``."""
+        if isinstance(data, (list, tuple)):
+            return dict(zip(("case_id", "offset", "bytes", "examples"), data, strict=True))
+        return data
 
 
-@dataclass(frozen=True)
-class PublishedFile:
+class FileEntry(Record):
+    """A published file (part or merged) as the card lists it."""
+
     path: str  # name in the store
     examples: int
     bytes: int
     sha256: str
-    # [case id, byte offset, bytes, examples] of each case's block, in file order: verify checks
-    # blocks in parallel, and a reader can find one case's examples without reading the rest
-    blocks: list = field(default_factory=list)
+
+    @property
+    def split(self) -> str:
+        split = NAMES.split_of(self.path)
+        if split is None:
+            raise ValueError(f"{self.path}: not the name of a part or merged file")
+        return split
+
+
+class PartRecord(FileEntry):
+    """A published file as the ledger records it: with its blocks, in file order."""
+
+    blocks: list[Block] = []
+
+    def entry(self) -> FileEntry:
+        return FileEntry(path=self.path, examples=self.examples, bytes=self.bytes, sha256=self.sha256)
 
 
 class StagedFile:
@@ -42,18 +70,21 @@ class StagedFile:
     def __init__(self, path: Path):
         self.path, self.file, self.sha = path, open(path, "wb"), hashlib.sha256()
         self.examples = self.bytes = 0
-        self.blocks: list[list[int]] = []
+        self.blocks: list[Block] = []
 
     def append(self, block: bytes, examples: int = 0, case_id: int | None = None) -> None:
+        """Append bytes; with a ``case_id`` they are that case's block of ``examples`` examples."""
         if case_id is not None:
-            self.blocks.append([case_id, self.bytes, len(block), examples])
+            self.blocks.append(Block(case_id=case_id, offset=self.bytes, bytes=len(block), examples=examples,
+                                     sha256=hashlib.sha256(block).hexdigest()))
         self.file.write(block)
         self.sha.update(block)
         self.examples += examples
         self.bytes += len(block)
 
-    def published(self, name: str) -> PublishedFile:
-        return PublishedFile(name, self.examples, self.bytes, self.sha.hexdigest(), self.blocks)
+    def published(self, name: str) -> PartRecord:
+        return PartRecord(path=name, examples=self.examples, bytes=self.bytes, sha256=self.sha.hexdigest(),
+                          blocks=self.blocks)
 
 
 class PartWriter:
@@ -66,7 +97,7 @@ class PartWriter:
         self._files: dict[str, StagedFile] = {}
 
     def _name(self, split: str) -> str:
-        return part_name(split, self.seq, self.host, self.compression)
+        return NAMES.part(split, self.seq, self.host, self.compression)
 
     def add(self, split: str, case_id: int, block: bytes, examples: int) -> None:
         """Append a case's block of ``examples`` records, framed and compressed like this part."""
@@ -74,7 +105,7 @@ class PartWriter:
             self._files[split] = StagedFile(self._staging / (self._name(split) + ".incomplete"))
         self._files[split].append(block, examples, case_id)
 
-    def publish(self) -> dict[str, PublishedFile]:
+    def publish(self) -> dict[str, PartRecord]:
         """Close and publish every split that received examples."""
         published = {}
         for split, staged in self._files.items():

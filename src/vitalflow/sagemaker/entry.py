@@ -1,25 +1,26 @@
 #!/usr/bin/env python3
-"""The script a SageMaker job runs: install vitalflow from the shipped source, then run
-``vitalflow preprocess`` with the job's arguments. Standard library only, because it runs before
-vitalflow is installed; it is never imported by vitalflow itself.
+"""The script a SageMaker job runs: install vitalflow from the shipped source, then run the job's
+vitalflow command line (``vitalflow preprocess --input ...``). Standard library only, because it
+runs before vitalflow is installed; vitalflow itself imports it only for the hyperparameter format
+(:func:`command_from_hyperparameters`), which the launcher writes and this script reads.
 
 Where things are (see ``vitalflow.sagemaker.launch``):
 
-- processing job: this file and ``source.tar.gz`` were downloaded to
-  ``/opt/ml/processing/input/code``; the ``vitalflow preprocess`` arguments are this script's
-  argv (the job's ``ContainerArguments``).
-- training job (script mode): the framework toolkit extracted ``source.tar.gz`` into
-  ``/opt/ml/code``, so this file sits next to ``pyproject.toml`` and ``src/``; the arguments are
-  the keys ``input``, ``clinical``, ``output``, ``cases``, ``config`` and ``workers`` of
-  ``/opt/ml/input/config/hyperparameters.json`` (every value a string). The toolkit also passes
-  them as argv; the file is what counts.
+- processing-job container: this file and ``source.tar.gz`` were downloaded to
+  ``/opt/ml/processing/input/code``; the command line (``preprocess --input ...``) is this
+  script's argv (the job's ``ContainerArguments``).
+- training-job container (script mode): the framework toolkit extracted ``source.tar.gz`` into
+  ``/opt/ml/code``, so this file sits next to ``pyproject.toml`` and ``src/``; the command line is
+  in ``/opt/ml/input/config/hyperparameters.json`` (every value a string): the vitalflow command
+  is ``vitalflow_command``, every other key not starting with ``sagemaker_`` is an option
+  ``--<key> <value>``. The toolkit also passes them as argv; the file is what counts.
 
 Install: nothing when the installed vitalflow has the shipped version (a toolkit or image already
 installed it); otherwise ``python -m pip install --no-cache-dir SRC[aws]`` (a regular install, which
 copies what it needs: a tarball extracted into a temporary directory is removed right after, as it
-is when nothing was installed). Then this process becomes
-``python -m vitalflow preprocess ...`` (exec), so SageMaker's SIGTERM reaches vitalflow directly
-and vitalflow's exit code (0, 3, 4, 75, ...) is the job's.
+is when nothing was installed). Then this process becomes ``python -m vitalflow <command> ...``
+(exec), so SageMaker's SIGTERM reaches vitalflow directly and vitalflow's exit code (0, 3, 4, 75,
+...) is the job's.
 
 ``VITALFLOW_SAGEMAKER_BASE`` moves ``/opt/ml`` elsewhere, as for ``vitalflow.sagemaker.env``.
 """
@@ -36,7 +37,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-KEYS = ("input", "clinical", "output", "cases", "config", "workers")
+#: The hyperparameter naming the vitalflow command (``preprocess``); the others are its options.
+COMMAND_KEY = "vitalflow_command"
 TARBALL = "source.tar.gz"
 EXTRAS = "aws"
 
@@ -66,29 +68,34 @@ def _string(value: object) -> str:
     return json.dumps(value)
 
 
-def arguments_from_hyperparameters(hyperparameters: dict) -> list[str]:
-    """``--input X --clinical Y ...`` from a training job's hyperparameters, in a fixed order.
+def command_from_hyperparameters(hyperparameters: dict) -> list[str]:
+    """The command line ``[command, --key, value, ...]`` of a training-job container's
+    hyperparameters: ``vitalflow_command``, then every key not starting with ``sagemaker_`` as an
+    option, in the file's order (without ``vitalflow_command``, only the options).
 
-    >>> arguments_from_hyperparameters({"output": "s3://b/o", "input": "s3://b/i", "workers": "4",
-    ...                                 "sagemaker_program": "entry.py"})
-    ['--input', 's3://b/i', '--output', 's3://b/o', '--workers', '4']
+    >>> command_from_hyperparameters({"vitalflow_command": "preprocess", "output": "s3://b/o",
+    ...                               "workers": "4", "sagemaker_program": "entry.py"})
+    ['preprocess', '--output', 's3://b/o', '--workers', '4']
     """
-    args: list[str] = []
-    for key in KEYS:
-        if key in hyperparameters and hyperparameters[key] is not None:
-            args += [f"--{key}", _string(hyperparameters[key])]
-    ignored = sorted(k for k in hyperparameters if k not in KEYS and not k.startswith("sagemaker_"))
-    if ignored:
-        log(f"ignoring unknown hyperparameters {ignored}")
+    args = _string(hyperparameters[COMMAND_KEY]).split() if hyperparameters.get(COMMAND_KEY) else []
+    for key, value in hyperparameters.items():
+        if key != COMMAND_KEY and not key.startswith("sagemaker_") and value is not None:
+            args += [f"--{key}", _string(value)]
     return args
 
 
-def preprocess_arguments(argv: list[str]) -> list[str]:
-    """The hyperparameters' arguments in a training job, else argv (a processing job)."""
+def command_line(argv: list[str]) -> list[str]:
+    """The vitalflow command line: from the hyperparameters in a training-job container, else argv
+    (a processing-job container's arguments). Exits when it names no command."""
     path = hyperparameters_file()
     if path.is_file():
-        return arguments_from_hyperparameters(json.loads(path.read_text(encoding="utf-8")))
-    return list(argv)
+        args = command_from_hyperparameters(json.loads(path.read_text(encoding="utf-8")))
+    else:
+        args = list(argv)
+    if not args or args[0].startswith("-"):
+        raise SystemExit(f"vitalflow-entry: no vitalflow command in {path if path.is_file() else 'the arguments'} "
+                         f"(got {args[:4]})")
+    return args
 
 
 def _extract(tarball: Path) -> Path:
@@ -105,7 +112,8 @@ def _extract(tarball: Path) -> Path:
 
 
 def source_dir(here: Path) -> Path:
-    """The vitalflow source tree: this file's directory (training) or the tarball beside it, extracted."""
+    """The vitalflow source tree: this file's directory (a training-job container) or the tarball
+    beside it, extracted (a processing-job container)."""
     if (here / "pyproject.toml").is_file():
         return here
     if (here / TARBALL).is_file():
@@ -159,9 +167,9 @@ def prepare(here: Path) -> None:
 
 def main(argv: list[str]) -> None:
     here = Path(__file__).resolve().parent
-    args = preprocess_arguments(argv)
+    args = command_line(argv)
     prepare(here)
-    command = [sys.executable, "-m", "vitalflow", "preprocess", *args]
+    command = [sys.executable, "-m", "vitalflow", *args]
     log("running: " + " ".join(command))
     os.execv(sys.executable, command)
 

@@ -1,27 +1,38 @@
-"""Build, submit and watch the SageMaker jobs that run ``vitalflow preprocess`` on every host.
+"""Build, submit and watch the SageMaker jobs that run a vitalflow command on every host.
 
-One job, N instances, the same command on each: every host derives its share of the cases from
-the job's resource config (``vitalflow.sagemaker.env``), so nothing is sharded in S3 and the only
-input a job downloads is our code. Two kinds of job run it:
+A **job kind** (:class:`JobKind`, registered in :data:`JOB_KINDS`) says which vitalflow command a
+job runs, which of its options are S3 locations and how each reaches the container, and which
+instance and spot rules apply. ``preprocess`` (:data:`PREPROCESS`) is the one kind today; another
+(``train``, ``predict``) is one more :func:`register` call: the request builders, the ``vitalflow
+launch <kind>`` command line (:mod:`vitalflow.launch_cli`) and the script a job runs
+(``entry.py``) all follow the registry.
 
-- a **processing job** (``CreateProcessingJob``, the default): the code prefix
-  ``<output>/_code/<job>/`` (``source.tar.gz`` and ``entry.py``) is a ``ProcessingInput`` downloaded
-  to ``/opt/ml/processing/input/code``, and ``AppSpecification.ContainerEntrypoint`` runs
-  ``python3 .../entry.py`` with the ``vitalflow preprocess`` arguments as ``ContainerArguments``;
-- a **training job** (``CreateTrainingJob``), needed for managed spot (``spot=True``): the
-  framework container's script mode downloads ``sagemaker_submit_directory`` (the tarball),
-  extracts it to ``/opt/ml/code`` and runs ``sagemaker_program`` (``entry.py``), which reads the
-  arguments from ``/opt/ml/input/config/hyperparameters.json`` (every value a string). With spot,
-  ``CheckpointConfig`` syncs ``/opt/ml/checkpoints`` with ``<output>/_checkpoints/`` and
-  ``MaxWaitTimeInSeconds`` defaults to twice the maximum run time.
+One job, N instances, the same command on each (``preprocess`` hosts derive their share of the
+cases from the job's resource config, ``vitalflow.sagemaker.env``, so nothing is sharded in S3).
+A job runs in one of SageMaker's two container types:
+
+- a **processing-job container** (``CreateProcessingJob``; the default, "preprocess as a
+  processing job"): the code prefix ``<output>/_code/<job>/`` (``source.tar.gz`` and
+  ``entry.py``) is a ``ProcessingInput`` downloaded to ``/opt/ml/processing/input/code``, and
+  ``AppSpecification.ContainerEntrypoint`` runs ``python3 .../entry.py`` with the vitalflow
+  command line (``preprocess --input ...``) as ``ContainerArguments``;
+- a **training-job container** (``CreateTrainingJob``), the only type with managed spot, so
+  ``spot=True`` ("preprocess as a spot job") runs there: the framework container's script mode
+  downloads ``sagemaker_submit_directory`` (the tarball), extracts it to ``/opt/ml/code`` and runs
+  ``sagemaker_program`` (``entry.py``), which reads the command line from
+  ``/opt/ml/input/config/hyperparameters.json`` (``vitalflow_command`` and one key per option,
+  every value a string). With spot, ``CheckpointConfig`` syncs ``/opt/ml/checkpoints`` with
+  ``<output>/_checkpoints/`` and ``MaxWaitTimeInSeconds`` defaults to twice the maximum run time.
+  Without spot (``container=TRAINING_JOB``) it is an on-demand job that may run longer than a
+  processing job's 9 days.
 
 The default image is the official **SageMaker scikit-learn 1.4-2 CPU image**
 (``<account>.dkr.ecr.<region>.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3``): a CPU-only
 framework image with Python 3.10 (vitalflow's minimum) and numpy/pandas, far smaller than the
 PyTorch/TensorFlow deep learning images (no CUDA, no framework we do not use), carrying the
-SageMaker training toolkit that gives training jobs script mode, and the image the SageMaker SDK's
-``SKLearnProcessor`` uses for processing jobs. Its registry accounts per region are copied from
-``sagemaker-core`` 2.27.0 (``image_uri_config/sklearn.json``, the data behind
+SageMaker training toolkit that gives training-job containers script mode, and the image the
+SageMaker SDK's ``SKLearnProcessor`` uses for processing jobs. Its registry accounts per region
+are copied from ``sagemaker-core`` 2.27.0 (``image_uri_config/sklearn.json``, the data behind
 ``sagemaker.core.image_uris.retrieve("sklearn", region, version="1.4-2")``) into
 :data:`SKLEARN_ACCOUNTS`, so no SageMaker SDK is needed: ``sagemaker-core`` would pull ~50
 packages (scipy, pandas, paramiko, ...) into the control plane for one table lookup. ``image``
@@ -29,11 +40,13 @@ overrides it (any image with ``python3`` >= 3.10 and pip; the job installs vital
 dependencies from PyPI at start, so it needs internet access).
 
 Limits checked before anything is sent (from the SageMaker API): a processing job runs at most
-777,600 s (9 days) on 1-100 instances; a training job at most 28 days; ``MaxWaitTimeInSeconds``
-must be at least the run time; job names are at most 63 letters, digits and hyphens; every
-container argument and processing environment value at most 256 characters.
+777,600 s (9 days) on 1-100 instances; a training-job container at most 28 days;
+``MaxWaitTimeInSeconds`` must be at least the run time; job names are at most 63 letters, digits
+and hyphens; every container argument and processing environment value at most 256 characters.
 
-Nothing here prints: progress reaches the caller through the ``on_event`` callback.
+Request builders are pure (options in, request dict out); boto3 is called only by
+:func:`upload_code`, :func:`submit` and the watching functions. Nothing here prints: progress
+reaches the caller through the ``on_event`` callback.
 """
 
 from __future__ import annotations
@@ -48,11 +61,13 @@ import tarfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from vitalflow.errors import LaunchError
+from vitalflow.sagemaker.entry import COMMAND_KEY, command_from_hyperparameters
+from vitalflow.sagemaker.env import PROCESSING_JOB, TRAINING_JOB
 
-PROCESSING, TRAINING = "processing", "training"
+CONTAINERS = (PROCESSING_JOB, TRAINING_JOB)
 DEFAULT_INSTANCE_TYPE = "ml.m5.2xlarge"
 DEFAULT_MAX_RUN_S = 26 * 3600  # the Master POC plan's 26 h budget for the full preprocessing run
 DEFAULT_VOLUME_GB = 50
@@ -69,10 +84,11 @@ CHECKPOINT_DIR = "_checkpoints"
 SAGEMAKER_OUTPUT_DIR = "_sagemaker"
 TARBALL = "source.tar.gz"
 ENTRY = "entry.py"
-PROCESSING_CODE_PATH = "/opt/ml/processing/input/code"
+CODE_INPUT = "code"
+PROCESSING_INPUT_PATH = "/opt/ml/processing/input"
+PROCESSING_CODE_PATH = f"{PROCESSING_INPUT_PATH}/{CODE_INPUT}"
+TRAINING_CHANNEL_PATH = "/opt/ml/input/data"
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
-#: Arguments of ``vitalflow preprocess`` a job passes on, in this order (also entry.py's keys).
-ARGUMENT_KEYS = ("input", "clinical", "output", "cases", "config", "workers")
 
 SKLEARN_IMAGE = "sagemaker-scikit-learn:1.4-2-cpu-py3"
 #: Registry account of the official scikit-learn 1.4-2 image per region (from sagemaker-core 2.27.0).
@@ -93,6 +109,7 @@ SKLEARN_ACCOUNTS = {
 _JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 _ROLE_ARN = re.compile(r"arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+")
 _DURATION = re.compile(r"\s*(\d+)\s*([smhd]?)\s*")
+_OPTION_NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 _TERMINAL = {"Completed", "Failed", "Stopped"}
 
 
@@ -120,21 +137,160 @@ def parse_duration(text: str | int) -> int:
     return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
 
+# ---------------------------------------------------------------------------------------------
+# Job kinds: the vitalflow command a job runs, how its options reach the container, its rules
+# ---------------------------------------------------------------------------------------------
+
+#: How an option's value reaches the command (:attr:`Arg.role`).
+VALUE, S3_INPUT, CHANNEL, OUTPUT = "value", "s3-input", "channel", "output"
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One option ``--<name> VALUE`` of the command a job kind runs.
+
+    ``role`` says what the value is and how it reaches the command:
+
+    - :data:`VALUE`: passed as given (``--cases 1-10``);
+    - :data:`S3_INPUT`: an ``s3://`` URI the command reads itself (each host streams what it
+      needs), passed as given;
+    - :data:`CHANNEL`: an ``s3://`` URI SageMaker downloads to every instance before the command
+      starts (a ``ProcessingInput`` to ``/opt/ml/processing/input/<name>``, or an
+      ``InputDataConfig`` channel to ``/opt/ml/input/data/<name>``); the command gets that local
+      directory, or with ``file=True`` the downloaded file in it;
+    - :data:`OUTPUT`: the ``s3://`` prefix the command writes, exactly one per kind. The command
+      writes it itself (each S3 object appears whole, which resume relies on; SageMaker's own
+      output upload happens at the end or file by file); the job's code (``_code/``),
+      checkpoints (``_checkpoints/``) and SageMaker output (``_sagemaker/``) go below it.
+
+    ``help``, ``short`` and ``required`` make the ``vitalflow launch <kind>`` option; ``type`` is
+    ``str`` or ``int`` (with an optional ``minimum``).
+    """
+
+    name: str
+    role: str = VALUE
+    help: str = ""
+    required: bool = False
+    type: type = str
+    minimum: int | None = None
+    short: str | None = None
+    file: bool = False
+
+    @property
+    def is_s3(self) -> bool:
+        return self.role in (S3_INPUT, CHANNEL, OUTPUT)
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """A kind of job: ``vitalflow <command> --<arg> VALUE ...`` on every instance, and its rules.
+
+    ``containers``: the SageMaker container types it may run in, the first being the default
+    without spot; ``spot``: whether managed spot is allowed (it needs a training-job container);
+    ``max_instances``: a lower limit than SageMaker's (1 for a single-host command);
+    ``instance_type`` and ``max_run``: the defaults of ``--instance-type`` and ``--max-run``.
+    """
+
+    name: str
+    args: tuple[Arg, ...]
+    summary: str = ""
+    command: str = ""  # the vitalflow subcommand; default: name
+    containers: tuple[str, ...] = CONTAINERS
+    spot: bool = True
+    max_instances: int | None = None
+    instance_type: str = DEFAULT_INSTANCE_TYPE
+    max_run: int = DEFAULT_MAX_RUN_S
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "command", self.command or self.name)
+        names = [a.name for a in self.args]
+        problems = [f"bad option name {n!r}" for n in names if not _OPTION_NAME.fullmatch(n)]
+        problems += [f"option {n!r} given twice" for n in sorted(set(names)) if names.count(n) > 1]
+        problems += [f"option {a.name!r}: unknown role {a.role!r}" for a in self.args
+                     if a.role not in (VALUE, S3_INPUT, CHANNEL, OUTPUT)]
+        problems += [f"channel {a.name!r} is reserved for the job's code" for a in self.args
+                     if a.role == CHANNEL and a.name == CODE_INPUT]
+        if [a.role for a in self.args].count(OUTPUT) != 1:
+            problems.append("needs exactly one OUTPUT option")
+        if not self.containers or set(self.containers) - set(CONTAINERS):
+            problems.append(f"containers must be among {CONTAINERS}")
+        if self.spot and TRAINING_JOB not in self.containers:
+            problems.append("managed spot needs the training-job container")
+        if not _OPTION_NAME.fullmatch(self.name) or not self.command.strip():
+            problems.append("needs a name (lowercase, hyphens) and a command")
+        if problems:
+            raise ValueError(f"job kind {self.name!r}: " + "; ".join(problems))
+
+    @property
+    def output(self) -> Arg:
+        return next(a for a in self.args if a.role == OUTPUT)
+
+
+#: The registered job kinds by name (``vitalflow launch <name>``).
+JOB_KINDS: dict[str, JobKind] = {}
+
+
+def register(kind: JobKind) -> JobKind:
+    """Add ``kind`` to :data:`JOB_KINDS` (a name registered already is refused)."""
+    if kind.name in JOB_KINDS:
+        raise ValueError(f"job kind {kind.name!r} is registered already")
+    JOB_KINDS[kind.name] = kind
+    return kind
+
+
+def job_kind(name: str) -> JobKind:
+    try:
+        return JOB_KINDS[name]
+    except KeyError:
+        raise LaunchError(f"unknown job kind {name!r}: one of {', '.join(sorted(JOB_KINDS))}") from None
+
+
+PREPROCESS = register(JobKind(
+    "preprocess",
+    summary="recordings to train/validation/test TFRecords; the instances split the cases among themselves",
+    args=(
+        Arg("input", S3_INPUT, "s3:// prefix of the <caseid>.vital files.", required=True, short="-i"),
+        Arg("clinical", S3_INPUT, "s3:// URI of the VitalDB clinical table (CSV).", required=True, short="-c"),
+        Arg("output", OUTPUT, "s3:// output prefix (code goes to <output>/_code/).", required=True, short="-o"),
+        Arg("cases", VALUE, 'Cases to process, e.g. "1-3000" (default: all files).'),
+        Arg("config", S3_INPUT, "s3:// URI of a run config YAML."),
+        Arg("workers", VALUE, "Worker processes per instance (default: the instance's CPU count).",
+            type=int, minimum=1, short="-w"),
+    ),
+))
+DEFAULT_KIND = PREPROCESS.name
+
+
+def variant(container: str, spot: bool, command: str | None = None) -> str:
+    """How a job runs, in words.
+
+    >>> variant(PROCESSING_JOB, False, "preprocess"), variant(TRAINING_JOB, True, "preprocess")
+    ('preprocess as a processing job', 'preprocess as a spot job')
+    >>> variant(TRAINING_JOB, False)
+    'on-demand job in a training-job container'
+    """
+    if container == PROCESSING_JOB:
+        label = "processing job"
+    else:
+        label = "spot job" if spot else "on-demand job in a training-job container"
+    if command is None:
+        return label
+    return f"{command} as {'an' if label[0] in 'aeiou' else 'a'} {label}"
+
+
 @dataclass(frozen=True)
 class LaunchOptions:
-    """What to run and where. ``input``, ``clinical``, ``output`` and ``config`` are ``s3://`` URIs."""
+    """What to run and where: ``vitalflow <command of kind>`` with ``arguments`` (option name ->
+    value; ``None`` leaves an option out) on ``instance_count`` instances. ``None`` for
+    ``instance_type``, ``container`` and ``max_run`` means the kind's default (see :func:`settle`)."""
 
-    input: str
-    clinical: str
-    output: str
-    cases: str | None = None
-    config: str | None = None
-    workers: int | None = None
+    arguments: Mapping[str, Any]
+    kind: str = DEFAULT_KIND
     instance_count: int = 1
-    instance_type: str = DEFAULT_INSTANCE_TYPE
-    mode: str | None = None  # "processing" | "training"; None: training with spot, else processing
+    instance_type: str | None = None
+    container: str | None = None  # PROCESSING_JOB | TRAINING_JOB; None: TRAINING_JOB with spot, else the kind's
     spot: bool = False
-    max_run: int = DEFAULT_MAX_RUN_S
+    max_run: int | None = None
     max_wait: int | None = None  # spot only; default 2 x max_run
     volume_gb: int = DEFAULT_VOLUME_GB
     role: str | None = None
@@ -143,12 +299,12 @@ class LaunchOptions:
     job_name: str = field(default_factory=default_job_name)
 
     @property
-    def kind(self) -> str:
-        return self.mode or (TRAINING if self.spot else PROCESSING)
+    def job(self) -> JobKind:
+        return job_kind(self.kind)
 
     @property
     def output_prefix(self) -> str:
-        return self.output.rstrip("/")
+        return str(self.arguments.get(self.job.output.name) or "").rstrip("/")
 
     @property
     def code_prefix(self) -> str:
@@ -163,23 +319,29 @@ class LaunchOptions:
     def checkpoint_uri(self) -> str:
         return f"{self.output_prefix}/{CHECKPOINT_DIR}/"
 
-    def preprocess_arguments(self) -> dict[str, str]:
-        """The ``vitalflow preprocess`` options every host runs with, as strings."""
-        values = {"input": self.input, "clinical": self.clinical, "output": self.output, "cases": self.cases,
-                  "config": self.config, "workers": None if self.workers is None else str(self.workers)}
-        return {k: values[k] for k in ARGUMENT_KEYS if values[k] is not None}
+    @property
+    def variant(self) -> str:
+        return variant(self.container or PROCESSING_JOB, self.spot, self.job.command)
 
 
 # ---------------------------------------------------------------------------------------------
-# Options: defaults from the environment, validation
+# Options: defaults from the kind and the environment, validation
 # ---------------------------------------------------------------------------------------------
+
+def settle(options: LaunchOptions) -> LaunchOptions:
+    """Fill ``container``, ``instance_type`` and ``max_run`` from the job kind when not given. Pure."""
+    kind = options.job
+    return replace(options, container=options.container or (TRAINING_JOB if options.spot else kind.containers[0]),
+                   instance_type=options.instance_type or kind.instance_type,
+                   max_run=kind.max_run if options.max_run is None else options.max_run)
+
 
 def resolve(options: LaunchOptions, environ: dict[str, str] | None = None) -> LaunchOptions:
-    """Fill ``role`` from ``$VITALFLOW_SAGEMAKER_ROLE`` and ``region`` from ``$AWS_REGION``,
-    ``$AWS_DEFAULT_REGION`` or the AWS profile, when not given. Validates nothing."""
+    """:func:`settle`, and fill ``role`` from ``$VITALFLOW_SAGEMAKER_ROLE`` and ``region`` from
+    ``$AWS_REGION``, ``$AWS_DEFAULT_REGION`` or the AWS profile, when not given. Validates nothing."""
     environ = os.environ if environ is None else environ
     role = options.role or environ.get(ROLE_ENV) or None
-    return replace(options, role=role, region=resolve_region(options.region, environ))
+    return settle(replace(options, role=role, region=resolve_region(options.region, environ)))
 
 
 def resolve_region(region: str | None = None, environ: dict[str, str] | None = None) -> str | None:
@@ -199,16 +361,80 @@ def _profile_region() -> str | None:
         return None
 
 
-def _check_s3(name: str, uri: str | None) -> None:
-    if uri is None:
-        return
-    if not re.fullmatch(r"s3://[^/\s]+(/.*)?", uri):
-        raise LaunchError(f"--{name} must be an s3:// URI (got {uri!r}): a SageMaker job reads and writes S3")
+def _check_argument(arg: Arg, value: Any) -> None:
+    if arg.is_s3 and not re.fullmatch(r"s3://[^/\s]+(/.*)?", str(value)):
+        raise LaunchError(f"--{arg.name} must be an s3:// URI (got {value!r}): a SageMaker job reads and writes S3")
+    if arg.role == CHANNEL and arg.file and str(value).endswith("/"):
+        raise LaunchError(f"--{arg.name} must name one S3 object, not a prefix (got {value!r})")
+    if arg.type is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise LaunchError(f"--{arg.name} must be a whole number (got {value!r})")
+        if arg.minimum is not None and value < arg.minimum:
+            raise LaunchError(f"--{arg.name} must be at least {arg.minimum} (got {value})")
+
+
+def _validate_arguments(o: LaunchOptions) -> None:
+    kind = o.job
+    unknown = sorted(set(o.arguments) - {a.name for a in kind.args})
+    if unknown:
+        raise LaunchError(f"{kind.name} has no option --{unknown[0]}")
+    for arg in kind.args:
+        value = o.arguments.get(arg.name)
+        if value is None:
+            if arg.required:
+                raise LaunchError(f"{kind.name} needs --{arg.name}")
+            continue
+        _check_argument(arg, value)
+    if o.output_prefix.count("/") < 3:
+        raise LaunchError(f"--{kind.output.name} must name a prefix inside the bucket, e.g. s3://bucket/out "
+                          f"(got {o.arguments[kind.output.name]!r})")
+
+
+def _validate_resources(o: LaunchOptions) -> None:
+    kind = o.job
+    if o.container not in CONTAINERS:
+        raise LaunchError(f"--container must be {' or '.join(CONTAINERS)} (got {o.container!r})")
+    if o.container not in kind.containers:
+        raise LaunchError(f"{kind.name} does not run in a {o.container} container")
+    if o.spot and not kind.spot:
+        raise LaunchError(f"{kind.name} cannot run with managed spot")
+    if o.spot and o.container != TRAINING_JOB:
+        raise LaunchError(f"managed spot needs a {TRAINING_JOB} container: drop --container {o.container} "
+                          f"(--spot implies {TRAINING_JOB})")
+    if o.max_wait is not None and not o.spot:
+        raise LaunchError("--max-wait applies only to managed spot jobs (--spot)")
+    if not o.instance_type.startswith("ml."):
+        raise LaunchError(f"--instance-type must be a SageMaker instance type like {DEFAULT_INSTANCE_TYPE} "
+                          f"(got {o.instance_type!r})")
+    for name, value in (("instance-count", o.instance_count), ("volume-gb", o.volume_gb)):
+        if value < 1:
+            raise LaunchError(f"--{name} must be at least 1 (got {value})")
+    if o.max_run < 1:
+        raise LaunchError(f"--max-run must be at least 1 s (got {o.max_run})")
+    if kind.max_instances is not None and o.instance_count > kind.max_instances:
+        raise LaunchError(f"--instance-count {o.instance_count}: {kind.name} runs on at most "
+                          f"{kind.max_instances} instance{'s' if kind.max_instances > 1 else ''}")
+    if o.container == PROCESSING_JOB:
+        if o.instance_count > PROCESSING_MAX_INSTANCES:
+            raise LaunchError(f"--instance-count {o.instance_count}: a processing job has at most "
+                              f"{PROCESSING_MAX_INSTANCES} instances")
+        if o.max_run > PROCESSING_MAX_RUN_S:
+            raise LaunchError(f"--max-run {o.max_run} s: a processing job runs at most {PROCESSING_MAX_RUN_S} s "
+                              f"(9 days); use --container {TRAINING_JOB} for up to 28 days")
+        if o.volume_gb > PROCESSING_MAX_VOLUME_GB:
+            raise LaunchError(f"--volume-gb {o.volume_gb}: a processing job has at most {PROCESSING_MAX_VOLUME_GB} GB")
+    else:
+        if o.max_run > TRAINING_MAX_RUN_S:
+            raise LaunchError(f"--max-run {o.max_run} s: a {TRAINING_JOB} container runs at most "
+                              f"{TRAINING_MAX_RUN_S} s (28 days)")
+        if o.max_wait is not None and not o.max_run <= o.max_wait <= TRAINING_MAX_RUN_S:
+            raise LaunchError(f"--max-wait {o.max_wait} s must be at least --max-run ({o.max_run} s) and at most "
+                              f"{TRAINING_MAX_RUN_S} s (28 days)")
 
 
 def validate(options: LaunchOptions) -> None:
     """Raise :class:`LaunchError` naming the first option that SageMaker would refuse."""
-    o = options
+    o = settle(options)
     if not o.role:
         raise LaunchError(f"no IAM role for the job: pass --role or set {ROLE_ENV}")
     if not _ROLE_ARN.fullmatch(o.role):
@@ -216,45 +442,11 @@ def validate(options: LaunchOptions) -> None:
     if not o.region:
         raise LaunchError("no AWS region: pass --region or set AWS_REGION or AWS_DEFAULT_REGION "
                           "(or a region in your AWS profile)")
-    for name in ("input", "clinical", "output", "config"):
-        _check_s3(name, getattr(o, name))
-    if o.output_prefix.count("/") < 3:
-        raise LaunchError(f"--output must name a prefix inside the bucket, e.g. s3://bucket/out (got {o.output!r})")
-    if o.mode not in (None, PROCESSING, TRAINING):
-        raise LaunchError(f"--mode must be processing or training (got {o.mode!r})")
-    if o.spot and o.mode == PROCESSING:
-        raise LaunchError("managed spot needs a training job: drop --mode processing (--spot implies training)")
-    if o.max_wait is not None and not o.spot:
-        raise LaunchError("--max-wait applies only to managed spot jobs (--spot)")
+    _validate_arguments(o)
     if not _JOB_NAME.fullmatch(o.job_name):
         raise LaunchError(f"bad job name {o.job_name!r}: 1-63 letters, digits and hyphens, "
                           "starting and ending with a letter or digit")
-    if not o.instance_type.startswith("ml."):
-        raise LaunchError(f"--instance-type must be a SageMaker instance type like {DEFAULT_INSTANCE_TYPE} "
-                          f"(got {o.instance_type!r})")
-    if o.workers is not None and o.workers < 1:
-        raise LaunchError(f"--workers must be at least 1 (got {o.workers})")
-    if o.instance_count < 1:
-        raise LaunchError(f"--instance-count must be at least 1 (got {o.instance_count})")
-    if o.volume_gb < 1:
-        raise LaunchError(f"--volume-gb must be at least 1 (got {o.volume_gb})")
-    if o.max_run < 1:
-        raise LaunchError(f"--max-run must be at least 1 s (got {o.max_run})")
-    if o.kind == PROCESSING:
-        if o.instance_count > PROCESSING_MAX_INSTANCES:
-            raise LaunchError(f"--instance-count {o.instance_count}: a processing job has at most "
-                              f"{PROCESSING_MAX_INSTANCES} instances")
-        if o.max_run > PROCESSING_MAX_RUN_S:
-            raise LaunchError(f"--max-run {o.max_run} s: a processing job runs at most {PROCESSING_MAX_RUN_S} s "
-                              "(9 days); use --mode training for up to 28 days")
-        if o.volume_gb > PROCESSING_MAX_VOLUME_GB:
-            raise LaunchError(f"--volume-gb {o.volume_gb}: a processing job has at most {PROCESSING_MAX_VOLUME_GB} GB")
-    else:
-        if o.max_run > TRAINING_MAX_RUN_S:
-            raise LaunchError(f"--max-run {o.max_run} s: a training job runs at most {TRAINING_MAX_RUN_S} s (28 days)")
-        if o.max_wait is not None and not o.max_run <= o.max_wait <= TRAINING_MAX_RUN_S:
-            raise LaunchError(f"--max-wait {o.max_wait} s must be at least --max-run ({o.max_run} s) and at most "
-                              f"{TRAINING_MAX_RUN_S} s (28 days)")
+    _validate_resources(o)
 
 
 def max_wait_seconds(options: LaunchOptions) -> int | None:
@@ -263,7 +455,8 @@ def max_wait_seconds(options: LaunchOptions) -> int | None:
         return None
     if options.max_wait is not None:
         return options.max_wait
-    return max(options.max_run, min(2 * options.max_run, TRAINING_MAX_RUN_S))
+    max_run = settle(options).max_run
+    return max(max_run, min(2 * max_run, TRAINING_MAX_RUN_S))
 
 
 def default_image(region: str) -> str:
@@ -280,42 +473,72 @@ def default_image(region: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Requests
+# Requests: pure, options in, request out
 # ---------------------------------------------------------------------------------------------
 
-def build_request(options: LaunchOptions) -> tuple[str, dict[str, Any]]:
-    """``(kind, request)``: the ``CreateProcessingJob`` or ``CreateTrainingJob`` request for
-    ``options`` (role and region must be set: see :func:`resolve`). Pure: no I/O, no AWS call."""
-    validate(options)
-    o = options
-    image = o.image or default_image(o.region)
-    arguments = o.preprocess_arguments()
-    environment = {"PYTHONUNBUFFERED": "1", "VITALFLOW_JOB_NAME": o.job_name}
-    tags = [{"Key": "vitalflow:version", "Value": _version()}]
-    if o.kind == PROCESSING:
-        container_args = [x for key, value in arguments.items() for x in (f"--{key}", value)]
-        for value in container_args + list(environment.values()):
-            if len(value) > MAX_ARGUMENT_CHARS:
-                raise LaunchError(f"{value[:60]!r}...: a processing job's arguments are at most "
-                                  f"{MAX_ARGUMENT_CHARS} characters each")
-        return PROCESSING, {
-            "ProcessingJobName": o.job_name,
-            "RoleArn": o.role,
-            "ProcessingResources": {"ClusterConfig": {
-                "InstanceCount": o.instance_count, "InstanceType": o.instance_type, "VolumeSizeInGB": o.volume_gb}},
-            "StoppingCondition": {"MaxRuntimeInSeconds": o.max_run},
-            "AppSpecification": {
-                "ImageUri": image,
-                "ContainerEntrypoint": ["python3", f"{PROCESSING_CODE_PATH}/{ENTRY}"],
-                "ContainerArguments": container_args,
-            },
-            "ProcessingInputs": [{"InputName": "code", "S3Input": {
-                "S3Uri": o.code_prefix, "LocalPath": PROCESSING_CODE_PATH, "S3DataType": "S3Prefix",
-                "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}}],
-            "Environment": environment,
-            "Tags": tags,
-        }
-    hyperparameters = dict(arguments)
+def channel_path(container: str, name: str) -> str:
+    """Where SageMaker puts the channel ``name`` in a container of type ``container``.
+
+    >>> channel_path(PROCESSING_JOB, "data"), channel_path(TRAINING_JOB, "data")
+    ('/opt/ml/processing/input/data', '/opt/ml/input/data/data')
+    """
+    return f"{PROCESSING_INPUT_PATH if container == PROCESSING_JOB else TRAINING_CHANNEL_PATH}/{name}"
+
+
+def command_arguments(options: LaunchOptions) -> dict[str, str]:
+    """The options of the command every host runs, as strings, in the kind's order: a channel's
+    value is its local path in the container, every other value is passed as given."""
+    o = settle(options)
+    arguments: dict[str, str] = {}
+    for arg in o.job.args:
+        value = o.arguments.get(arg.name)
+        if value is None:
+            continue
+        if arg.role == CHANNEL:
+            local = channel_path(o.container, arg.name)
+            value = f"{local}/{str(value).rsplit('/', 1)[-1]}" if arg.file else local
+        arguments[arg.name] = str(value)
+    return arguments
+
+
+def channels(options: LaunchOptions) -> dict[str, str]:
+    """Channel name -> the ``s3://`` URI SageMaker downloads for it."""
+    return {a.name: str(options.arguments[a.name]) for a in options.job.args
+            if a.role == CHANNEL and options.arguments.get(a.name) is not None}
+
+
+def _processing_input(name: str, uri: str) -> dict[str, Any]:
+    return {"InputName": name, "S3Input": {
+        "S3Uri": uri, "LocalPath": channel_path(PROCESSING_JOB, name), "S3DataType": "S3Prefix",
+        "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}}
+
+
+def _processing_request(o: LaunchOptions, common: dict[str, Any]) -> dict[str, Any]:
+    container_args = [o.job.command] + [x for key, value in command_arguments(o).items() for x in (f"--{key}", value)]
+    for value in container_args + list(common["Environment"].values()):
+        if len(value) > MAX_ARGUMENT_CHARS:
+            raise LaunchError(f"{value[:60]!r}...: a processing job's arguments are at most "
+                              f"{MAX_ARGUMENT_CHARS} characters each")
+    return {
+        "ProcessingJobName": o.job_name,
+        "RoleArn": o.role,
+        "ProcessingResources": {"ClusterConfig": {
+            "InstanceCount": o.instance_count, "InstanceType": o.instance_type, "VolumeSizeInGB": o.volume_gb}},
+        "StoppingCondition": {"MaxRuntimeInSeconds": o.max_run},
+        "AppSpecification": {
+            "ImageUri": common["Image"],
+            "ContainerEntrypoint": ["python3", f"{PROCESSING_CODE_PATH}/{ENTRY}"],
+            "ContainerArguments": container_args,
+        },
+        "ProcessingInputs": [_processing_input(CODE_INPUT, o.code_prefix)]
+        + [_processing_input(name, uri) for name, uri in channels(o).items()],
+        "Environment": common["Environment"],
+        "Tags": common["Tags"],
+    }
+
+
+def _training_request(o: LaunchOptions, common: dict[str, Any]) -> dict[str, Any]:
+    hyperparameters = {COMMAND_KEY: o.job.command, **command_arguments(o)}
     hyperparameters.update({
         "sagemaker_program": ENTRY,
         "sagemaker_submit_directory": o.code_uri,
@@ -330,24 +553,47 @@ def build_request(options: LaunchOptions) -> tuple[str, dict[str, Any]]:
     request: dict[str, Any] = {
         "TrainingJobName": o.job_name,
         "RoleArn": o.role,
-        "AlgorithmSpecification": {"TrainingImage": image, "TrainingInputMode": "File"},
+        "AlgorithmSpecification": {"TrainingImage": common["Image"], "TrainingInputMode": "File"},
         "HyperParameters": hyperparameters,
         "OutputDataConfig": {"S3OutputPath": f"{o.output_prefix}/{SAGEMAKER_OUTPUT_DIR}/"},
         "ResourceConfig": {"InstanceType": o.instance_type, "InstanceCount": o.instance_count,
                            "VolumeSizeInGB": o.volume_gb},
         "StoppingCondition": stopping,
         "EnableManagedSpotTraining": o.spot,
-        "Environment": environment,
-        "Tags": tags,
+        "Environment": common["Environment"],
+        "Tags": common["Tags"],
     }
+    if channels(o):
+        request["InputDataConfig"] = [
+            {"ChannelName": name, "InputMode": "File", "DataSource": {"S3DataSource": {
+                "S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}}}
+            for name, uri in channels(o).items()]
     if o.spot:
         stopping["MaxWaitTimeInSeconds"] = max_wait_seconds(o)
         request["CheckpointConfig"] = {"S3Uri": o.checkpoint_uri, "LocalPath": CHECKPOINT_LOCAL_PATH}
-    return TRAINING, request
+    return request
 
 
-def request_kind(request: dict[str, Any]) -> str:
-    return PROCESSING if "ProcessingJobName" in request else TRAINING
+def build_request(options: LaunchOptions) -> tuple[str, dict[str, Any]]:
+    """``(container, request)``: the ``CreateProcessingJob`` (``container`` :data:`PROCESSING_JOB`)
+    or ``CreateTrainingJob`` (:data:`TRAINING_JOB`) request that runs ``options``' job kind (role
+    and region must be set: see :func:`resolve`). Pure: no I/O, no AWS call."""
+    o = settle(options)
+    validate(o)
+    common = {
+        "Image": o.image or default_image(o.region),
+        "Environment": {"PYTHONUNBUFFERED": "1", "VITALFLOW_JOB_NAME": o.job_name},
+        "Tags": [{"Key": "vitalflow:version", "Value": _version()},
+                 {"Key": "vitalflow:command", "Value": o.job.command},
+                 {"Key": "vitalflow:runs-as", "Value": variant(o.container, o.spot)}],
+    }
+    if o.container == PROCESSING_JOB:
+        return PROCESSING_JOB, _processing_request(o, common)
+    return TRAINING_JOB, _training_request(o, common)
+
+
+def request_container(request: dict[str, Any]) -> str:
+    return PROCESSING_JOB if "ProcessingJobName" in request else TRAINING_JOB
 
 
 def _version() -> str:
@@ -471,20 +717,35 @@ def _call(what: str, fn: Callable, **kwargs):
         raise LaunchError(f"{what}: {exc}") from exc
 
 
+
+@dataclass(frozen=True)
+class _Api:
+    """The names SageMaker gives one container type's job calls and fields: ``Processing`` or ``Training``."""
+
+    word: str
+
+    def field(self, suffix: str) -> str:  # "Name" -> "ProcessingJobName"
+        return f"{self.word}Job{suffix}"
+
+    def method(self, verb: str, plural: bool = False) -> str:  # "create" -> "create_processing_job"
+        return f"{verb}_{self.word.lower()}_job{'s' if plural else ''}"
+
+
+_APIS = {PROCESSING_JOB: _Api("Processing"), TRAINING_JOB: _Api("Training")}
+
+
 def submit(request: dict[str, Any], region: str | None = None) -> str:
     """Send a request built by :func:`build_request`; returns the job's ARN."""
-    if request_kind(request) == PROCESSING:
-        name = request["ProcessingJobName"]
-        sm = _client("sagemaker", region)
-        return _call(f"CreateProcessingJob {name}", sm.create_processing_job, **request)["ProcessingJobArn"]
-    name = request["TrainingJobName"]
+    api = _APIS[request_container(request)]
+    name = request[api.field("Name")]
     sm = _client("sagemaker", region)
-    return _call(f"CreateTrainingJob {name}", sm.create_training_job, **request)["TrainingJobArn"]
+    return _call(f"Create{api.word}Job {name}", getattr(sm, api.method("create")), **request)[api.field("Arn")]
 
 
 @dataclass(frozen=True)
 class Launched:
-    kind: str
+    container: str
+    variant: str
     name: str
     arn: str
     code_uri: str
@@ -496,15 +757,15 @@ def launch(options: LaunchOptions) -> Launched:
     """Resolve, validate, build the request, upload the code, submit. Nothing is uploaded when the
     options are invalid or no credentials are found."""
     options = resolve(options)
-    kind, request = build_request(options)
+    container, request = build_request(options)
     _client("sagemaker", options.region)  # fail on missing credentials before uploading anything
     code_uri = upload_code(options)
     arn = submit(request, options.region)
-    return Launched(kind, options.job_name, arn, code_uri, options.region, request)
+    return Launched(container, options.variant, options.job_name, arn, code_uri, options.region, request)
 
 
-def console_url(kind: str, name: str, region: str) -> str:
-    page = "processing-jobs" if kind == PROCESSING else "jobs"
+def console_url(container: str, name: str, region: str) -> str:
+    page = "processing-jobs" if container == PROCESSING_JOB else "jobs"
     return f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/{page}/{name}"
 
 
@@ -514,10 +775,12 @@ def console_url(kind: str, name: str, region: str) -> str:
 
 @dataclass(frozen=True)
 class JobInfo:
-    """One job as ``vitalflow jobs`` shows it, from a Describe* (or List*) answer."""
+    """One job as ``vitalflow jobs`` shows it, from a Describe* (or List*) answer. ``command_line``
+    is the vitalflow command line the job runs (``["preprocess", "--input", ...]``), empty when
+    the answer does not tell (a list summary, a job vitalflow did not launch)."""
 
     name: str
-    kind: str
+    container: str
     status: str
     created: _dt.datetime | None = None
     ended: _dt.datetime | None = None
@@ -526,65 +789,80 @@ class JobInfo:
     instance_type: str | None = None
     spot: bool = False
     failure_reason: str | None = None
+    command_line: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def done(self) -> bool:
         return self.status in _TERMINAL
 
+    @property
+    def command(self) -> str | None:
+        return self.command_line[0] if self.command_line else None
 
-def job_info(kind: str, raw: dict[str, Any]) -> JobInfo:
+    @property
+    def variant(self) -> str:
+        return variant(self.container, self.spot, self.command)
+
+
+def _command_line(container: str, raw: dict[str, Any]) -> tuple[str, ...]:
+    if container == PROCESSING_JOB:
+        line = raw.get("AppSpecification", {}).get("ContainerArguments") or []
+    else:
+        line = command_from_hyperparameters(raw.get("HyperParameters") or {})
+    return tuple(line) if line and not line[0].startswith("-") else ()
+
+
+def job_info(container: str, raw: dict[str, Any]) -> JobInfo:
     """A :class:`JobInfo` from a DescribeProcessingJob/DescribeTrainingJob answer or a list summary."""
-    if kind == PROCESSING:
-        cluster = raw.get("ProcessingResources", {}).get("ClusterConfig", {})
-        return JobInfo(raw["ProcessingJobName"], kind, raw.get("ProcessingJobStatus", "?"), raw.get("CreationTime"),
-                       raw.get("ProcessingEndTime"), None, cluster.get("InstanceCount"), cluster.get("InstanceType"),
-                       False, raw.get("FailureReason"), raw)
-    resources = raw.get("ResourceConfig", {})
-    return JobInfo(raw["TrainingJobName"], kind, raw.get("TrainingJobStatus", "?"), raw.get("CreationTime"),
-                   raw.get("TrainingEndTime"), raw.get("SecondaryStatus"), resources.get("InstanceCount"),
+    api = _APIS[container]
+    if container == PROCESSING_JOB:
+        resources = raw.get("ProcessingResources", {}).get("ClusterConfig", {})
+    else:
+        resources = raw.get("ResourceConfig", {})
+    return JobInfo(raw[api.field("Name")], container, raw.get(api.field("Status"), "?"), raw.get("CreationTime"),
+                   raw.get(f"{api.word}EndTime"), raw.get("SecondaryStatus"), resources.get("InstanceCount"),
                    resources.get("InstanceType"), bool(raw.get("EnableManagedSpotTraining")),
-                   raw.get("FailureReason"), raw)
+                   raw.get("FailureReason"), _command_line(container, raw), raw)
 
 
-def _describe_raw(sm, name: str, kind: str) -> dict[str, Any]:
-    if kind == PROCESSING:
-        return _call(f"DescribeProcessingJob {name}", sm.describe_processing_job, ProcessingJobName=name)
-    return _call(f"DescribeTrainingJob {name}", sm.describe_training_job, TrainingJobName=name)
+def _describe_raw(sm, name: str, container: str) -> dict[str, Any]:
+    api = _APIS[container]
+    return _call(f"Describe{api.word}Job {name}", getattr(sm, api.method("describe")), **{api.field("Name"): name})
 
 
-def describe_job(name: str, region: str | None = None, kind: str | None = None) -> JobInfo:
-    """The job called ``name``: a processing job, else a training job (or only ``kind``)."""
+def describe_job(name: str, region: str | None = None, container: str | None = None) -> JobInfo:
+    """The job called ``name``: a processing job, else a training-job container's (or only ``container``)."""
     sm = _client("sagemaker", region)
-    kinds = [kind] if kind else [PROCESSING, TRAINING]
-    for k in kinds:
+    for c in [container] if container else CONTAINERS:
         try:
-            return job_info(k, _describe_raw(sm, name, k))
+            return job_info(c, _describe_raw(sm, name, c))
         except LaunchError as exc:
             text = str(exc).lower()
             if "could not find" not in text and "not found" not in text:
                 raise
-    raise LaunchError(f"no SageMaker {kind + ' ' if kind else ''}job named {name!r} in {region or 'this region'}")
+    kind = f"{container} " if container else ""
+    raise LaunchError(f"no SageMaker {kind}job named {name!r} in {region or 'this region'}")
 
 
 def list_jobs(region: str | None = None, limit: int = 20, name_contains: str | None = "vitalflow",
               details: bool = True) -> list[JobInfo]:
-    """The ``limit`` most recent processing and training jobs whose name contains ``name_contains``,
-    newest first. With ``details`` each is described (for its instance count and type)."""
+    """The ``limit`` most recent jobs of both container types whose name contains
+    ``name_contains``, newest first. With ``details`` each is described (for its instance count
+    and type, and the command it runs)."""
     sm = _client("sagemaker", region)
     query: dict[str, Any] = {"SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": max(1, min(limit, 100))}
     if name_contains:
         query["NameContains"] = name_contains
     found: list[JobInfo] = []
-    for kind, op, key in ((PROCESSING, sm.list_processing_jobs, "ProcessingJobSummaries"),
-                          (TRAINING, sm.list_training_jobs, "TrainingJobSummaries")):
-        answer = _call(f"List{'Processing' if kind == PROCESSING else 'Training'}Jobs", op, **query)
-        found += [job_info(kind, summary) for summary in answer.get(key, [])]
+    for container, api in _APIS.items():
+        answer = _call(f"List{api.word}Jobs", getattr(sm, api.method("list", plural=True)), **query)
+        found += [job_info(container, summary) for summary in answer.get(api.field("Summaries"), [])]
     epoch = _dt.datetime.min.replace(tzinfo=_dt.timezone.utc)
     found.sort(key=lambda j: _aware(j.created) or epoch, reverse=True)
     found = found[:limit]
     if details:
-        found = [job_info(j.kind, _describe_raw(sm, j.name, j.kind)) for j in found]
+        found = [job_info(j.container, _describe_raw(sm, j.name, j.container)) for j in found]
     return found
 
 
@@ -594,26 +872,27 @@ def _aware(t: _dt.datetime | None) -> _dt.datetime | None:
     return t
 
 
-def wait(name: str, kind: str, region: str | None = None, *, poll_s: float = 30.0,
+def wait(name: str, container: str, region: str | None = None, *, poll_s: float = 30.0,
          on_event: Callable[[str], None] = lambda line: None,
          describe: Callable[[str], dict[str, Any]] | None = None,
          sleep: Callable[[float], None] = time.sleep, timeout_s: float | None = None) -> JobInfo:
     """Poll the job until it is Completed, Failed or Stopped; returns its last description.
 
-    ``on_event`` gets one line per status change (training jobs: also per secondary status change,
-    with SageMaker's status message) and, on failure, the ``FailureReason``. ``describe`` replaces
-    the Describe* call (tests script it); ``timeout_s`` gives up with :class:`LaunchError`.
+    ``on_event`` gets one line per status change (training-job containers: also per secondary
+    status change, with SageMaker's status message) and, on failure, the ``FailureReason``.
+    ``describe`` replaces the Describe* call (tests script it); ``timeout_s`` gives up with
+    :class:`LaunchError`.
     """
     if describe is None:
         sm = _client("sagemaker", region)
 
         def describe(job: str) -> dict[str, Any]:
-            return _describe_raw(sm, job, kind)
+            return _describe_raw(sm, job, container)
 
     started = time.monotonic()
     last_status = last_secondary = None
     while True:
-        info = job_info(kind, describe(name))
+        info = job_info(container, describe(name))
         if info.status != last_status:
             on_event(f"{name}: {info.status}")
             last_status = info.status

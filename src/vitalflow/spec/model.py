@@ -238,6 +238,9 @@ class Windows(Strict):
     min_observed_share: float = Field(default=0.25, ge=0, le=1)
 
 
+SPLITS = ("train", "validation", "test")  # a dataset's splits, in this order: the fractions of `Split`
+
+
 class Split(Strict):
     train: float = Field(default=0.70, ge=0)
     validation: float = Field(default=0.15, ge=0)
@@ -252,7 +255,7 @@ class Split(Strict):
 
     @property
     def fractions(self) -> dict[str, float]:
-        return {"train": self.train, "validation": self.validation, "test": self.test}
+        return {split: getattr(self, split) for split in SPLITS}
 
 
 class Output(Strict):

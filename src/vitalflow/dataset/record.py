@@ -1,0 +1,26 @@
+"""The base of every record vitalflow writes (card, ledger records, their parts): a pydantic model
+that refuses unknown keys, and reads by attribute or, like the JSON it is written as, by key."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def __getitem__(self, key: str) -> Any:
+        """``card["cases"]["failed"]`` reads what ``card.cases.failed`` does (code written against the JSON)."""
+        if key not in type(self).model_fields:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key) if key in type(self).model_fields else default
+
+    def to_json(self, **dumps) -> bytes:
+        """The record as a JSON file's bytes (``dumps``: options of `json.dumps`; no NaN)."""
+        return (json.dumps(self.model_dump(mode="json"), allow_nan=False, **dumps) + "\n").encode()
