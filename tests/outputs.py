@@ -24,3 +24,22 @@ def dataset(out: Path) -> dict:
                 assert key not in examples, f"{key} written twice"
                 examples[key] = (split, {k: v.tobytes() if hasattr(v, "tobytes") else v for k, v in ex.items()})
     return examples
+
+
+def to_previous_format(out: Path) -> None:
+    """Rewrite an output's ledger records and card as format 1 wrote them: records without a format
+    key and with blocks as ``[case, offset, bytes, examples]``; a card without fingerprint,
+    verification and the schema's meanings."""
+    for name in (Path(out) / "_ledger" / "h0").glob("commit-*.json"):
+        record = json.loads(name.read_text())
+        del record["format"]
+        for part in record["parts"].values():
+            part["blocks"] = [[b["case_id"], b["offset"], b["bytes"], b["examples"]] for b in part["blocks"]]
+        name.write_text(json.dumps(record))
+    card = json.loads((Path(out) / CARD_NAME).read_text())
+    card["format"] = "vitalflow-dataset/1"
+    del card["fingerprint"], card["verification"]
+    for feature in card["example_schema"].values():
+        feature.pop("meaning", None)
+    card["example_schema"]["mask"].pop("reshape")
+    (Path(out) / CARD_NAME).write_text(json.dumps(card))

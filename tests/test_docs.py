@@ -26,3 +26,17 @@ def test_readme_opens_with_two_commands_and_ci_runs_the_second():
     assert "vitalflow demo" in first_block[0] and "pytest" in first_block[1]
     ci = (ROOT / ".ci" / "run").read_text()
     assert first_block[1] in ci.splitlines()
+
+
+def test_readme_reads_the_output_with_the_schemas_tensorflow_snippet():
+    """README's "read it with TensorFlow" code is what `tensorflow_snippet` renders from the example
+    schema of the default spec and config (paste its output when the schema changes)."""
+    from vitalflow.dataset.schema import example_schema, tensorflow_snippet
+    from vitalflow.spec import load_config
+
+    config, spec = load_config()
+    snippet = tensorflow_snippet(example_schema(spec, config), config.output.compression)
+    assert f"```python\n{snippet}```" in README, (
+        "README's TensorFlow snippet differs from the schema's: paste the output of "
+        "vitalflow.dataset.schema.tensorflow_snippet"
+    )

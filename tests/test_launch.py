@@ -1,8 +1,10 @@
-"""``vitalflow launch`` / ``vitalflow jobs`` and the script a job runs (``sagemaker/entry.py``).
+"""``vitalflow launch`` / ``vitalflow jobs``, the job-kind registry, and the script a job runs
+(``sagemaker/entry.py``).
 
 moto, in server mode on loopback (``tests/moto_server.py``), stands in for the SageMaker control
-plane only: it accepts CreateProcessingJob/CreateTrainingJob, answers Describe*/List* (its jobs
-are Completed at once) and its S3 holds the code tarball a launch uploads. The real S3 tests run
+plane only: it accepts CreateProcessingJob/CreateTrainingJob (a job in a processing-job or a
+training-job container), answers Describe*/List* (its jobs are Completed at once) and its S3
+holds the code tarball a launch uploads. The real S3 tests run
 on SeaweedFS; nothing here runs a job's container. What we check is what SageMaker would be
 asked: the requests as moto returns them from Describe*, and, for the fields moto drops
 (a processing job's ProcessingResources and Environment, a training job's Environment), the
@@ -20,11 +22,14 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from moto_server import ENV_UNSET, REGION, MotoServer
+from vitalflow import launch_cli
 from vitalflow.sagemaker import entry
 from vitalflow.sagemaker import launch as sm
+from vitalflow.sagemaker.env import PROCESSING_JOB, TRAINING_JOB
 
 boto3 = pytest.importorskip("boto3")
 
@@ -42,10 +47,12 @@ def invoke(*args: str):
 
 
 def options(**kw) -> sm.LaunchOptions:
-    base = dict(input=f"s3://{BUCKET}/recordings", clinical=f"s3://{BUCKET}/clinical.csv", output=OUT,
-                role=ROLE, region="eu-central-1", job_name="vitalflow-unit")
-    base.update(kw)
-    return sm.LaunchOptions(**base)
+    """Preprocessing options: ``input``, ``cases``, ... go to the command's arguments, the rest to the job."""
+    arguments = dict(input=f"s3://{BUCKET}/recordings", clinical=f"s3://{BUCKET}/clinical.csv", output=OUT)
+    job = dict(role=ROLE, region="eu-central-1", job_name="vitalflow-unit")
+    for key, value in kw.items():
+        (arguments if key in {a.name for a in sm.PREPROCESS.args} else job)[key] = value
+    return sm.LaunchOptions(arguments, **job)
 
 
 @pytest.fixture(autouse=True)
@@ -107,15 +114,16 @@ def assert_code_shipped(code_uri: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 def test_processing_request():
-    kind, r = sm.build_request(options(instance_count=3, cases="1-3000", config=f"s3://{BUCKET}/run.yaml", workers=6))
-    assert kind == "processing"
+    container, r = sm.build_request(options(instance_count=3, cases="1-3000", config=f"s3://{BUCKET}/run.yaml",
+                                            workers=6))
+    assert container == PROCESSING_JOB == "processing-job"
     assert r["ProcessingResources"]["ClusterConfig"] == {"InstanceCount": 3, "InstanceType": "ml.m5.2xlarge",
                                                          "VolumeSizeInGB": 50}
     assert r["StoppingCondition"] == {"MaxRuntimeInSeconds": 26 * 3600}
     app = r["AppSpecification"]
     assert app["ImageUri"] == "492215442770.dkr.ecr.eu-central-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3"
     assert app["ContainerEntrypoint"] == ["python3", "/opt/ml/processing/input/code/entry.py"]
-    assert app["ContainerArguments"] == ["--input", f"s3://{BUCKET}/recordings", "--clinical",
+    assert app["ContainerArguments"] == ["preprocess", "--input", f"s3://{BUCKET}/recordings", "--clinical",
                                          f"s3://{BUCKET}/clinical.csv", "--output", OUT, "--cases", "1-3000",
                                          "--config", f"s3://{BUCKET}/run.yaml", "--workers", "6"]
     (code,) = r["ProcessingInputs"]
@@ -123,11 +131,13 @@ def test_processing_request():
     assert code["S3Input"]["LocalPath"] == "/opt/ml/processing/input/code"
     assert r["Environment"]["PYTHONUNBUFFERED"] == "1"
     assert "EnableManagedSpotTraining" not in r
+    assert {t["Key"]: t["Value"] for t in r["Tags"]} == {
+        "vitalflow:version": sm._version(), "vitalflow:command": "preprocess", "vitalflow:runs-as": "processing job"}
 
 
 def test_spot_request_defaults_max_wait_to_twice_max_run():
-    kind, r = sm.build_request(options(spot=True, instance_count=4, max_run=10 * 3600, workers=8))
-    assert kind == "training"
+    container, r = sm.build_request(options(spot=True, instance_count=4, max_run=10 * 3600, workers=8))
+    assert container == TRAINING_JOB == "training-job"
     assert r["EnableManagedSpotTraining"] is True
     assert r["StoppingCondition"] == {"MaxRuntimeInSeconds": 36000, "MaxWaitTimeInSeconds": 72000}
     assert r["CheckpointConfig"] == {"S3Uri": f"{OUT}/_checkpoints/", "LocalPath": "/opt/ml/checkpoints"}
@@ -135,14 +145,16 @@ def test_spot_request_defaults_max_wait_to_twice_max_run():
     hps = r["HyperParameters"]
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in hps.items())
     assert hps["workers"] == "8" and hps["sagemaker_program"] == "entry.py"
+    assert hps["vitalflow_command"] == "preprocess"
+    assert {t["Key"]: t["Value"] for t in r["Tags"]}["vitalflow:runs-as"] == "spot job"
     assert hps["sagemaker_submit_directory"] == f"{OUT}/_code/vitalflow-unit/source.tar.gz"
     # the default 26 h run gets 52 h to wait for spot capacity
     assert sm.build_request(options(spot=True))[1]["StoppingCondition"]["MaxWaitTimeInSeconds"] == 52 * 3600
 
 
-def test_training_without_spot_has_no_wait_or_checkpoints():
-    kind, r = sm.build_request(options(mode="training"))
-    assert kind == "training" and r["EnableManagedSpotTraining"] is False
+def test_on_demand_training_job_container_has_no_wait_or_checkpoints():
+    container, r = sm.build_request(options(container=TRAINING_JOB))
+    assert container == TRAINING_JOB and r["EnableManagedSpotTraining"] is False
     assert r["StoppingCondition"] == {"MaxRuntimeInSeconds": 26 * 3600}
     assert "CheckpointConfig" not in r
 
@@ -155,13 +167,15 @@ def test_max_wait_default_is_capped_at_28_days():
 
 
 @pytest.mark.parametrize("kw, message", [
-    (dict(max_run=777_601), "a processing job runs at most 777600 s"),
-    (dict(mode="training", max_run=28 * 86400 + 1), "a training job runs at most 2419200 s (28 days)"),
+    (dict(max_run=777_601), "a processing job runs at most 777600 s (9 days); use --container training-job"),
+    (dict(container=TRAINING_JOB, max_run=28 * 86400 + 1), "a training-job container runs at most 2419200 s"),
     (dict(spot=True, max_run=7200, max_wait=3600), "--max-wait 3600 s must be at least --max-run (7200 s)"),
     (dict(spot=True, max_wait=29 * 86400), "at most 2419200 s (28 days)"),
     (dict(max_wait=7200), "--max-wait applies only to managed spot jobs"),
-    (dict(spot=True, mode="processing"), "managed spot needs a training job"),
-    (dict(mode="batch"), "--mode must be processing or training"),
+    (dict(spot=True, container=PROCESSING_JOB), "managed spot needs a training-job container: drop --container "
+                                                 "processing-job (--spot implies training-job)"),
+    (dict(container="batch"), "--container must be processing-job or training-job (got 'batch')"),
+    (dict(container="training"), "--container must be processing-job or training-job"),  # the CLI maps old names
     (dict(instance_count=101), "a processing job has at most 100 instances"),
     (dict(instance_count=0), "--instance-count must be at least 1"),
     (dict(max_run=0), "--max-run must be at least 1 s"),
@@ -176,6 +190,9 @@ def test_max_wait_default_is_capped_at_28_days():
     (dict(input="recordings/"), "--input must be an s3:// URI"),
     (dict(config="run.yaml"), "--config must be an s3:// URI"),
     (dict(output=f"s3://{BUCKET}"), "--output must name a prefix inside the bucket"),
+    (dict(output=None), "preprocess needs --output"),
+    (dict(workers="6"), "--workers must be a whole number"),
+    (dict(kind="nope"), "unknown job kind 'nope': one of preprocess"),
 ])
 def test_limits_and_bad_options(kw, message):
     with pytest.raises(sm.LaunchError) as info:
@@ -220,14 +237,127 @@ def test_code_tarball_holds_entry_script_and_package():
 
 
 # ---------------------------------------------------------------------------------------------
+# The job-kind registry drives the request and the command line
+# ---------------------------------------------------------------------------------------------
+
+#: A fake second kind: ``vitalflow score`` does not exist; nothing in vitalflow names this kind.
+SCORE = sm.JobKind(
+    "score", summary="scores a model on a dataset", containers=(TRAINING_JOB, PROCESSING_JOB), max_instances=1,
+    instance_type="ml.g5.xlarge", max_run=3600,
+    args=(sm.Arg("model", sm.CHANNEL, "s3:// URI of the model archive.", required=True, file=True),
+          sm.Arg("data", sm.CHANNEL, "s3:// prefix of the examples.", required=True),
+          sm.Arg("labels", sm.S3_INPUT, "s3:// URI of a label table."),
+          sm.Arg("report", sm.OUTPUT, "s3:// prefix of the report.", required=True),
+          sm.Arg("batch-size", sm.VALUE, "Examples per batch.", type=int, minimum=1)))
+SCORE_ARGS = {"model": f"s3://{BUCKET}/models/m1/model.tar.gz", "data": f"s3://{BUCKET}/examples/",
+              "report": f"s3://{BUCKET}/reports/r1", "batch-size": 64}
+
+
+@pytest.fixture
+def score_kind(monkeypatch):
+    """``score`` registered for one test, as a real kind is: one :func:`register` call."""
+    monkeypatch.setattr(sm, "JOB_KINDS", dict(sm.JOB_KINDS))  # the registry as it was, afterwards
+    return sm.register(SCORE)
+
+
+def score_options(**kw) -> sm.LaunchOptions:
+    return sm.LaunchOptions(kw.pop("arguments", SCORE_ARGS), **{
+        "kind": "score", "role": ROLE, "region": "eu-central-1", "job_name": "vitalflow-score-1", **kw})
+
+
+def test_a_registered_kind_drives_the_request(score_kind):
+    """The builders run a second kind's command with its own channels, defaults and output prefix."""
+    container, r = sm.build_request(score_options())
+    assert container == TRAINING_JOB  # the kind's first container
+    local = ["--model", "/opt/ml/input/data/model/model.tar.gz", "--data", "/opt/ml/input/data/data",
+             "--report", f"s3://{BUCKET}/reports/r1", "--batch-size", "64"]
+    assert entry.command_from_hyperparameters(r["HyperParameters"]) == ["score", *local]
+    assert r["InputDataConfig"] == [
+        {"ChannelName": name, "InputMode": "File", "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3Uri": SCORE_ARGS[name], "S3DataDistributionType": "FullyReplicated"}}}
+        for name in ("model", "data")]
+    assert r["ResourceConfig"]["InstanceType"] == "ml.g5.xlarge"
+    assert r["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600}
+    assert r["HyperParameters"]["sagemaker_submit_directory"] == \
+        f"s3://{BUCKET}/reports/r1/_code/vitalflow-score-1/source.tar.gz"
+    assert r["OutputDataConfig"] == {"S3OutputPath": f"s3://{BUCKET}/reports/r1/_sagemaker/"}
+    assert {t["Key"]: t["Value"] for t in r["Tags"]}["vitalflow:command"] == "score"
+
+    container, r = sm.build_request(score_options(container=PROCESSING_JOB))
+    assert container == PROCESSING_JOB
+    assert r["AppSpecification"]["ContainerArguments"] == [
+        "score", *(a.replace("/opt/ml/input/data/", "/opt/ml/processing/input/") for a in local)]
+    assert [(i["InputName"], i["S3Input"]["S3Uri"], i["S3Input"]["LocalPath"]) for i in r["ProcessingInputs"]] == [
+        ("code", f"s3://{BUCKET}/reports/r1/_code/vitalflow-score-1/", "/opt/ml/processing/input/code"),
+        ("model", SCORE_ARGS["model"], "/opt/ml/processing/input/model"),
+        ("data", SCORE_ARGS["data"], "/opt/ml/processing/input/data")]
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(instance_count=2), "--instance-count 2: score runs on at most 1 instance"),
+    (dict(arguments={**SCORE_ARGS, "model": f"s3://{BUCKET}/models/"}), "--model must name one S3 object, not a "
+                                                                        "prefix"),
+    (dict(arguments={**SCORE_ARGS, "data": "/local/examples"}), "--data must be an s3:// URI"),
+    (dict(arguments={**SCORE_ARGS, "batch-size": 0}), "--batch-size must be at least 1 (got 0)"),
+    (dict(arguments={**SCORE_ARGS, "input": f"s3://{BUCKET}/x"}), "score has no option --input"),
+    (dict(arguments={k: v for k, v in SCORE_ARGS.items() if k != "data"}), "score needs --data"),
+])
+def test_a_registered_kinds_rules(score_kind, kw, message):
+    with pytest.raises(sm.LaunchError) as info:
+        sm.build_request(score_options(**kw))
+    assert message in str(info.value)
+
+
+def test_container_and_spot_rules_come_from_the_kind(monkeypatch):
+    monkeypatch.setattr(sm, "JOB_KINDS", dict(sm.JOB_KINDS))
+    sm.register(sm.JobKind("score-here", SCORE.args, containers=(PROCESSING_JOB,), spot=False))
+    with pytest.raises(sm.LaunchError, match="score-here does not run in a training-job container"):
+        sm.build_request(score_options(kind="score-here", container=TRAINING_JOB))
+    with pytest.raises(sm.LaunchError, match="score-here cannot run with managed spot"):
+        sm.build_request(score_options(kind="score-here", spot=True))
+    app = typer.Typer()
+    launch_cli.register(app)
+    help_text = runner.invoke(app, ["launch", "score-here", "--help"], env={"COLUMNS": "250"}).stdout
+    assert "--model" in help_text and "--batch-size" in help_text and "--spot" not in help_text
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(args=(sm.Arg("data", sm.CHANNEL),)), "needs exactly one OUTPUT option"),
+    (dict(args=(sm.Arg("code", sm.CHANNEL), sm.Arg("out", sm.OUTPUT))), "channel 'code' is reserved"),
+    (dict(args=(sm.Arg("out", sm.OUTPUT), sm.Arg("out"))), "option 'out' given twice"),
+    (dict(args=(sm.Arg("Out_dir", sm.OUTPUT),)), "bad option name 'Out_dir'"),
+    (dict(args=(sm.Arg("out", sm.OUTPUT), sm.Arg("x", "disk"))), "option 'x': unknown role 'disk'"),
+    (dict(args=(sm.Arg("out", sm.OUTPUT),), containers=(PROCESSING_JOB,)), "managed spot needs the training-job"),
+])
+def test_a_bad_job_kind_is_refused_where_it_is_defined(kw, message):
+    with pytest.raises(ValueError, match=f"job kind 'bad': .*{message}"):
+        sm.JobKind("bad", **kw)
+    with pytest.raises(ValueError, match="job kind 'preprocess' is registered already"):
+        sm.register(sm.JobKind("preprocess", (sm.Arg("out", sm.OUTPUT),)))
+
+
+def test_launch_without_a_kind_means_preprocess():
+    """``vitalflow launch --input ...`` (the invocation before kinds existed) is ``launch preprocess``,
+    in the standalone app and in vitalflow's own; ``launch --help`` lists the kinds."""
+    from vitalflow.cli import app as vitalflow_app
+
+    dry = [*BASE_ARGS, "--role", ROLE, "--region", "eu-west-1", "--job-name", "vitalflow-x", "--dry-run"]
+    requests = [json.loads(runner.invoke(target, ["launch", *kind, *dry]).stdout)
+                for target in (launch_cli.app, vitalflow_app) for kind in ([], ["preprocess"])]
+    assert requests[0]["ProcessingJobName"] == "vitalflow-x" and requests.count(requests[0]) == 4
+    listed = invoke("launch", "--help")
+    assert listed.exit_code == 0 and "preprocess" in listed.stdout and "Submit `vitalflow preprocess`" in listed.stdout
+
+
+# ---------------------------------------------------------------------------------------------
 # Against moto
 # ---------------------------------------------------------------------------------------------
 
 def test_launch_processing_job(aws):
-    result = invoke("launch", *BASE_ARGS, "--cases", "1-3000", "--config", f"s3://{BUCKET}/run.yaml",
+    result = invoke("launch", "preprocess", *BASE_ARGS, "--cases", "1-3000", "--config", f"s3://{BUCKET}/run.yaml",
                     "--instance-count", "3", "--workers", "4", "--role", ROLE, "--job-name", "vitalflow-proc-1")
     assert result.exit_code == 0, result.output
-    assert "submitted processing job vitalflow-proc-1" in result.stdout
+    assert "submitted job vitalflow-proc-1 (preprocess as a processing job)" in result.stdout
     assert "follow it with: vitalflow jobs vitalflow-proc-1" in result.stdout
 
     job = boto3.client("sagemaker").describe_processing_job(ProcessingJobName="vitalflow-proc-1")
@@ -236,8 +366,8 @@ def test_launch_processing_job(aws):
     assert job["AppSpecification"]["ImageUri"] == sm.default_image(REGION)
     assert job["AppSpecification"]["ContainerEntrypoint"] == ["python3", "/opt/ml/processing/input/code/entry.py"]
     assert job["AppSpecification"]["ContainerArguments"] == [
-        "--input", f"s3://{BUCKET}/recordings", "--clinical", f"s3://{BUCKET}/clinical.csv", "--output", OUT,
-        "--cases", "1-3000", "--config", f"s3://{BUCKET}/run.yaml", "--workers", "4"]
+        "preprocess", "--input", f"s3://{BUCKET}/recordings", "--clinical", f"s3://{BUCKET}/clinical.csv",
+        "--output", OUT, "--cases", "1-3000", "--config", f"s3://{BUCKET}/run.yaml", "--workers", "4"]
     (code,) = job["ProcessingInputs"]
     assert code["S3Input"]["S3Uri"] == f"{OUT}/_code/vitalflow-proc-1/"
     assert code["S3Input"]["LocalPath"] == "/opt/ml/processing/input/code"
@@ -251,13 +381,13 @@ def test_launch_processing_job(aws):
     assert_code_shipped(f"{OUT}/_code/vitalflow-proc-1/source.tar.gz")
 
 
-def test_launch_spot_training_job(aws, monkeypatch):
+def test_launch_spot_job(aws, monkeypatch):
     monkeypatch.setenv("VITALFLOW_SAGEMAKER_ROLE", ROLE)  # no --role: the variable
     result = invoke("launch", *BASE_ARGS, "--cases", "1-10,17", "--spot", "--instance-count", "2",
                     "--instance-type", "ml.c5.4xlarge", "--max-run", "10h", "--workers", "8",
                     "--job-name", "vitalflow-spot-1")
     assert result.exit_code == 0, result.output
-    assert "submitted training job vitalflow-spot-1" in result.stdout
+    assert "submitted job vitalflow-spot-1 (preprocess as a spot job)" in result.stdout
 
     job = boto3.client("sagemaker").describe_training_job(TrainingJobName="vitalflow-spot-1")
     assert job["RoleArn"] == ROLE
@@ -270,8 +400,8 @@ def test_launch_spot_training_job(aws, monkeypatch):
     hps = job["HyperParameters"]
     assert all(isinstance(v, str) for v in hps.values())
     assert {k: v for k, v in hps.items() if not k.startswith("sagemaker_")} == {
-        "input": f"s3://{BUCKET}/recordings", "clinical": f"s3://{BUCKET}/clinical.csv", "output": OUT,
-        "cases": "1-10,17", "workers": "8"}
+        "vitalflow_command": "preprocess", "input": f"s3://{BUCKET}/recordings",
+        "clinical": f"s3://{BUCKET}/clinical.csv", "output": OUT, "cases": "1-10,17", "workers": "8"}
     assert hps["sagemaker_program"] == "entry.py"
     assert hps["sagemaker_submit_directory"] == f"{OUT}/_code/vitalflow-spot-1/source.tar.gz"
     assert hps["sagemaker_region"] == REGION
@@ -281,21 +411,33 @@ def test_launch_spot_training_job(aws, monkeypatch):
     assert_code_shipped(hps["sagemaker_submit_directory"])
 
 
-def test_launch_training_mode_on_demand(aws):
-    result = invoke("launch", *BASE_ARGS, "--mode", "training", "--role", ROLE, "--job-name", "vitalflow-train-1")
+@pytest.mark.parametrize("flag", [["--container", "training-job"], ["--mode", "training"]], ids=["container", "mode"])
+def test_launch_on_demand_in_a_training_job_container(aws, flag):
+    """``--container training-job`` without spot; ``--mode training``, its name before, still works."""
+    result = invoke("launch", *BASE_ARGS, *flag, "--role", ROLE, "--job-name", "vitalflow-ondemand-1")
     assert result.exit_code == 0, result.output
-    job = boto3.client("sagemaker").describe_training_job(TrainingJobName="vitalflow-train-1")
+    assert "(preprocess as an on-demand job in a training-job container)" in result.stdout
+    job = boto3.client("sagemaker").describe_training_job(TrainingJobName="vitalflow-ondemand-1")
     assert job["EnableManagedSpotTraining"] is False
     assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 93600}
     assert "CheckpointConfig" not in job
+
+
+def test_old_mode_names_and_clashes():
+    """``--mode processing`` is ``--container processing-job``; both at once are refused."""
+    dry = ["--role", ROLE, "--region", "eu-west-1", "--job-name", "vitalflow-x", "--dry-run"]
+    assert "ProcessingJobName" in json.loads(invoke("launch", *BASE_ARGS, "--mode", "processing", *dry).stdout)
+    clash = invoke("launch", *BASE_ARGS, "--mode", "training", "--container", "training-job", *dry)
+    assert _one_error_line(clash) == "Error: --mode is the old name of --container: give one of them"
 
 
 def test_dry_run_prints_the_request_and_submits_nothing(aws):
     result = invoke("launch", *BASE_ARGS, "--spot", "--role", ROLE, "--job-name", "vitalflow-dry", "--dry-run")
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
-    kind, expected = sm.build_request(options(spot=True, region=REGION, job_name="vitalflow-dry"))
-    assert printed == expected and kind == "training"
+    container, expected = sm.build_request(options(spot=True, region=REGION, job_name="vitalflow-dry"))
+    assert printed == expected and container == TRAINING_JOB
+    assert "dry run: job vitalflow-dry (preprocess as a spot job) would run with code from " in result.stderr
     assert "nothing was uploaded or submitted" in result.stderr
     assert s3_keys() == []
     assert boto3.client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
@@ -316,7 +458,7 @@ def test_launch_wait_prints_status_until_completed(aws):
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert any(line.endswith("vitalflow-wait-1: Completed") for line in lines)  # moto's jobs end at once
-    assert lines[-1] == "training job vitalflow-wait-1 Completed"
+    assert lines[-1] == "job vitalflow-wait-1 (preprocess as a spot job) Completed"
 
 
 def _scripted(answers):
@@ -338,7 +480,7 @@ def test_wait_reports_each_transition_and_the_failure_reason():
                training("Failed", "Failed", "Training job failed",
                         FailureReason="AlgorithmError: ExecuteUserScriptError: exit code 3")]
     events, sleeps = [], []
-    info = sm.wait("j", "training", poll_s=5, on_event=events.append, describe=_scripted(answers),
+    info = sm.wait("j", TRAINING_JOB, poll_s=5, on_event=events.append, describe=_scripted(answers),
                    sleep=sleeps.append)
     assert info.status == "Failed" and info.failure_reason.endswith("exit code 3")
     assert events == [
@@ -357,14 +499,14 @@ def test_wait_reports_each_transition_and_the_failure_reason():
     processing = [{"ProcessingJobName": "p", "ProcessingJobStatus": s} for s in ("InProgress", "InProgress",
                                                                                   "Completed")]
     events = []
-    info = sm.wait("p", "processing", on_event=events.append, describe=_scripted(processing), sleep=lambda s: None)
+    info = sm.wait("p", PROCESSING_JOB, on_event=events.append, describe=_scripted(processing), sleep=lambda s: None)
     assert info.status == "Completed" and events == ["p: InProgress", "p: Completed"]
 
 
 def test_wait_gives_up_after_its_timeout():
     stuck = {"ProcessingJobName": "p", "ProcessingJobStatus": "InProgress"}
     with pytest.raises(sm.LaunchError, match="job p still InProgress after 0 s"):
-        sm.wait("p", "processing", describe=lambda name: stuck, sleep=lambda s: None, timeout_s=0)
+        sm.wait("p", PROCESSING_JOB, describe=lambda name: stuck, sleep=lambda s: None, timeout_s=0)
 
 
 def test_jobs_wait_on_a_failing_job_prints_the_reason(aws, monkeypatch):
@@ -372,11 +514,11 @@ def test_jobs_wait_on_a_failing_job_prints_the_reason(aws, monkeypatch):
     answers = iter([{"ProcessingJobName": "vitalflow-fail-1", "ProcessingJobStatus": "InProgress"}] * 2 + [
         {"ProcessingJobName": "vitalflow-fail-1", "ProcessingJobStatus": "Failed",
          "FailureReason": "AlgorithmError: exit code 1"}])
-    monkeypatch.setattr(sm, "_describe_raw", lambda client, name, kind: next(answers))
+    monkeypatch.setattr(sm, "_describe_raw", lambda client, name, container: next(answers))
     result = invoke("jobs", "vitalflow-fail-1", "--wait", "--poll", "0.01")
     assert result.exit_code == 1
     assert "vitalflow-fail-1: failure reason: AlgorithmError: exit code 1" in result.stdout
-    assert result.stderr.strip() == "Error: processing job vitalflow-fail-1 Failed: AlgorithmError: exit code 1"
+    assert result.stderr.strip() == "Error: job vitalflow-fail-1 (processing job) Failed: AlgorithmError: exit code 1"
 
 
 def test_jobs_lists_and_describes(aws):
@@ -387,11 +529,13 @@ def test_jobs_lists_and_describes(aws):
 
     result = invoke("jobs")
     assert result.exit_code == 0, result.output
-    rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if "│" in line}
+    rows = {cells[0]: cells for cells in ([c.strip() for c in line.replace("┃", "│").split("│")[1:-1]]
+                                          for line in result.stdout.splitlines() if "│" in line or "┃" in line)}
     assert set(rows) - {"name"} == {"vitalflow-list-proc", "vitalflow-list-spot"}
-    assert "processing" in rows["vitalflow-list-proc"] and "Completed" in rows["vitalflow-list-proc"]
-    spot = rows["vitalflow-list-spot"]
-    assert "training" in spot and "2 x ml.m5.2xlarge" in spot and "yes" in spot
+    assert rows["name"][:5] == ["name", "command", "container", "spot", "status"]
+    assert rows["vitalflow-list-proc"][1:5] == ["preprocess", "processing-job", "", "Completed"]
+    assert rows["vitalflow-list-spot"][1:5] == ["preprocess", "training-job", "yes", "Completed"]
+    assert rows["vitalflow-list-spot"][6] == "2 x ml.m5.2xlarge"
 
     everything = invoke("jobs", "--name-contains", "", "--json")
     assert {j.get("ProcessingJobName") or j.get("TrainingJobName") for j in json.loads(everything.stdout)} == {
@@ -400,15 +544,45 @@ def test_jobs_lists_and_describes(aws):
     described = invoke("jobs", "vitalflow-list-spot")
     assert described.exit_code == 0, described.output
     text = described.stdout
-    for expected in ("training job vitalflow-list-spot", "Completed", "2 x ml.m5.2xlarge", "93600 s", "187200 s",
+    for expected in ("job vitalflow-list-spot (preprocess as a spot job)", "Completed", "training-job",
+                     f"preprocess --input s3://{BUCKET}/recordings --clinical", "2 x ml.m5.2xlarge", "93600 s",
+                     "187200 s",
                      f"{OUT}/_checkpoints/", f"{OUT}/_code/vitalflow-list-spot/source.tar.gz"):
         assert expected in text
+    described = invoke("jobs", "vitalflow-list-proc").stdout
+    assert "job vitalflow-list-proc (preprocess as a processing job)" in described
+    assert f"{OUT}/_code/vitalflow-list-proc/" in described and "channels" not in described
     raw = json.loads(invoke("jobs", "vitalflow-list-proc", "--json").stdout)
     assert raw["ProcessingJobName"] == "vitalflow-list-proc"
 
     missing = invoke("jobs", "vitalflow-nope")
     assert missing.exit_code == 1
     assert missing.stderr.strip() == f"Error: no SageMaker job named 'vitalflow-nope' in {REGION}"
+
+
+def test_launch_a_registered_kind(score_kind, aws):
+    """Against moto (server mode, ``tests/moto_server.py``): an app registered after the fake kind
+    has ``launch score`` with the kind's own options; the job is submitted with its channels, and
+    ``vitalflow jobs`` shows its command line."""
+    app = typer.Typer()
+    launch_cli.register(app)
+    result = runner.invoke(app, ["launch", "score", "--model", SCORE_ARGS["model"], "--data", SCORE_ARGS["data"],
+                                 "--report", SCORE_ARGS["report"], "--batch-size", "64", "--role", ROLE,
+                                 "--job-name", "vitalflow-score-1"])
+    assert result.exit_code == 0, result.output
+    assert "submitted job vitalflow-score-1 (score as an on-demand job in a training-job container)" in result.stdout
+    job = boto3.client("sagemaker").describe_training_job(TrainingJobName="vitalflow-score-1")
+    assert job["HyperParameters"]["vitalflow_command"] == "score"
+    assert [c["ChannelName"] for c in job["InputDataConfig"]] == ["model", "data"]
+    assert job["ResourceConfig"]["InstanceType"] == "ml.g5.xlarge"
+    assert sorted(s3_keys()) == ["reports/r1/_code/vitalflow-score-1/entry.py",
+                                 "reports/r1/_code/vitalflow-score-1/source.tar.gz"]
+    described = runner.invoke(app, ["jobs", "vitalflow-score-1"])
+    assert described.exit_code == 0, described.output
+    for expected in ("job vitalflow-score-1 (score as an on-demand job in a training-job container)",
+                     f"model: {SCORE_ARGS['model']}, data: {SCORE_ARGS['data']}",
+                     "score --model /opt/ml/input/data/model/model.tar.gz --data /opt/ml/input/data/data --report"):
+        assert expected in described.stdout
 
 
 # ---------------------------------------------------------------------------------------------
@@ -467,18 +641,25 @@ def test_missing_bucket_names_the_upload(aws):
 # entry.py: the script inside the job
 # ---------------------------------------------------------------------------------------------
 
-def test_entry_arguments_from_hyperparameters_or_argv(tmp_path, monkeypatch):
-    hps = {"input": "s3://b/in", "clinical": "s3://b/c.csv", "output": "s3://b/out", "cases": '"0022,17"',
-           "workers": "4", "sagemaker_program": "entry.py", "sagemaker_submit_directory": "s3://b/x.tar.gz"}
-    expected = ["--input", "s3://b/in", "--clinical", "s3://b/c.csv", "--output", "s3://b/out",
+def test_entry_command_line_from_hyperparameters_or_argv(tmp_path, monkeypatch):
+    hps = {"vitalflow_command": "preprocess", "input": "s3://b/in", "clinical": "s3://b/c.csv",
+           "output": "s3://b/out", "cases": '"0022,17"', "workers": "4", "sagemaker_program": "entry.py",
+           "sagemaker_submit_directory": "s3://b/x.tar.gz"}
+    expected = ["preprocess", "--input", "s3://b/in", "--clinical", "s3://b/c.csv", "--output", "s3://b/out",
                 "--cases", "0022,17", "--workers", "4"]
-    assert entry.arguments_from_hyperparameters(hps) == expected
+    assert entry.command_from_hyperparameters(hps) == expected
     monkeypatch.setenv("VITALFLOW_SAGEMAKER_BASE", str(tmp_path / "ml"))
-    assert entry.preprocess_arguments(["--input", "x"]) == ["--input", "x"]  # processing: argv
+    assert entry.command_line(["preprocess", "--input", "x"]) == ["preprocess", "--input", "x"]  # processing: argv
+    with pytest.raises(SystemExit, match=r"no vitalflow command in the arguments \(got \['--input', 'x'\]\)"):
+        entry.command_line(["--input", "x"])
     config = tmp_path / "ml" / "input" / "config"
     config.mkdir(parents=True)
     (config / "hyperparameters.json").write_text(json.dumps(hps))
-    assert entry.preprocess_arguments(["--input", "ignored"]) == expected  # training: the file
+    assert entry.command_line(["--input", "ignored"]) == expected  # training-job container: the file
+    del hps["vitalflow_command"]
+    (config / "hyperparameters.json").write_text(json.dumps(hps))
+    with pytest.raises(SystemExit, match="no vitalflow command in .*hyperparameters.json"):
+        entry.command_line([])
 
 
 def test_entry_finds_and_judges_the_shipped_source(tmp_path):
@@ -496,9 +677,10 @@ def test_entry_finds_and_judges_the_shipped_source(tmp_path):
         entry.source_dir(tmp_path / "empty")
 
 
-def test_entry_runs_preprocess_in_a_fake_training_job(corpus, tmp_path):
-    """The training-job layout end to end: the tarball extracted as the toolkit does, the arguments
-    in hyperparameters.json, one host in resourceconfig.json; entry.py execs vitalflow preprocess."""
+def test_entry_runs_preprocess_in_a_fake_training_job_container(corpus, tmp_path):
+    """The training-job container's layout end to end: the tarball extracted as the toolkit does,
+    the command line in hyperparameters.json, one host in resourceconfig.json; entry.py execs
+    vitalflow preprocess."""
     code = tmp_path / "opt-ml-code"
     code.mkdir()
     with tarfile.open(fileobj=io.BytesIO(sm.build_code_tarball())) as tar:
@@ -507,7 +689,8 @@ def test_entry_runs_preprocess_in_a_fake_training_job(corpus, tmp_path):
     config.mkdir(parents=True)
     out = tmp_path / "out"
     (config / "hyperparameters.json").write_text(json.dumps({
-        "input": str(corpus), "clinical": str(corpus / "clinical.csv"), "output": str(out), "cases": "1-2",
+        "vitalflow_command": "preprocess", "input": str(corpus), "clinical": str(corpus / "clinical.csv"),
+        "output": str(out), "cases": "1-2",
         "workers": "1", "sagemaker_program": "entry.py"}))
     (config / "resourceconfig.json").write_text(json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]}))
     env = dict(os.environ, VITALFLOW_SAGEMAKER_BASE=str(tmp_path / "ml"))
@@ -520,8 +703,9 @@ def test_entry_runs_preprocess_in_a_fake_training_job(corpus, tmp_path):
     assert card["cases"]["selected"] == 2
 
 
-def test_entry_removes_the_extracted_source_in_a_processing_job(corpus, tmp_path):
-    """The processing-job layout end to end: entry.py beside source.tar.gz, the arguments as argv.
+def test_entry_removes_the_extracted_source_in_a_processing_job_container(corpus, tmp_path):
+    """The processing-job container's layout end to end: entry.py beside source.tar.gz, the command
+    line as argv.
     The tarball is extracted into a temporary directory, which is gone before preprocess runs."""
     code = tmp_path / "processing-input-code"
     code.mkdir()
@@ -534,7 +718,7 @@ def test_entry_removes_the_extracted_source_in_a_processing_job(corpus, tmp_path
     temp.mkdir()
     out = tmp_path / "out"
     env = dict(os.environ, VITALFLOW_SAGEMAKER_BASE=str(tmp_path / "ml"), TMPDIR=str(temp))
-    run = subprocess.run([sys.executable, str(code / "entry.py"), "--input", str(corpus), "--clinical",
+    run = subprocess.run([sys.executable, str(code / "entry.py"), "preprocess", "--input", str(corpus), "--clinical",
                           str(corpus / "clinical.csv"), "--output", str(out), "--workers", "1"],
                          env=env, cwd=code, capture_output=True, text=True, timeout=300)
     assert sorted(p.name for p in temp.iterdir()) == [], run.stderr  # no vitalflow-src-* left
@@ -571,7 +755,7 @@ def test_entry_prepare_removes_the_extracted_source(tmp_path, monkeypatch, insta
     assert sorted(p.name for p in code.iterdir()) == ["source.tar.gz"]
 
 
-def test_entry_prepare_keeps_a_training_jobs_code_dir(tmp_path, monkeypatch):
+def test_entry_prepare_keeps_a_training_job_containers_code_dir(tmp_path, monkeypatch):
     code = tmp_path / "opt-ml-code"  # the toolkit extracted the tarball here: entry.py's own directory
     with tarfile.open(fileobj=io.BytesIO(sm.build_code_tarball())) as tar:
         tar.extractall(code, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))

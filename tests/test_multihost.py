@@ -1,7 +1,8 @@
-"""Several hosts over one input: faked SageMaker processing-job and training-job environments.
+"""Several hosts over one input: faked SageMaker processing-job and training-job containers.
 
 Each host is a real `vitalflow preprocess` process whose `/opt/ml` is a temporary directory
-(``VITALFLOW_SAGEMAKER_BASE``) holding the files SageMaker would write.
+(``VITALFLOW_SAGEMAKER_BASE``) holding the files SageMaker would write. No SageMaker (nor moto)
+is involved: what a container sees is all these tests need.
 """
 
 from __future__ import annotations
@@ -18,17 +19,19 @@ from outputs import CASES, dataset
 from typer.testing import CliRunner
 
 from vitalflow.cli import app
-from vitalflow.sagemaker.env import detect
+from vitalflow.errors import VitalflowError
+from vitalflow.sagemaker.env import LOCAL, PROCESSING_JOB, TRAINING_JOB, detect
 
 runner = CliRunner()
 
 
 def fake_job(base: Path, kind: str, current: str, hosts: list[str], hyperparameters: dict | None = None) -> Path:
-    config = base / ("input/config" if kind == "training" else "config")
+    """``base`` as SageMaker lays out ``/opt/ml`` in a container of ``kind`` (PROCESSING_JOB or TRAINING_JOB)."""
+    config = base / ("input/config" if kind == TRAINING_JOB else "config")
     config.mkdir(parents=True, exist_ok=True)
     (config / "resourceconfig.json").write_text(json.dumps({"current_host": current, "hosts": hosts,
                                                             "network_interface_name": "eth0"}))
-    if kind == "training":
+    if kind == TRAINING_JOB:
         (config / "hyperparameters.json").write_text(json.dumps(hyperparameters or {}))
         (base / "checkpoints").mkdir(exist_ok=True)
     return base
@@ -47,20 +50,51 @@ def ledger_cases(out: Path, host: str) -> set[int]:
             for c in json.loads(p.read_text())["cases"]}
 
 
-def test_detect_reads_processing_and_training_environments(tmp_path, monkeypatch):
-    assert detect(tmp_path / "nothing").kind == "local"
-    proc = detect(fake_job(tmp_path / "p", "processing", "algo-2", ["algo-1", "algo-2", "algo-3"]))
-    assert (proc.kind, proc.host_index, proc.host_count) == ("processing", 1, 3)
-    train = detect(fake_job(tmp_path / "t", "training", "algo-1", ["algo-2", "algo-1"], {"cases": "1-10", "workers": 2}))
-    assert (train.kind, train.host_index, train.host_count) == ("training", 0, 2)
-    assert train.hyperparameters == {"cases": "1-10", "workers": "2"}  # values arrive as strings
+def test_detect_local(tmp_path, monkeypatch):
+    local = detect(tmp_path / "nothing")
+    assert (local.kind, local.description, local.host_index, local.host_count) == ("local", "local", 0, 1)
+    assert local.kind == LOCAL and local.checkpoint_dir is None
+    monkeypatch.setenv("VITALFLOW_SAGEMAKER_BASE", str(tmp_path / "also-nothing"))
+    assert detect().kind == LOCAL
+
+
+def test_detect_a_processing_job_container(tmp_path, monkeypatch):
+    proc = detect(fake_job(tmp_path / "p", PROCESSING_JOB, "algo-2", ["algo-1", "algo-2", "algo-3"]))
+    assert (proc.kind, proc.host_index, proc.host_count) == ("processing-job", 1, 3)
+    assert proc.description == "SageMaker processing-job container"
+    assert proc.checkpoint_dir is None and proc.hyperparameters == {}
+    monkeypatch.setenv("VITALFLOW_SAGEMAKER_BASE", str(tmp_path / "p"))  # how a test moves /opt/ml
+    assert detect() == proc
+
+
+def test_detect_a_training_job_container(tmp_path, monkeypatch):
+    """The container a spot job runs in (and a future model-training job): resource config,
+    hyperparameters and checkpoints under /opt/ml/input and /opt/ml/checkpoints."""
+    hyperparameters = {"vitalflow_command": "preprocess", "cases": "1-10", "workers": 2}
+    train = detect(fake_job(tmp_path / "t", TRAINING_JOB, "algo-1", ["algo-2", "algo-1"], hyperparameters))
+    assert (train.kind, train.host_index, train.host_count) == ("training-job", 0, 2)
+    assert train.description == "SageMaker training-job container"
+    assert train.hyperparameters == {"vitalflow_command": "preprocess", "cases": "1-10", "workers": "2"}  # strings
     assert train.checkpoint_dir == tmp_path / "t" / "checkpoints"
     monkeypatch.setenv("SM_CURRENT_HOST", "algo-2")  # the framework toolkit's variables win
     monkeypatch.setenv("SM_HOSTS", json.dumps(["algo-1", "algo-2"]))
     assert detect(tmp_path / "t").host_index == 1
 
 
-@pytest.mark.parametrize("kind", ["processing", "training"])
+def test_a_training_job_container_wins_over_a_processing_job_layout(tmp_path):
+    base = fake_job(fake_job(tmp_path / "both", PROCESSING_JOB, "algo-1", ["algo-1"]), TRAINING_JOB, "algo-1",
+                    ["algo-1", "algo-2"])
+    assert (detect(base).kind, detect(base).host_count) == (TRAINING_JOB, 2)
+
+
+def test_an_unreadable_resource_config_names_the_file(tmp_path):
+    base = fake_job(tmp_path / "p", PROCESSING_JOB, "algo-1", ["algo-1"])
+    (base / "config" / "resourceconfig.json").write_text('{"current_host": "algo-9", "hosts": ["algo-1"]}')
+    with pytest.raises(VitalflowError, match=r"resourceconfig.json: current_host 'algo-9' is not among hosts"):
+        detect(base)
+
+
+@pytest.mark.parametrize("kind", [PROCESSING_JOB, TRAINING_JOB])
 def test_hosts_together_equal_a_single_host_run(big_corpus, clean_run, tmp_path, kind):
     hosts = ["algo-1", "algo-2", "algo-3"]
     out = tmp_path / "out"
@@ -90,7 +124,7 @@ def test_hosts_together_equal_a_single_host_run(big_corpus, clean_run, tmp_path,
 def test_a_killed_host_resumes_from_its_own_ledger(big_corpus, clean_run, tmp_path):
     hosts = ["algo-1", "algo-2"]
     out = tmp_path / "out"
-    bases = [fake_job(tmp_path / h, "training", h, hosts) for h in hosts]
+    bases = [fake_job(tmp_path / h, TRAINING_JOB, h, hosts) for h in hosts]
     victim = start_host(bases[1], big_corpus, out, "--commit-every", 1)
     deadline = time.monotonic() + 120
     while not list((out / "_ledger" / "h1").glob("commit-*.json")) and time.monotonic() < deadline:

@@ -631,3 +631,35 @@ def test_reading_plain_file_as_gzip(good_file):
     path, _ = good_file
     with pytest.raises(CorruptRecordError, match="gzip"):
         list(read_records(path, compression="GZIP"))
+
+
+# --- the example schema: one definition for the encoder, verify, the card and TensorFlow ---------
+@pytest.mark.parametrize("write_mask", [True, False])
+def test_a_case_encodes_exactly_the_schema_and_tensorflow_parses_it_with_the_schema(write_mask):
+    from vitalflow.dataset.examples import case_examples
+    from vitalflow.dataset.schema import example_schema
+    from vitalflow.spec import load_spec
+    from vitalflow.spec.model import Config, Output, Windows
+    from vitalflow.transform.case import preprocess_case
+    from vitalflow.transform.patient import Patient
+
+    spec = load_spec()
+    config = Config(windows=Windows(length_s=4, step_s=3, horizon_s=2, min_observed_share=0),
+                    output=Output(write_mask=write_mask))
+    patient = Patient(case_id=5, subject_id="s5", sex="M", height=180.0, weight=80.0, anestart=2.0, aneend=14.0)
+    tracks = {"Solar8000/HR": (np.array([1.0, 4.0, 6.0]), np.array([110.0, 80.0, 65.0]))}
+    arrays = preprocess_case(tracks, 16.0, patient, spec, config.windows)
+    schema = example_schema(spec, config)
+    assert ("mask" in schema.root) == write_mask
+    numpy = {"float32": np.float32, "int64": np.int64}
+    examples = case_examples(arrays, "s5", write_mask)
+    assert len(examples) == arrays.n_windows == 3
+    for data in examples:
+        ex = decode_example(data)
+        assert list(ex) == sorted(schema.root)  # the encoder writes the schema's features, no others
+        for name, f in schema.items():
+            assert len(ex[name]) == f.size
+            assert isinstance(ex[name], list) if f.dtype == "string" else ex[name].dtype == numpy[f.dtype]
+        parsed = tf.io.parse_single_example(data, schema.tf_features(tf))
+        assert {k: v.shape.as_list() for k, v in parsed.items()} == {k: s for k, (s, _) in schema.parse_spec().items()}
+        assert {k: v.dtype.name for k, v in parsed.items()} == {k: d for k, (_, d) in schema.parse_spec().items()}

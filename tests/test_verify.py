@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from outputs import to_previous_format
 from vitalflow.dataset.card import CARD_NAME
 from vitalflow.dataset.tfrecord import TFRecordWriter, decode_example, encode_example, read_records
 from vitalflow.dataset.verify import verify_output
@@ -48,6 +49,8 @@ def _set(feature, index, value):
     (_set("static", 5, -np.inf), "example 3: static has values outside [-1, 1] or not finite"),
     (_set("mask", 7, 0.5), "example 3: mask holds values other than 0 and 1"),
     (lambda exs: exs[2].pop("static"), "example 3: feature static missing"),
+    (lambda exs: exs[2].update(window_start_s=np.float32(3)), "example 3: window_start_s is not int64"),
+    (lambda exs: exs[2].update(subject_id=np.int64(3)), "example 3: subject_id is not string"),
     (lambda exs: exs[2].update(target=exs[2]["target"][:7]), "example 3: target has 7 values, schema says 8"),
     (lambda exs: exs.append(exs[0]), "appears twice"),
 ])
@@ -80,15 +83,47 @@ def test_a_block_is_checked_against_its_ledger_record(output, workers):
     for name in ledger:
         record = json.loads(name.read_text())
         blocks = record["parts"]["train"]["blocks"]
-        assert [b[1] for b in blocks] == [0] + [b[1] + b[2] for b in blocks[:-1]]  # they tile the file
-        assert sum(b[2] for b in blocks) == path.stat().st_size
-        blocks[0][3] += 1
-        blocks[1][3] -= 1  # the file's total stays right
+        offsets = [b["offset"] for b in blocks]
+        assert offsets == [0] + [b["offset"] + b["bytes"] for b in blocks[:-1]]  # they tile the file
+        assert sum(b["bytes"] for b in blocks) == path.stat().st_size
+        blocks[0]["examples"] += 1
+        blocks[1]["examples"] -= 1  # the file's total stays right
         name.write_text(json.dumps(record))
-    case_a, case_b = blocks[0][0], blocks[1][0]
+    case_a, case_b = blocks[0]["case_id"], blocks[1]["case_id"]
     problems = verify_output(output, workers=workers).problems
     assert any(f"the block of case {case_a} at byte 0 holds" in p for p in problems), problems
-    assert any(f"the block of case {case_b} at byte {blocks[1][1]} holds" in p for p in problems), problems
+    assert any(f"the block of case {case_b} at byte {blocks[1]['offset']} holds" in p for p in problems), problems
+
+
+def test_a_block_is_checked_against_its_sha256(output):
+    """Each block's sha256 is in the ledger; a block whose bytes changed is named, with its case,
+    even when its examples still decode (here: two bytes swapped inside one gzip member's data)."""
+    path = _part(output, "train")
+    record = json.loads(sorted((output / "_ledger" / "h0").glob("commit-*.json"))[0].read_text())
+    block = record["parts"]["train"]["blocks"][1]
+    assert len(block["sha256"]) == 64
+    data = bytearray(path.read_bytes())
+    at = block["offset"] + 20
+    data[at], data[at + 1] = data[at + 1] ^ 1, data[at]
+    path.write_bytes(bytes(data))
+    problems = verify_output(output).problems
+    assert any(f"{path.name}: bytes differ from the sha256 the ledger records (the block of case "
+               f"{block['case_id']} at byte {block['offset']})" in p for p in problems), problems
+
+
+def test_an_output_of_the_previous_formats_still_verifies(output):
+    """Ledger records of format 1 (no format key, blocks as [case, offset, bytes, examples]) and a
+    card of format 1 (no fingerprint, no verification) load and verify."""
+    to_previous_format(output)
+    report = verify_output(output)
+    assert report.ok, report.problems
+
+
+def test_a_card_whose_fingerprint_is_not_its_ledgers_fails(output):
+    card = json.loads((output / CARD_NAME).read_text())
+    card["fingerprint"] = "sha256:" + "0" * 64
+    (output / CARD_NAME).write_text(json.dumps(card))
+    assert any("the card's fingerprint sha256:000" in p for p in verify_output(output).problems)
 
 
 def test_blocks_that_do_not_tile_the_file_are_reported_and_the_file_still_read(output):
@@ -121,8 +156,9 @@ def test_a_run_reads_its_blocks_back_while_it_goes_on(corpus, tmp_path, monkeypa
     result = run_module.preprocess(corpus, corpus / "clinical.csv", tmp_path / "out", config, spec,
                                    options=RunOptions(workers=2, commit_every=3))
     assert result.verify.ok, result.verify.problems
-    blocks = {(p["path"], off, n): ex for p in _ledger_parts(tmp_path / "out") for _, off, n, ex in p["blocks"]}
-    assert len(blocks) == result.card["cases"]["with_windows"]
+    blocks = {(p["path"], b["offset"], b["bytes"]): b["examples"] for p in _ledger_parts(tmp_path / "out")
+              for b in p["blocks"]}
+    assert len(blocks) == result.card.cases.with_windows
     assert {k: c.count for k, c in seen.items()} == blocks
     assert read_again == []
 

@@ -18,7 +18,7 @@ import shlex
 import sys
 import traceback
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
@@ -27,6 +27,9 @@ from typer.core import TyperGroup
 
 from vitalflow import __version__, launch_cli
 from vitalflow.errors import VitalflowError
+
+if TYPE_CHECKING:
+    from vitalflow.dataset.card import DatasetCard
 
 EXIT_ERROR, EXIT_LOW_SUCCESS, EXIT_VERIFY_FAILED, EXIT_STOPPED = 1, 3, 4, 75
 NO_WINDOWS = ("no windows were written: every case was excluded or failed "
@@ -197,7 +200,7 @@ def preprocess(
                          retry_failed=retry_failed, merge=merge, host_index=job.host_index, host_count=job.host_count)
     if job.kind != "local":
         logging.getLogger("vitalflow").warning(
-            "SageMaker %s job: host %s is %d of %d", job.kind, job.current_host, job.host_index + 1, job.host_count)
+            "%s: host %s is %d of %d", job.description, job.current_host, job.host_index + 1, job.host_count)
     code = _preprocess_and_report(input, clinical, output, cases, config, options,
                                   _reporter(quiet, log_format, progress_interval), _resume_args(ctx))
     if code:
@@ -249,24 +252,24 @@ def _preprocess_and_report(input_dir, clinical, output, cases, config_path, opti
     selected = parse_case_selection(cases) if cases is not None else None
     result = run(input_dir, clinical, output, config, spec, cases=selected, options=options, reporter=reporter)
     card = result.card
-    c = card["cases"]
-    windows = sum(s["windows"] for s in card["splits"].values())
-    idle = result.complete and card["run"]["cases_processed"] == 0  # a rerun of a complete output
+    c = card.cases
+    windows = sum(s.windows for s in card.splits.values())
+    idle = result.complete and card.run["cases_processed"] == 0  # a rerun of a complete output
     if idle:
-        counts = "".join(f", {c[k]} {k}" for k in ("excluded", "failed") if c[k])
-        out.print(f"already complete: {output} holds {c['done']} cases ({windows} windows{counts}); nothing to do",
+        counts = "".join(f", {n} {k}" for k, n in (("excluded", c.excluded), ("failed", c.failed)) if n)
+        out.print(f"already complete: {output} holds {c.done} cases ({windows} windows{counts}); nothing to do",
                   markup=False)
     else:
         _print_summary(card)
-        for f in card["failed"]:
+        for f in card.failed:
             err.print(f"  failed  case {f['case_id']} ({f['stage']}): {_case_message(f)}", markup=False)
             if _state["verbose"] and f.get("traceback"):
                 err.print(f["traceback"].rstrip(), markup=False)
-        for e in card["excluded"]:
+        for e in card.excluded:
             out.print(f"  excluded case {e['case_id']}: {_case_message(e, 'reason')}", markup=False)
     if not result.complete:
         why = f"stopped by {result.stopped_by}" if result.stopped_by else "stopped"
-        _error(f"{why}: {c['done']} of {c['selected']} cases are committed and the card is marked partial. "
+        _error(f"{why}: {c.done} of {c.selected} cases are committed and the card is marked partial. "
                f"Resume with: {shlex.join(resume)}")
         return EXIT_STOPPED
     if not result.verify.ok:
@@ -277,16 +280,16 @@ def _preprocess_and_report(input_dir, clinical, output, cases, config_path, opti
     if windows == 0:
         _error(NO_WINDOWS)
         return EXIT_LOW_SUCCESS
-    rate, minimum = c["success_rate"], config.min_success_rate
+    rate, minimum = c.success_rate, config.min_success_rate
     if rate < minimum:
         retry = resume if "--retry-failed" in resume else [*resume, "--retry-failed"]
-        where = "'failed' list" + (" and 'inputs.without_file'" if c.get("without_file") else "")
+        where = "'failed' list" + (" and 'inputs.without_file'" if c.without_file else "")
         _error(f"only {rate:.1%} of cases succeeded (minimum {minimum:.0%}); see the card's {where}; "
                f"after fixing the inputs rerun with --retry-failed: {shlex.join(retry)}")
         return EXIT_LOW_SUCCESS
     if not idle:
-        merged = " (and merged split files)" if card["merged"] else ""
-        out.print(f"success: {windows} windows from {c['with_windows']} cases written to {output}{merged} "
+        merged = " (and merged split files)" if card.merged else ""
+        out.print(f"success: {windows} windows from {c.with_windows} cases written to {output}{merged} "
                   "and verified", markup=False)
     return 0
 
@@ -298,25 +301,25 @@ def _case_message(entry: dict, key: str = "error") -> str:
     return text[len(prefix):] if text.startswith(prefix) else text
 
 
-def _print_summary(card: dict) -> None:
+def _print_summary(card: DatasetCard) -> None:
     table = Table(title="dataset", title_justify="left")
     for col in ("split", "cases", "subjects", "windows", "parts", "MB"):
         table.add_column(col, justify="left" if col == "split" else "right")
-    for split, s in card["splits"].items():
-        parts = card["files"][split]
-        size = sum(p["bytes"] for p in parts) / 1e6
-        table.add_row(split, str(s["cases"]), str(s["subjects"]), str(s["windows"]), str(len(parts)), f"{size:.1f}")
+    for split, s in card.splits.items():
+        parts = card.files[split]
+        size = sum(p.bytes for p in parts) / 1e6
+        table.add_row(split, str(s.cases), str(s.subjects), str(s.windows), str(len(parts)), f"{size:.1f}")
     out.print(table)
-    c = card["cases"]
-    counts = f"{c['with_windows']} with windows, {c['excluded']} excluded, {c['failed']} failed"
-    if card["status"] == "partial":  # the rate covers only the cases done so far
-        line = (f"cases: {c['done']} of {c['selected']} cases done ({counts}); "
-                f"success rate so far {c['success_rate']:.1%} of those")
+    c = card.cases
+    counts = f"{c.with_windows} with windows, {c.excluded} excluded, {c.failed} failed"
+    if card.status == "partial":  # the rate covers only the cases done so far
+        line = (f"cases: {c.done} of {c.selected} cases done ({counts}); "
+                f"success rate so far {c.success_rate:.1%} of those")
     else:
-        missing = f" ({c['without_file']} without a file)" if c.get("without_file") else ""
-        line = f"cases: {c['selected']} selected{missing}, {counts} (success rate {c['success_rate']:.1%})"
-    out.print(f"{line}; {card['timings_s']['total']:.1f} s", markup=False)
-    for warning in card.get("warnings", []):
+        missing = f" ({c.without_file} without a file)" if c.without_file else ""
+        line = f"cases: {c.selected} selected{missing}, {counts} (success rate {c.success_rate:.1%})"
+    out.print(f"{line}; {card.timings_s['total']:.1f} s", markup=False)
+    for warning in card.warnings:
         err.print(f"warning: {_one_line(warning)}", markup=False)
 
 
@@ -330,20 +333,21 @@ def verify(
 ) -> None:
     """Read every output file back and check it against the ledger and card; exit 0 only if all holds.
 
-    For an output several hosts wrote, first combines their ledgers into one card."""
+    For an output several hosts wrote, first combines their ledgers into one card. The card records
+    the outcome (``verification``)."""
     from vitalflow.dataset.card import read_card, write_card
     from vitalflow.dataset.merge import merge_parts
     from vitalflow.dataset.verify import verify_output
     from vitalflow.store import Store
 
+    store = Store(output_dir)
     report = verify_output(output_dir, workers=workers)
     if report.ok and merge:
-        store = Store(output_dir)
         card = read_card(store)
-        parts = [dict(p, split=s) for s, ps in card["files"].items() for p in ps]
-        card["merged"] = merge_parts(store, parts, card["config"]["output"]["compression"])
-        write_card(store, card)
+        parts = [p for ps in card.files.values() for p in ps]
+        write_card(store, card.with_merged(merge_parts(store, parts, card.compression)))
         report = verify_output(output_dir, workers=workers)
+    write_card(store, read_card(store).verified(report))
     for p in report.problems:
         err.print(f"  {_one_line(p)}", markup=False)
     counts = ", ".join(f"{k} {v}" for k, v in report.examples.items())

@@ -18,13 +18,12 @@ import inspect
 import json
 from typing import Any, Callable, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from vitalflow.errors import VitalflowError
+from vitalflow.errors import LaunchError, VitalflowError
 from vitalflow.sagemaker import launch as sm
 
 out = Console(highlight=False, soft_wrap=True)
@@ -58,7 +57,7 @@ def _job_options(kind: sm.JobKind) -> list[inspect.Parameter]:
     """The options of the SageMaker job itself; the spot ones only where the kind allows spot."""
     spot = [
         _option("spot", bool, False, "--spot", help=f"Managed spot: runs in a {sm.TRAINING_JOB} container, with "
-                "checkpoints in <output>/_checkpoints/."),
+                f"checkpoints in <{kind.output.name}>/_checkpoints/."),
         _option("max_wait", Optional[str], None, "--max-wait", help="Spot: maximum wait + run time "
                 "(default: 2 x --max-run)."),
     ] if kind.spot else []
@@ -67,8 +66,8 @@ def _job_options(kind: sm.JobKind) -> list[inspect.Parameter]:
         _option("instance_count", int, 1, "--instance-count", "-n", help=count_help),
         _option("instance_type", str, kind.instance_type, "--instance-type", help="SageMaker instance type."),
         _option("container", Optional[str], None, "--container",
-                help=f"SageMaker container type: {' or '.join(kind.containers)} (default: {kind.containers[0]}; "
-                f"--spot implies {sm.TRAINING_JOB})."),
+                help=f"SageMaker container type: {' or '.join(kind.containers)} (default: {kind.containers[0]}"
+                + (f"; --spot implies {sm.TRAINING_JOB})." if kind.spot else ").")),
         _option("mode", Optional[str], None, "--mode", hidden=True, help="Old name of --container."),
         *spot,
         _option("max_run", str, _duration(kind.max_run), "--max-run",
@@ -113,7 +112,7 @@ def _launch(kind: sm.JobKind, arguments: dict[str, Any], *, instance_count: int,
             region: Optional[str], image: Optional[str], job_name: Optional[str], dry_run: bool, wait: bool,
             poll: float, spot: bool = False, max_wait: Optional[str] = None) -> None:
     if container and mode:
-        raise VitalflowError("--mode is the old name of --container: give one of them")
+        raise LaunchError("--mode is the old name of --container: give one of them")
     container = container or mode
     options = sm.LaunchOptions(
         arguments=arguments, kind=kind.name, instance_count=instance_count, instance_type=instance_type,
@@ -140,13 +139,22 @@ def _launch(kind: sm.JobKind, arguments: dict[str, Any], *, instance_count: int,
         out.print(f"follow it with: vitalflow jobs {launched.name}", markup=False)
 
 
-class _LaunchGroup(TyperGroup):
-    """``vitalflow launch --input ...`` (options first, no kind) means ``vitalflow launch preprocess ...``."""
+class _DefaultKind:
+    """Mixed into the ``launch`` group: ``vitalflow launch --input ...`` (an option where the kind
+    goes, after the group's own flags such as ``--verbose``) means ``vitalflow launch preprocess --input ...``."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0].startswith("-") and args[0] not in self.get_help_option_names(ctx):
-            args = [sm.DEFAULT_KIND, *args]
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        flags = {o for p in self.get_params(ctx) if getattr(p, "is_flag", False) for o in p.opts + p.secondary_opts}
+        i = 0
+        while i < len(args) and args[i] in flags:
+            i += 1
+        if i < len(args) and args[i].startswith("-"):
+            args = [*args[:i], sm.DEFAULT_KIND, *args[i:]]
         return super().parse_args(ctx, args)
+
+
+def _launch_group() -> None:
+    """The ``launch`` group's callback: nothing to do; ``register``'s wrapper may add options (``--verbose``)."""
 
 
 def _event(line: str) -> None:
@@ -276,12 +284,14 @@ def _errors(fn: Callable) -> Callable:
 def register(target: typer.Typer, wrap: Callable[[Callable], Callable] = _errors) -> None:
     """Add ``launch`` (a subcommand per job kind registered now) and ``jobs`` to ``target``, each
     command wrapped by ``wrap`` (the CLI's error handler)."""
-    launcher = typer.Typer(cls=_LaunchGroup, no_args_is_help=True, add_completion=False)
+    host = target.info.cls if isinstance(target.info.cls, type) else TyperGroup  # keeps the app's help style
+    launcher = typer.Typer(cls=type("LaunchGroup", (_DefaultKind, host), {}), no_args_is_help=True,
+                           add_completion=False)
+    launcher.callback()(wrap(_launch_group))
     for kind in sm.JOB_KINDS.values():
         launcher.command(kind.name)(wrap(launch_command(kind)))
-    kinds = ", ".join(sm.JOB_KINDS)
-    target.add_typer(launcher, name="launch", help=f"Run a vitalflow command as a SageMaker job: vitalflow launch "
-                     f"KIND --option ... (KIND: {kinds}; without it, {sm.DEFAULT_KIND}).")
+    target.add_typer(launcher, name="launch", help=f"Run a vitalflow command as a SageMaker job: `vitalflow launch "
+                     f"KIND OPTIONS`, KIND one of {', '.join(sm.JOB_KINDS)} (without KIND: {sm.DEFAULT_KIND}).")
     target.command("jobs")(wrap(jobs))
 
 

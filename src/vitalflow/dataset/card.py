@@ -1,20 +1,36 @@
-"""The dataset card ``preprocessing_metadata.json``: what the output holds and how it was made."""
+"""The dataset card ``preprocessing_metadata.json``: what the output holds and how it was made.
+
+A `DatasetCard` is a typed, versioned record: format 2 added the dataset ``fingerprint`` and the
+``verification``; a card of format 1 loads with neither.
+"""
 
 from __future__ import annotations
 
 import datetime
-import json
-from dataclasses import asdict, dataclass, field
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from importlib.metadata import version
+from typing import TYPE_CHECKING, Any, Literal
 
-from vitalflow.dataset.split import SPLITS, achieved_fractions
+from pydantic import ConfigDict, model_validator
+
+from vitalflow.dataset.naming import NAMES
+from vitalflow.dataset.parts import FileEntry, PartRecord
+from vitalflow.dataset.record import Record
+from vitalflow.dataset.schema import ExampleSchema, example_schema
+from vitalflow.dataset.split import achieved_fractions
 from vitalflow.errors import OutputError
-from vitalflow.spec.model import Config, Spec, config_hash
+from vitalflow.spec.model import SPLITS, Config, Spec, config_hash
 from vitalflow.store import Store
 from vitalflow.transform.case import Crop, FeatureStats
 
-CARD_NAME = "preprocessing_metadata.json"
-CARD_FORMAT = "vitalflow-dataset/1"
+if TYPE_CHECKING:
+    from vitalflow.dataset.verify import VerifyReport
+
+CARD_NAME = NAMES.card()
+CARD_FORMAT = "vitalflow-dataset/2"
+_CARD_FORMATS = ("vitalflow-dataset/1", CARD_FORMAT)  # what `read_card` loads
 
 
 @dataclass
@@ -37,33 +53,133 @@ class CaseOutcome:
     read: dict | None = None  # a read that was not clean: how much was read, why it stopped, gzip damage
     traceback: str | None = None  # of an ``internal`` failure (a bug or an unforeseen input): for reports
 
-    def to_json(self) -> dict:
-        return asdict(self)
 
+class Tool(Record):
+    name: str
+    version: str
+
+
+class SpecRef(Record):
+    name: str
+    version: int
+    hash: str
+
+
+class SplitCounts(Record):
+    cases: int
+    subjects: int
+    windows: int
+
+
+class CaseCounts(Record):
+    selected: int  # with the selected ids that have no file
+    without_file: int
+    done: int
+    pending: int
+    succeeded: int  # ok or excluded
+    with_windows: int
+    excluded: int
+    failed: int
+    # over the done cases and the selected ids without a file (which can never succeed)
+    success_rate: float
+
+
+class Verification(Record):
+    """The outcome of reading the whole output back (`vitalflow.dataset.verify.verify_output`)."""
+
+    ok: bool
+    problems: int
+    verified_utc: str
+    fingerprint: str | None  # the card's fingerprint when it was verified
+    examples: dict[str, int]  # per split, in the parts
+
+
+class DatasetCard(Record):
+    """The card: what an output holds and how it was made. Read by attribute (``card.cases.failed``)
+    or, like its JSON, by key (``card["cases"]["failed"]``)."""
+
+    model_config = ConfigDict(frozen=False, validate_assignment=True)
+
+    format: str = CARD_FORMAT
+    status: Literal["complete", "partial"]
+    verification: Verification | None = None  # None: not verified since it was written
+    fingerprint: str | None = None  # see `fingerprint`; None: blocks recorded without sha256 (format 1)
+    tool: Tool
+    created_utc: str
+    spec: SpecRef
+    config_hash: str
+    config: dict[str, Any]
+    features: dict[str, Any]
+    example_schema: ExampleSchema
+    files: dict[str, list[FileEntry]]  # per split, its parts in name order
+    merged: dict[str, FileEntry] = {}
+    splits: dict[str, SplitCounts]
+    split_fractions: dict[str, Any]
+    warnings: list[str] = []
+    inputs: dict[str, Any] = {}
+    cases: CaseCounts
+    read_damage: list[dict[str, Any]] = []
+    excluded: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    feature_stats: dict[str, dict[str, Any]] = {}
+    static_stats: dict[str, dict[str, Any]] = {}
+    case_details: list[dict[str, Any]] = []
+    timings_s: dict[str, float] = {}
+    run: dict[str, Any] = {}
+
+    @model_validator(mode="before")
     @classmethod
-    def from_json(cls, data: dict) -> CaseOutcome:
-        data = dict(data)
-        data["crop"] = Crop(**data["crop"]) if data.get("crop") else None
-        data["feature_stats"] = {k: FeatureStats(**v) for k, v in (data.get("feature_stats") or {}).items()}
-        data["static_defaulted"] = tuple(data.get("static_defaulted") or ())
-        data["static_clipped"] = tuple(data.get("static_clipped") or ())
-        return cls(**data)
+    def _upgrade(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if data.get("format", CARD_FORMAT) not in _CARD_FORMATS:
+                raise ValueError(f"unknown card format {data.get('format')!r} (expected {CARD_FORMAT})")
+            data = dict(data, format=CARD_FORMAT)  # format 1 lacks only what has defaults
+        return data
+
+    @property
+    def compression(self) -> str:
+        return self.config["output"]["compression"]
+
+    def verified(self, report: VerifyReport) -> DatasetCard:
+        """This card with the outcome of ``report`` (a verification of the output it describes)."""
+        return self.model_copy(update={"verification": Verification(
+            ok=report.ok, problems=len(report.problems), verified_utc=_now(), fingerprint=self.fingerprint,
+            examples=dict(report.examples))})
+
+    def with_merged(self, merged: dict[str, FileEntry]) -> DatasetCard:
+        """This card listing ``merged`` files, not verified (the merged files are not yet)."""
+        return self.model_copy(update={"merged": merged, "verification": None})
 
 
-def example_schema(spec: Spec, config: Config) -> dict:
-    length, n_features = config.windows.length_s, len(spec.timeseries)
-    schema = {
-        "timeseries": {"dtype": "float32", "shape": [length * n_features], "reshape": [length, n_features],
-                       "layout": "time-major: value of feature f at second t is at t * n_features + f"},
-        "static": {"dtype": "float32", "shape": [len(spec.static)]},
-        "target": {"dtype": "float32", "shape": [len(spec.targets)]},
-        "case_id": {"dtype": "int64", "shape": [1]},
-        "subject_id": {"dtype": "string", "shape": [1]},
-        "window_start_s": {"dtype": "int64", "shape": [1], "meaning": "seconds from the recording start"},
-    }
-    if config.output.write_mask:
-        schema["mask"] = {"dtype": "float32", "shape": [length * n_features], "meaning": "1 = recorded, 0 = filled or defaulted"}
-    return schema
+def fingerprint(parts: Iterable[PartRecord], spec_hash: str, config_hash: str) -> str | None:
+    """The dataset's content hash: sha256 over the spec and config hashes and the sorted (case id,
+    split, block sha256) of every case's block. Identical for identical inputs, spec and config,
+    whatever the worker count, commit size, hosts or timing (a case's block is the same bytes,
+    wherever it lands); different as soon as one example differs. None if a part's blocks lack
+    hashes (ledger format 1) or do not account for its examples.
+
+    >>> from vitalflow.dataset.parts import Block
+    >>> part = lambda name, *blocks: PartRecord(path=name, examples=len(blocks), bytes=0, sha256="", blocks=[
+    ...     Block(case_id=c, offset=0, bytes=0, examples=1, sha256=h) for c, h in blocks])
+    >>> a = fingerprint([part("train-00000-h0.tfrecord", (1, "aa"), (2, "bb"))], "s", "c")
+    >>> a == fingerprint([part("train-00001-h0.tfrecord", (2, "bb")), part("train-00000-h1.tfrecord", (1, "aa"))], "s", "c")
+    True
+    >>> a == fingerprint([part("train-00000-h0.tfrecord", (1, "aa"), (2, "bc"))], "s", "c")
+    False
+    """
+    blocks = []
+    for part in parts:
+        if sum(b.examples for b in part.blocks) != part.examples or any(b.sha256 is None for b in part.blocks):
+            return None
+        blocks += [(b.case_id, part.split, b.sha256) for b in part.blocks]
+    sha = hashlib.sha256(f"vitalflow-fingerprint/1\nspec {spec_hash}\nconfig {config_hash}\n".encode())
+    for case_id, split, block_sha in sorted(blocks):
+        sha.update(f"{case_id} {split} {block_sha}\n".encode())
+    return "sha256:" + sha.hexdigest()
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def build_card(
@@ -71,12 +187,12 @@ def build_card(
     config: Config,
     selected: list[int],
     outcomes: dict[int, CaseOutcome],
-    parts: list[dict],
+    parts: list[PartRecord],
     timings: dict[str, float],
-    merged: dict[str, dict] | None = None,
+    merged: dict[str, FileEntry] | None = None,
     run: dict | None = None,
     inputs: dict | None = None,
-) -> dict:
+) -> DatasetCard:
     """The card of an output: complete when every selected case has an outcome, else partial.
 
     ``inputs``: what the run was made from (input location and recordings, clinical table,
@@ -106,13 +222,14 @@ def build_card(
     if damaged:
         warnings.append(f"{len(damaged)} case(s) had a damaged or truncated file, or records past the case end; "
                         "see read_damage")
-    return {
-        "format": CARD_FORMAT,
+    spec_hash, hashed_config = spec.content_hash(), config_hash(config, spec)
+    return DatasetCard.model_validate({
         "status": "partial" if pending else "complete",
+        "fingerprint": fingerprint(parts, spec_hash, hashed_config),
         "tool": {"name": "vitalflow", "version": version("vitalflow")},
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "spec": {"name": spec.name, "version": spec.version, "hash": spec.content_hash()},
-        "config_hash": config_hash(config, spec),
+        "created_utc": _now(),
+        "spec": {"name": spec.name, "version": spec.version, "hash": spec_hash},
+        "config_hash": hashed_config,
         "config": config.model_dump(mode="json"),
         "features": {
             "timeseries": [
@@ -132,7 +249,7 @@ def build_card(
             "normalization": "norm = clip((x - lo) / (hi - lo) * 2 - 1, -1, 1); inverse x = lo + (norm + 1) / 2 * (hi - lo)",
         },
         "example_schema": example_schema(spec, config),
-        "files": {s: sorted((part_entry(p) for p in parts if p["split"] == s), key=lambda p: p["path"]) for s in SPLITS},
+        "files": {s: sorted((p.entry() for p in parts if p.split == s), key=lambda p: p.path) for s in SPLITS},
         "merged": merged or {},
         "splits": splits,
         "split_fractions": {"target": config.split.fractions, "achieved_subjects": fractions,
@@ -166,12 +283,7 @@ def build_card(
         "case_details": [_case_detail(o) for o in outcomes],
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "run": run or {},
-    }
-
-
-def part_entry(p: dict) -> dict:
-    """A part (or merged file) as the card lists it; the ledger also records its blocks."""
-    return {k: p[k] for k in ("path", "examples", "bytes", "sha256")}
+    })
 
 
 def _feature_stats(spec: Spec, outcomes: list[CaseOutcome]) -> dict:
@@ -219,26 +331,16 @@ def _case_detail(o: CaseOutcome) -> dict:
 
 
 def card_name(host: str, host_count: int) -> str:
-    """A single host writes the card; each of several hosts writes its own, and ``verify`` combines.
-
-    >>> card_name("h0", 1), card_name("h2", 3)
-    ('preprocessing_metadata.json', 'preprocessing_metadata-h2.json')
-    """
-    return CARD_NAME if host_count == 1 else CARD_NAME.replace(".json", f"-{host}.json")
+    """The card a host writes (see `vitalflow.dataset.naming.FileTemplate.card`)."""
+    return NAMES.card(host, host_count)
 
 
-def write_card(store: Store, card: dict, name: str = CARD_NAME) -> None:
+def write_card(store: Store, card: DatasetCard, name: str = CARD_NAME) -> None:
     """Write a card atomically; it is the last thing a run writes."""
-    store.write_bytes(name, (json.dumps(card, indent=2, allow_nan=False) + "\n").encode())
+    store.write_bytes(name, card.to_json(indent=2))
 
 
-def read_card(store: Store, name: str = CARD_NAME) -> dict:
+def read_card(store: Store, name: str = CARD_NAME) -> DatasetCard:
     if not store.exists(name):
         raise OutputError(f"{store.uri}: no {name} (not a vitalflow output, or no run has finished)")
-    try:
-        card = json.loads(store.read_bytes(name))
-    except json.JSONDecodeError as exc:
-        raise OutputError(f"{store.url(name)}: unreadable card ({exc})") from exc
-    if card.get("format") != CARD_FORMAT:
-        raise OutputError(f"{store.url(name)}: unknown card format {card.get('format')!r} (expected {CARD_FORMAT})")
-    return card
+    return DatasetCard.load(store.read_bytes(name), store.url(name), "card")

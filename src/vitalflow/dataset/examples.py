@@ -1,9 +1,10 @@
-"""One ``tf.train.Example`` per window: the documented output schema."""
+"""One ``tf.train.Example`` per window, as `vitalflow.dataset.schema` defines it."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from vitalflow.dataset.schema import written_features
 from vitalflow.dataset.tfrecord import encode_block, encode_examples
 from vitalflow.transform.case import CaseArrays
 
@@ -14,18 +15,18 @@ def case_examples(arrays: CaseArrays, subject_id: str, write_mask: bool) -> list
     if n == 0:
         return []
     series, observed = arrays.windows()
-    rows = {
-        "timeseries": series.reshape(n, -1),
-        "target": arrays.targets,
-        "window_start_s": np.asarray(arrays.window_starts, dtype=np.int64).reshape(n, 1),
+    values = {  # per window: one row per window; else one value for every window of the case
+        "timeseries": lambda: series.reshape(n, -1),
+        "target": lambda: arrays.targets,
+        "window_start_s": lambda: np.asarray(arrays.window_starts).reshape(n, 1),
+        "mask": lambda: observed.reshape(n, -1),
+        "static": lambda: arrays.static,
+        "case_id": lambda: [arrays.case_id],
+        "subject_id": lambda: [subject_id],
     }
-    if write_mask:
-        rows["mask"] = observed.reshape(n, -1).astype(np.float32)
-    same = {
-        "static": arrays.static.astype(np.float32),
-        "case_id": np.array([arrays.case_id], dtype=np.int64),
-        "subject_id": [subject_id.encode()],
-    }
+    rows, same = {}, {}
+    for f in written_features(write_mask):
+        (rows if f.per_window else same)[f.name] = f.cast(values[f.name]())
     return encode_examples(rows, same)
 
 

@@ -7,35 +7,27 @@ published atomically like a part, and the callers verify it (records, CRCs, coun
 
 from __future__ import annotations
 
-from vitalflow.dataset.card import part_entry
-from vitalflow.dataset.parts import StagedFile
-from vitalflow.dataset.split import SPLITS
+from vitalflow.dataset.naming import NAMES
+from vitalflow.dataset.parts import FileEntry, StagedFile
+from vitalflow.spec.model import SPLITS
 from vitalflow.store import Store
 
 _CHUNK = 1 << 24
 
 
-def merged_name(split: str, compression: str) -> str:
-    """The merged file of a split.
-
-    >>> merged_name("train", "GZIP")
-    'train.tfrecord.gz'
-    """
-    return f"{split}.tfrecord" + (".gz" if compression == "GZIP" else "")
-
-
-def merge_parts(store: Store, parts: list[dict], compression: str) -> dict[str, dict]:
+def merge_parts(store: Store, parts: list[FileEntry], compression: str) -> dict[str, FileEntry]:
+    """Concatenate the parts of each split (ledger `PartRecord`s or the card's entries)."""
     merged = {}
     for split in SPLITS:
-        name = merged_name(split, compression)
+        name = NAMES.merged(split, compression)
         staged = StagedFile(store.staging_dir("merge") / (name + ".incomplete"))
-        for part in sorted((p for p in parts if p["split"] == split), key=lambda p: p["path"]):
-            with store.open(part["path"]) as f:
+        for part in sorted((p for p in parts if p.split == split), key=lambda p: p.path):
+            with store.open(part.path) as f:
                 while chunk := f.read(_CHUNK):
                     staged.append(chunk)
-            staged.examples += part["examples"]
+            staged.examples += part.examples
         staged.file.close()
         store.publish(staged.path, name)
-        merged[split] = part_entry(vars(staged.published(name)))
+        merged[split] = staged.published(name).entry()
     store.remove_staging("merge")
     return merged

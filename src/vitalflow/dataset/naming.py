@@ -104,7 +104,7 @@ class FileTemplate:
 
     def parse_part(self, name: str) -> PartName | None:
         f = self._part.parse(name)
-        return f and PartName(f["split"], int(f["seq"]), f["host"], _COMPRESSION[f["suffix"]])
+        return None if f is None else PartName(f["split"], int(f["seq"]), f["host"], _COMPRESSION[f["suffix"]])
 
     def part_glob(self, split: str, compression: str) -> str:
         """The parts of a split as a glob pattern (any commit, any host).
@@ -124,7 +124,7 @@ class FileTemplate:
 
     def parse_merged(self, name: str) -> MergedName | None:
         f = self._merged.parse(name)
-        return f and MergedName(f["split"], _COMPRESSION[f["suffix"]])
+        return None if f is None else MergedName(f["split"], _COMPRESSION[f["suffix"]])
 
     def split_of(self, name: str) -> str | None:
         """The split of a part or merged file (None for any other name).
@@ -158,7 +158,7 @@ class FileTemplate:
         if name == self.card_template:
             return ""
         f = self._host_card.parse(name)
-        return f and f["host"]
+        return None if f is None else f["host"]
 
     # --- the ledger ---
     def ledger_prefix(self, host: str) -> str:
@@ -180,7 +180,7 @@ class FileTemplate:
 
     def parse_commit(self, name: str) -> tuple[str, int] | None:
         f = self._commit.parse(name)
-        return f and (f["host"], int(f["seq"]))
+        return None if f is None else (f["host"], int(f["seq"]))
 
 
 def _split(split: str) -> str:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from vitalflow.errors import OutputError
 
 
 class Record(BaseModel):
@@ -17,6 +19,15 @@ class Record(BaseModel):
         if key not in type(self).model_fields:
             raise KeyError(key)
         return getattr(self, key)
+
+    @classmethod
+    def load(cls, data: bytes, where: str, what: str):
+        """Validate a JSON file's bytes; damage or an unknown format is an `OutputError` naming ``where``."""
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as exc:
+            errors = "; ".join(".".join(map(str, e["loc"])) + ": " * bool(e["loc"]) + e["msg"] for e in exc.errors()[:3])
+            raise OutputError(f"{where}: unreadable {what} ({errors})") from exc
 
     def get(self, key: str, default: Any = None) -> Any:
         return getattr(self, key) if key in type(self).model_fields else default

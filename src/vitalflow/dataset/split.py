@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from typing import Mapping
 
-SPLITS = ("train", "validation", "test")
+from vitalflow.spec.model import SPLITS
 
 
 def subject_unit(subject: str, seed: int) -> float:

@@ -1,9 +1,10 @@
 """Read an output back and check it against its card and its ledger, without TensorFlow.
 
-Checks: the card is complete and names exactly the parts the ledger committed; no uncommitted part
-lies around; every part (and merged file) has the recorded checksum, size and example count, intact
-framing, the schema's shapes, finite values in [-1, 1] and a 0/1 mask; each case's block holds the
-examples the ledger records; every example belongs to the split its case was assigned; window
+Checks: the card is complete and names exactly the parts the ledger committed, with the ledger's
+fingerprint; no uncommitted part lies around; every part (and merged file) has the recorded
+checksum, size and example count, intact framing, the schema's features, dtypes and shapes, finite
+values in [-1, 1] and a 0/1 mask; each case's block has the sha256 and holds the examples the
+ledger records; every example belongs to the split its case was assigned; window
 counts per case and split match; no window appears twice; no subject is in two splits.
 
 The examples are read back block by block (a block is one case's examples, the unit the ledger
@@ -20,18 +21,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vitalflow.dataset.card import CARD_NAME, build_card, card_name, part_entry, read_card, write_card
-from vitalflow.dataset.ledger import LEDGER, Ledger
-from vitalflow.dataset.parts import PART_RE
-from vitalflow.dataset.split import SPLITS
+from vitalflow.dataset.card import CARD_NAME, DatasetCard, build_card, fingerprint, read_card, write_card
+from vitalflow.dataset.ledger import Ledger
+from vitalflow.dataset.naming import LEDGER, NAMES
+from vitalflow.dataset.parts import Block, FileEntry, PartRecord
+from vitalflow.dataset.schema import ExampleSchema
 from vitalflow.dataset.tfrecord import CorruptRecordError, ExampleDecoder, read_records
 from vitalflow.errors import OutputError
 from vitalflow.runtime.pool import WorkerPool
-from vitalflow.spec.model import Config, Spec
+from vitalflow.spec.model import SPLITS, Config, Spec
 from vitalflow.store import Store
 
 MAX_PROBLEMS = 50
-_BOUNDED = ("timeseries", "static", "target", "mask")  # normalized: finite, in [-1, 1]
+_NUMPY = {"float32": np.float32, "int64": np.int64}
 _BATCH = 1024  # examples whose values are checked in one numpy pass
 _CHUNK = 1 << 20
 
@@ -61,53 +63,55 @@ def verify_output(output: str, host: str | None = None, workers: int = 1,
                   checked: dict[tuple, _UnitCheck] | None = None) -> VerifyReport:
     """Verify one host's share (``host``), or the whole output (combining the hosts' ledgers into
     one card first when several hosts wrote it). ``checked``: blocks a run already read back
-    (`check_unit` results by `_Unit.key`) while it went on; they are not read again."""
+    (`check_unit` results by `_Unit.key`) while it went on; they are not read again. The card does
+    not change: the caller records the outcome (``write_card(store, card.verified(report), name)``)."""
     store = Store(output)
     if host is not None:
         host_count = Ledger(store, host).read_manifest()["host_count"]
-        card, scope = read_card(store, card_name(host, host_count)), [host]
+        card, scope = read_card(store, NAMES.card(host, host_count)), [host]
     else:
         scope = hosts(store)
         manifests = [Ledger(store, h).read_manifest() for h in scope]
         if any(m and m["host_count"] > 1 for m in manifests):
             card = combined_card(store, scope, manifests)
             if store.exists(CARD_NAME):  # keep files an earlier `verify --merge` made (checked below)
-                card["merged"] = read_card(store).get("merged", {})
+                card = card.with_merged(read_card(store).merged)
             write_card(store, card)
         card = read_card(store)
     report = VerifyReport(store.uri)
-    if card["status"] != "complete":
-        report.problem(f"the run is partial: {card['cases']['pending']} of {card['cases']['selected']} "
+    if card.status != "complete":
+        report.problem(f"the run is partial: {card.cases.pending} of {card.cases.selected} "
                        "cases are not done; resume it (rerun the same command)")
 
-    committed = {}
+    committed: dict[str, PartRecord] = {}
     for h in scope:
         for part in Ledger(store, h).load().parts:
-            committed[part["path"]] = part
-    in_card = {p["path"]: dict(p, split=s) for s, ps in card["files"].items() for p in ps}
+            committed[part.path] = part
+    in_card = {p.path: p for ps in card.files.values() for p in ps}
     for path in sorted(set(committed) ^ set(in_card)):
         where = "the ledger but not the card" if path in committed else "the card but not the ledger"
         report.problem(f"{path}: listed in {where}")
     for path, part in in_card.items():
-        if path in committed and part_entry(committed[path]) != part_entry(part):
+        if path in committed and committed[path].entry() != part:
             report.problem(f"{path}: the card's record differs from the ledger's")
+    if card.fingerprint != fingerprint(committed.values(), card.spec.hash, card.config_hash):
+        report.problem(f"the card's fingerprint {card.fingerprint} differs from its ledger's blocks")
     sizes = store.sizes()
     for name in sizes:
-        if PART_RE.match(name) and PART_RE.match(name).group(3) in scope and name not in committed:
+        part = NAMES.parse_part(name)
+        if part is not None and part.host in scope and name not in committed:
             report.problem(f"{name}: a part file no commit record names (a leftover of an interrupted run)")
 
     files, units = [], []  # (split, card entry, merged?) and the byte ranges to read back
     for split in SPLITS:
-        for part in card["files"].get(split, []):
+        for part in card.files.get(split, []):
             files.append((split, part, False))
-            units += _units(split, part["path"], committed.get(part["path"], {}).get("blocks"), sizes, report)
-    for split, merged in card.get("merged", {}).items():
-        parts = sorted((committed.get(p["path"], {}) for p in card["files"].get(split, [])),
-                       key=lambda p: p.get("path", ""))
+            units += _units(split, part.path, _blocks(committed, [part]), sizes, report)
+    for split, merged in card.merged.items():
         files.append((split, merged, True))
-        units += _units(split, merged["path"], _merged_blocks(parts), sizes, report)
+        units += _units(split, merged.path, _blocks(committed, card.files.get(split, [])), sizes, report)
 
-    present = [entry for _, entry, _ in files if entry["path"] in sizes]
+    present = [entry for _, entry, _ in files if entry.path in sizes]
     checks, digests = _check_units(store, units, card, workers, present, checked or {})
     _tally(card, report, files, units, checks, digests)
     return report
@@ -124,6 +128,7 @@ class _Unit:
     first: int = 0  # examples in the file before this range (for messages)
     case_id: int | None = None
     examples: int | None = None  # as the ledger records them, for a block
+    sha256: str | None = None  # of a block's bytes, as the ledger records it (format 2)
 
     @property
     def key(self) -> tuple:
@@ -138,47 +143,52 @@ class _UnitCheck:
     problems: list[str] = field(default_factory=list)
 
 
-def _units(split: str, path: str, blocks: list | None, sizes: dict[str, int], report: VerifyReport) -> list[_Unit]:
+def _units(split: str, path: str, blocks: list[Block] | None, sizes: dict[str, int],
+           report: VerifyReport) -> list[_Unit]:
     """The blocks of a file when they tile it exactly, else the whole file as one range."""
     if path not in sizes:
         report.problem(f"{path}: missing")
         return []
     if blocks:
-        offsets = [b[1] for b in blocks]
-        ends = [b[1] + b[2] for b in blocks]
+        offsets = [b.offset for b in blocks]
+        ends = [b.offset + b.bytes for b in blocks]
         if offsets[0] == 0 and offsets[1:] == ends[:-1] and ends[-1] == sizes[path]:
-            firsts = np.cumsum([0] + [b[3] for b in blocks[:-1]]).tolist()
-            return [_Unit(split, path, off, n, first, case, ex) for (case, off, n, ex), first in zip(blocks, firsts)]
+            firsts = np.cumsum([0] + [b.examples for b in blocks[:-1]]).tolist()
+            return [_Unit(split, path, b.offset, b.bytes, first, b.case_id, b.examples, b.sha256)
+                    for b, first in zip(blocks, firsts)]
         report.problem(f"{path}: the recorded blocks do not cover its {sizes[path]} bytes exactly")
     return [_Unit(split, path)]
 
 
-def _merged_blocks(parts: list[dict]) -> list | None:
-    """The blocks of a merged file: its parts' blocks, in part order, one after another."""
+def _blocks(committed: dict[str, PartRecord], entries: list[FileEntry]) -> list[Block] | None:
+    """The blocks of the concatenation of files (one part, or the parts of a merged file, in order)
+    as the ledger records them; None if one of them has no record of its blocks."""
     blocks, base = [], 0
-    for part in parts:
-        if not part.get("blocks"):
+    for entry in sorted(entries, key=lambda e: e.path):
+        part = committed.get(entry.path)
+        if part is None or not part.blocks:
             return None
-        blocks += [[case, base + off, n, ex] for case, off, n, ex in part["blocks"]]
-        base += part["bytes"]
+        blocks += [b.model_copy(update={"offset": base + b.offset}) for b in part.blocks]
+        base += part.bytes
     return blocks
 
 
-def block_units(split: str, part: dict) -> list[_Unit]:
-    """The blocks of a part just published (a ledger part record), to check with `check_unit`."""
-    return _units(split, part["path"], part["blocks"], {part["path"]: part["bytes"]}, VerifyReport(""))
+def block_units(split: str, part: PartRecord | dict) -> list[_Unit]:
+    """The blocks of a part just published (its ledger record), to check with `check_unit`."""
+    part = PartRecord.model_validate(part)
+    return _units(split, part.path, part.blocks, {part.path: part.bytes}, VerifyReport(""))
 
 
-def unit_schema(example_schema: dict, compression: str) -> tuple[dict[str, int], str]:
-    """`check_unit`'s last two arguments: values per feature, and the compression."""
-    return {name: int(np.prod(f["shape"])) for name, f in example_schema.items()}, compression
+def unit_schema(example_schema: ExampleSchema | dict, compression: str) -> tuple[ExampleSchema, str]:
+    """`check_unit`'s last two arguments: the schema of the examples, and the compression."""
+    return ExampleSchema.model_validate(example_schema), compression
 
 
-def _check_units(store: Store, all_units: list[_Unit], card: dict, workers: int, entries: list[dict],
+def _check_units(store: Store, all_units: list[_Unit], card: DatasetCard, workers: int, entries: list[FileEntry],
                  checked: dict[tuple, _UnitCheck]) -> tuple[list[_UnitCheck], dict[str, str]]:
     """Check every unit not checked yet (in worker processes when there are several), and hash the
     files here."""
-    schema = unit_schema(card["example_schema"], card["config"]["output"]["compression"])
+    schema = unit_schema(card.example_schema, card.compression)
     units = [u for u in all_units if u.key not in checked]
     digests: dict[str, str] = {}
     if workers > 1 and len(units) > 1:
@@ -187,7 +197,7 @@ def _check_units(store: Store, all_units: list[_Unit], card: dict, workers: int,
             largest_first = sorted(range(len(units)), key=lambda i: -(units[i].length or 1 << 62))
             futures = {i: pool.submit(check_unit, store.uri, units[i], *schema) for i in largest_first}
             for entry in entries:
-                digests[entry["path"]] = _sha256(store, entry["path"])
+                digests[entry.path] = _sha256(store, entry.path)
             checks = [futures[i].result() for i in range(len(units))]
         except BaseException:
             pool.kill()
@@ -196,7 +206,7 @@ def _check_units(store: Store, all_units: list[_Unit], card: dict, workers: int,
     else:
         checks = [check_unit(store.uri, unit, *schema) for unit in units]
         for entry in entries:
-            digests[entry["path"]] = _sha256(store, entry["path"])
+            digests[entry.path] = _sha256(store, entry.path)
     found = {**checked, **{u.key: c for u, c in zip(units, checks)}}
     return [found[u.key] for u in all_units], digests
 
@@ -209,65 +219,84 @@ def _sha256(store: Store, path: str) -> str:
     return sha.hexdigest()
 
 
-def check_unit(uri: str, unit: _Unit, sizes: dict[str, int], compression: str) -> _UnitCheck:
-    """Read one range back: framing and CRCs, then each example's schema, values and identity."""
+def check_unit(uri: str, unit: _Unit, schema: ExampleSchema, compression: str) -> _UnitCheck:
+    """Read one range back: its sha256, framing and CRCs, then each example's schema, values and identity."""
     check, pending, decoder = _UnitCheck(), [], ExampleDecoder()
+    expected = _Expected(schema)
+    at = f" (the block of case {unit.case_id} at byte {unit.offset})" if unit.case_id is not None else ""
     with Store(uri).open(unit.path) as f:
         f.seek(unit.offset)
-        source = f if unit.length is None else io.BytesIO(f.read(unit.length))
+        source = f
+        if unit.length is not None:
+            data = f.read(unit.length)
+            if unit.sha256 is not None and hashlib.sha256(data).hexdigest() != unit.sha256:
+                check.problems.append(f"{unit.path}: bytes differ from the sha256 the ledger records{at}")
+            source = io.BytesIO(data)
         try:
             for record in read_records(source, compression=compression):
                 check.count += 1
                 where = f"{unit.path} example {unit.first + check.count}"
                 example = decoder.decode(record)
-                if _schema_holds(where, example, sizes, check):
+                if expected.holds(where, example, check):
                     pending.append((where, example))
                 if len(pending) >= _BATCH:
-                    _check_values(pending, sizes, check.problems)
+                    expected.check_values(pending, check.problems)
         except (CorruptRecordError, ValueError) as exc:
-            at = f" (the block of case {unit.case_id} at byte {unit.offset})" if unit.case_id is not None else ""
             check.problems.append(f"{unit.path}: unreadable after {unit.first + check.count} examples{at} ({exc})")
-        _check_values(pending, sizes, check.problems)
+        expected.check_values(pending, check.problems)
     return check
 
 
-def _schema_holds(where: str, ex: dict, sizes: dict[str, int], check: _UnitCheck) -> bool:
-    """Check the schema and note the example's identity; True if its values are to be checked."""
-    for name, size in sizes.items():
-        if name not in ex:
-            check.problems.append(f"{where}: feature {name} missing")
-            return False
-        if len(ex[name]) != size:
-            check.problems.append(f"{where}: {name} has {len(ex[name])} values, schema says {size}")
-            return False
-    check.keys.append((int(ex["case_id"][0]), int(ex["window_start_s"][0])))
-    check.subjects.add(ex["subject_id"][0].decode())
-    return True
+class _Expected:
+    """What the schema says of each decoded example."""
+
+    def __init__(self, schema: ExampleSchema):
+        self.features = [(name, f.size, f.dtype) for name, f in schema.items()]
+        self.binary = schema.with_values("0/1")
+        self.bounded = schema.with_values("normalized") + self.binary  # finite, in [-1, 1]
+
+    def holds(self, where: str, ex: dict, check: _UnitCheck) -> bool:
+        """Check the features, dtypes and sizes and note the example's identity; True if its
+        values are to be checked."""
+        for name, size, dtype in self.features:
+            if name not in ex:
+                check.problems.append(f"{where}: feature {name} missing")
+                return False
+            value = ex[name]
+            is_list = isinstance(value, list)  # how the decoder returns a bytes_list
+            if (dtype == "string") != is_list or (not is_list and value.dtype != _NUMPY[dtype]):
+                check.problems.append(f"{where}: {name} is not {dtype}")
+                return False
+            if len(value) != size:
+                check.problems.append(f"{where}: {name} has {len(value)} values, schema says {size}")
+                return False
+        check.keys.append((int(ex["case_id"][0]), int(ex["window_start_s"][0])))
+        check.subjects.add(ex["subject_id"][0].decode())
+        return True
+
+    def check_values(self, pending: list[tuple[str, dict]], problems: list[str]) -> None:
+        """Normalized values finite and in [-1, 1], mask 0/1: one numpy pass over many examples."""
+        if not pending:
+            return
+        for name in self.bounded:
+            values = np.stack([ex[name] for _, ex in pending])
+            if values.size and not (values.min() >= -1 and values.max() <= 1):  # NaN fails too: find them
+                inside = (values >= -1) & (values <= 1)
+                for i in np.flatnonzero(~inside.all(axis=1)):
+                    problems.append(f"{pending[i][0]}: {name} has values outside [-1, 1] or not finite")
+            if name in self.binary:
+                for i in np.flatnonzero(((values != 0) & (values != 1)).any(axis=1)):
+                    problems.append(f"{pending[i][0]}: {name} holds values other than 0 and 1")
+        pending.clear()
 
 
-def _check_values(pending: list[tuple[str, dict]], sizes: dict[str, int], problems: list[str]) -> None:
-    """Normalized values finite and in [-1, 1], mask 0/1: one numpy pass over many examples."""
-    if not pending:
-        return
-    for name in (n for n in _BOUNDED if n in sizes):
-        values = np.stack([ex[name] for _, ex in pending])
-        if values.size and not (values.min() >= -1 and values.max() <= 1):  # NaN fails too: find them
-            inside = (values >= -1) & (values <= 1)
-            for i in np.flatnonzero(~inside.all(axis=1)):
-                problems.append(f"{pending[i][0]}: {name} has values outside [-1, 1] or not finite")
-        if name == "mask":
-            for i in np.flatnonzero(((values != 0) & (values != 1)).any(axis=1)):
-                problems.append(f"{pending[i][0]}: mask holds values other than 0 and 1")
-    pending.clear()
-
-
-def _tally(card: dict, report: VerifyReport, files: list, units: list[_Unit], checks: list[_UnitCheck],
+def _tally(card: DatasetCard, report: VerifyReport, files: list, units: list[_Unit], checks: list[_UnitCheck],
            digests: dict[str, str]) -> None:
     """Combine the units' checks: counts per block, file, case and split; duplicates; splits."""
-    split_of_case = {d["case_id"]: d["split"] for d in card["case_details"]}
+    split_of_case = {d["case_id"]: d["split"] for d in card.case_details}
     counts: Counter[str] = Counter()
     seen: dict[bool, set[tuple[int, int]]] = {False: set(), True: set()}  # parts / merged files
-    merged_paths = {entry["path"] for _, entry, merged in files if merged}
+    merged_paths = {entry.path for _, entry, merged in files if merged}
     windows: Counter[int] = Counter()
     subjects: dict[str, set[str]] = defaultdict(set)
     for unit, check in zip(units, checks):
@@ -290,21 +319,21 @@ def _tally(card: dict, report: VerifyReport, files: list, units: list[_Unit], ch
         if not merged:
             subjects[unit.split] |= check.subjects
     for split, entry, merged in files:
-        path = entry["path"]
-        if path in digests and digests[path] != entry["sha256"]:
+        path = entry.path
+        if path in digests and digests[path] != entry.sha256:
             report.problem(f"{path}: checksum differs from the record (file changed or corrupt)")
-        if path in digests and counts[path] != entry["examples"]:
-            report.problem(f"{path}: {counts[path]} examples, recorded {entry['examples']}")
+        if path in digests and counts[path] != entry.examples:
+            report.problem(f"{path}: {counts[path]} examples, recorded {entry.examples}")
         if not merged:
             report.examples[split] = report.examples.get(split, 0) + counts[path]
     for split in SPLITS:
-        expected = card["splits"][split]["windows"]
+        expected = card.splits[split].windows
         if report.examples.setdefault(split, 0) != expected:
             report.problem(f"{split}: {report.examples[split]} examples in the parts, card says {expected}")
         for split_, entry, merged in files:
-            if merged and split_ == split and counts[entry["path"]] != expected:
-                report.problem(f"{entry['path']}: {counts[entry['path']]} examples, split {split} has {expected}")
-    for d in card["case_details"]:
+            if merged and split_ == split and counts[entry.path] != expected:
+                report.problem(f"{entry.path}: {counts[entry.path]} examples, split {split} has {expected}")
+    for d in card.case_details:
         if d["status"] == "ok" and windows[d["case_id"]] != d["windows"]:
             report.problem(f"case {d['case_id']}: {windows[d['case_id']]} windows in the parts, "
                            f"card says {d['windows']}")
@@ -315,7 +344,7 @@ def _tally(card: dict, report: VerifyReport, files: list, units: list[_Unit], ch
                 report.problem(f"subjects in both {a} and {b}: {sorted(shared)[:10]}")
 
 
-def combined_card(store: Store, scope: list[str], manifests: list[dict | None]) -> dict:
+def combined_card(store: Store, scope: list[str], manifests: list[dict | None]) -> DatasetCard:
     """One card for an output several hosts wrote, from their manifests and ledgers."""
     first = next(m for m in manifests if m)
     expected = [f"h{i}" for i in range(first["host_count"])]

@@ -321,7 +321,9 @@ class LaunchOptions:
 
     @property
     def variant(self) -> str:
-        return variant(self.container or PROCESSING_JOB, self.spot, self.job.command)
+        """``"preprocess as a processing job"``, ``"preprocess as a spot job"``, ..."""
+        settled = settle(self)
+        return variant(settled.container, settled.spot, settled.job.command)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,10 +396,10 @@ def _validate_resources(o: LaunchOptions) -> None:
     kind = o.job
     if o.container not in CONTAINERS:
         raise LaunchError(f"--container must be {' or '.join(CONTAINERS)} (got {o.container!r})")
-    if o.container not in kind.containers:
-        raise LaunchError(f"{kind.name} does not run in a {o.container} container")
     if o.spot and not kind.spot:
         raise LaunchError(f"{kind.name} cannot run with managed spot")
+    if o.container not in kind.containers:
+        raise LaunchError(f"{kind.name} does not run in a {o.container} container")
     if o.spot and o.container != TRAINING_JOB:
         raise LaunchError(f"managed spot needs a {TRAINING_JOB} container: drop --container {o.container} "
                           f"(--spot implies {TRAINING_JOB})")
@@ -841,8 +843,8 @@ def describe_job(name: str, region: str | None = None, container: str | None = N
             text = str(exc).lower()
             if "could not find" not in text and "not found" not in text:
                 raise
-    kind = f"{container} " if container else ""
-    raise LaunchError(f"no SageMaker {kind}job named {name!r} in {region or 'this region'}")
+    which = f"{_APIS[container].word.lower()} " if container else ""  # SageMaker's name: "processing job"
+    raise LaunchError(f"no SageMaker {which}job named {name!r} in {region or 'this region'}")
 
 
 def list_jobs(region: str | None = None, limit: int = 20, name_contains: str | None = "vitalflow",
