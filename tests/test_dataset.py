@@ -134,6 +134,14 @@ def test_a_verified_output_opens_with_its_parts_fingerprint_and_schema(verified)
         dataset.fingerprint = "x"
 
 
+def test_a_run_records_its_own_verification_and_opens(corpus, tmp_path):
+    """A run verifies its output before it says success, and records that: no separate verify."""
+    result = run(corpus, tmp_path / "out")
+    card = card_of(tmp_path / "out")
+    assert result.verify.ok and card["verification"]["ok"] and card["verification"]["fingerprint"] == card["fingerprint"]
+    assert open_dataset(str(tmp_path / "out")).fingerprint == card["fingerprint"]
+
+
 def test_open_refuses_a_folder_without_a_card(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(OutputError, match=f"{tmp_path / 'empty'}: no {CARD_NAME}"):

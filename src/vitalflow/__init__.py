@@ -11,6 +11,7 @@ import typing as _typing
 
 __all__ = [
     "Config",
+    "Dataset",
     "Patient",
     "RunResult",
     "Spec",
@@ -21,6 +22,7 @@ __all__ = [
     "denormalize_targets",
     "load_config",
     "load_spec",
+    "open_dataset",
     "preprocess",
     "preprocess_case",
     "verify_output",
@@ -29,6 +31,7 @@ __all__ = [
 # Public name -> the module it is imported from. Every name of __all__ but __version__.
 _HOMES = {
     "Config": "vitalflow.spec",
+    "Dataset": "vitalflow.dataset.reference",
     "Patient": "vitalflow.transform",
     "RunResult": "vitalflow.run.preprocess",
     "Spec": "vitalflow.spec",
@@ -38,12 +41,14 @@ _HOMES = {
     "denormalize_targets": "vitalflow.transform.normalize",
     "load_config": "vitalflow.spec",
     "load_spec": "vitalflow.spec",
+    "open_dataset": "vitalflow.dataset.reference",
     "preprocess": "vitalflow.run.preprocess",
     "preprocess_case": "vitalflow.transform",
     "verify_output": "vitalflow.dataset.verify",
 }
 
 if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; never run
+    from vitalflow.dataset.reference import Dataset, open_dataset
     from vitalflow.dataset.verify import VerifyReport, verify_output
     from vitalflow.errors import VitalflowError
     from vitalflow.run.preprocess import RunResult, preprocess

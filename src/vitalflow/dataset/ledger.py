@@ -125,3 +125,28 @@ OWN_FILES = {NAMES.card()} | NAMES.merged_files()
 def _json(obj: dict) -> bytes:
     return (json.dumps(obj, indent=1, sort_keys=True, allow_nan=False) + "\n").encode()
 
+
+def manifest_differences(old: dict, new: dict, failed: set[str] = frozenset()) -> list[str]:
+    """The one compatibility rule of run manifests: why an output made under manifest ``old``
+    cannot be continued (or combined) with one made under ``new``; empty when it can. Recordings
+    of the ``failed`` cases (ids as strings) may have changed (``--retry-failed`` rereads them)."""
+    out = []
+    if old.get("config_hash") != new["config_hash"]:
+        out.append(f"config or spec (spec {old.get('spec', {}).get('hash', '?')[:19]}, "
+                   f"config {old.get('config_hash', '?')[:19]})")
+    if old.get("cases") != new["cases"]:
+        out.append("case selection")
+    old_in, new_in = (old.get("inputs") or {}), new["inputs"]
+    if old.get("clinical_sha256") != new["clinical_sha256"]:
+        out.append(f"clinical table (was {old_in.get('clinical', {}).get('uri', '?')}, "
+                   f"sha256 {old.get('clinical_sha256', '?')[:12]})")
+    old_input, new_input = old_in.get("input") or {}, new_in["input"]
+    if old_input.get("uri") != new_input["uri"]:
+        out.append(f"--input {new_input['uri']} (the output was made from {old_input.get('uri', '?')})")
+    else:
+        before, now = old_input.get("recordings") or {}, new_input["recordings"]
+        changed = [now[c][0] for c in now if c in before and before[c] != now[c] and c not in failed]
+        if changed:
+            out.append(f"{len(changed)} recording(s) changed since (size or modification time): "
+                       f"{', '.join(changed[:5])}")
+    return out

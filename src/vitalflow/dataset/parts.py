@@ -16,7 +16,6 @@ from vitalflow.dataset.naming import NAMES
 from vitalflow.dataset.record import Record
 from vitalflow.store import Store
 
-PART_RE = NAMES._part.pattern  # deprecated: use NAMES.parse_part (kept while run/ still imports it)
 
 
 class Block(Record):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vitalflow.dataset.card import CARD_NAME, DatasetCard, build_card, fingerprint, read_card, write_card
-from vitalflow.dataset.ledger import Ledger
+from vitalflow.dataset.ledger import Ledger, manifest_differences
 from vitalflow.dataset.naming import LEDGER, NAMES
 from vitalflow.dataset.parts import Block, FileEntry, PartRecord
 from vitalflow.dataset.schema import ExampleSchema
@@ -352,8 +352,12 @@ def combined_card(store: Store, scope: list[str], manifests: list[dict | None]) 
     if scope != expected:
         problems.append(f"ledgers of hosts {scope}, expected {expected}")
     for h, m in zip(scope, manifests):
-        if not m or any(m[k] != first[k] for k in ("config_hash", "cases", "clinical_sha256", "host_count")):
-            problems.append(f"host {h} ran with other settings")
+        if not m:
+            problems.append(f"host {h} has no run manifest")
+            continue
+        differences = manifest_differences(first, m) + (["host count"] if m["host_count"] != first["host_count"] else [])
+        if differences:
+            problems.append(f"host {h} ran with other inputs or settings: {'; '.join(differences)}")
     if problems:
         raise OutputError(f"{store.uri}: cannot combine hosts: {'; '.join(problems)}")
     outcomes, parts = {}, []

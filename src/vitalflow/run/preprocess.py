@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vitalflow.dataset.card import build_card, card_name, example_schema, write_card
-from vitalflow.dataset.ledger import Ledger
+from vitalflow.dataset.ledger import Ledger, manifest_differences
 from vitalflow.dataset.merge import merge_parts
-from vitalflow.dataset.parts import PART_RE
 from vitalflow.dataset.split import assign_splits
 from vitalflow.dataset.verify import VerifyReport, unit_schema, verify_output
 from vitalflow.errors import InputError, OutputError
@@ -62,7 +61,7 @@ class RunResult:
 
     @property
     def complete(self) -> bool:
-        return self.card["status"] == "complete"
+        return self.card.status == "complete"
 
 
 def host_cases(selected: list[int], host_index: int, host_count: int) -> list[int]:
@@ -178,7 +177,8 @@ def preprocess(
         t1 = time.perf_counter()
         report = verify_output(store.uri, host=options.host if options.host_count > 1 else None,
                                workers=options.workers, checked=committer.checked())
-        card["timings_s"]["verify"] = round(time.perf_counter() - t1, 3)
+        card = card.verified(report)
+        card.timings_s["verify"] = round(time.perf_counter() - t1, 3)
         write_card(store, card, name)
         return RunResult(store.uri, card, report, stop.requested)
 
@@ -194,7 +194,7 @@ def _open_ledger(store: Store, ledger: Ledger, manifest: dict, options: RunOptio
     if existing is None:
         mine = ledger.prefix + "/"
         foreign = [n for n in store.list() if n == card or n.startswith(mine)
-                   or (PART_RE.match(n) and PART_RE.match(n).group(3) == ledger.host)]
+                   or ledger.owns_part(n)]
         if foreign:
             raise OutputError(
                 f"{store.uri} already holds a dataset ({foreign[0]}) this run did not start; "
@@ -212,28 +212,3 @@ def _open_ledger(store: Store, ledger: Ledger, manifest: dict, options: RunOptio
         )
     if options.retry_failed and existing.get("inputs") != manifest["inputs"]:
         ledger.write_manifest(manifest)
-
-
-def manifest_differences(old: dict, new: dict, failed: set[str] = frozenset()) -> list[str]:
-    """Why an output's manifest ``old`` cannot be resumed with ``new`` (empty: it can). Recordings
-    of the ``failed`` cases (ids as strings) may have changed."""
-    out = []
-    if old.get("config_hash") != new["config_hash"]:
-        out.append(f"config or spec (spec {old.get('spec', {}).get('hash', '?')[:19]}, "
-                   f"config {old.get('config_hash', '?')[:19]})")
-    if old.get("cases") != new["cases"]:
-        out.append("case selection")
-    old_in, new_in = (old.get("inputs") or {}), new["inputs"]
-    if old.get("clinical_sha256") != new["clinical_sha256"]:
-        out.append(f"clinical table (was {old_in.get('clinical', {}).get('uri', '?')}, "
-                   f"sha256 {old.get('clinical_sha256', '?')[:12]})")
-    old_input, new_input = old_in.get("input") or {}, new_in["input"]
-    if old_input.get("uri") != new_input["uri"]:
-        out.append(f"--input {new_input['uri']} (the output was made from {old_input.get('uri', '?')})")
-    else:
-        before, now = old_input.get("recordings") or {}, new_input["recordings"]
-        changed = [now[c][0] for c in now if c in before and before[c] != now[c] and c not in failed]
-        if changed:
-            out.append(f"{len(changed)} recording(s) changed since (size or modification time): "
-                       f"{', '.join(changed[:5])}")
-    return out
