@@ -127,3 +127,21 @@ def test_publication_is_atomic_no_partial_object_is_ever_visible(s3_server, buck
     assert seen_sizes and set(seen_sizes) == {len(payload)}  # visible only whole
     assert store.read_bytes("part.tfrecord") == payload
     assert not staged.exists()
+
+
+def test_a_failed_download_is_a_read_failure_naming_the_object(bucket):
+    """The object is gone between the listing and the download (or S3 refuses it): the case's
+    read fails naming the object, instead of an ``internal`` error."""
+    from vitalflow.errors import VitalReadError
+    from vitalflow.run.inputs import local_copy
+
+    with pytest.raises(VitalReadError, match=rf"s3://{bucket}/vital/0042.vital: download failed \(FileNotFoundError"):
+        with local_copy(f"s3://{bucket}/vital", "0042.vital"):
+            pass
+
+
+def test_storage_errors_on_s3_name_the_object(bucket):
+    from vitalflow.errors import StoreError
+
+    with pytest.raises(StoreError, match=rf"s3://{bucket}/out/none.json: reading failed \(FileNotFoundError"):
+        Store(f"s3://{bucket}/out").read_bytes("none.json")
