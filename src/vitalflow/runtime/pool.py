@@ -10,9 +10,19 @@ import ctypes
 import multiprocessing
 import resource
 import signal
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 
 _PR_SET_PDEATHSIG = 1
+
+
+def _running(pid: int | None) -> bool:
+    """Whether the process still runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 def peak_rss_mb(pid: int | str = "self") -> float:
@@ -71,11 +81,18 @@ class WorkerPool:
 
     def deaths(self) -> list[str]:
         """How the workers that are no longer alive ended, e.g. ``"pid 123 killed by SIGKILL
-        (the kernel's out-of-memory killer sends it)"`` or ``"pid 123 exited with code 1"``."""
+        (the kernel's out-of-memory killer sends it)"`` or ``"pid 123 exited with code 1"``.
+
+        Called when the pool broke. The executor's manager thread reaps the dead worker at the same
+        moment; a reader that loses that race sees no exit code for up to a moment, so a worker
+        whose process has ended is read again for up to a second."""
         out = []
+        deadline = time.monotonic() + 1.0
         for p in self._processes():
-            p.join(timeout=0.5)
             code = p.exitcode
+            while code is None and not _running(p.pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+                code = p.exitcode
             if not code:  # alive, or a clean exit (the executor stops the others when one dies)
                 continue
             if code < 0:
