@@ -471,3 +471,11 @@ def test_empty_splits_are_warnings_in_the_card_and_the_summary(tmp_path):
         assert f"warning: split {split} is empty" in result.stderr
     achieved = card["split_fractions"]["achieved_subjects"]
     assert sum(achieved.values()) == pytest.approx(1.0) and all(achieved[s] == 0 for s in expected_empty)
+
+
+def test_the_library_takes_case_ids_as_a_list(tmp_path):
+    inp, _ = make_input(tmp_path / "in", 3)
+    config, spec = load_config()
+    card = preprocess(inp, inp / "clinical.csv", tmp_path / "out", config, spec, cases=[3, 1, 9], options=QUIET).card
+    assert sorted(d["case_id"] for d in card["case_details"]) == [1, 3] and card["inputs"]["selection"] == "1,3,9"
+    assert card["cases"]["without_file"] == 1

@@ -14,6 +14,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from vitalflow.dataset.card import build_card, card_name, example_schema, write_card
 from vitalflow.dataset.ledger import Ledger, manifest_differences
@@ -79,7 +80,7 @@ def preprocess(
     output: str | Path,
     config: Config,
     spec: Spec,
-    cases: CaseSelection | None = None,
+    cases: CaseSelection | Iterable[int] | None = None,
     options: RunOptions = RunOptions(),
     reporter: Reporter | None = None,
 ) -> RunResult:
@@ -90,6 +91,8 @@ def preprocess(
     clinical = read_input_bytes(clinical_uri, "clinical table")
     patients = read_clinical(clinical, clinical_uri)
     files = find_case_files(input_uri)
+    if cases is not None and not isinstance(cases, CaseSelection):
+        cases = CaseSelection.of(cases)  # ids from a library caller
     selection = cases if cases is not None else CaseSelection.of(files)
     selected = selection.among(files)
     if not selected:
