@@ -636,3 +636,17 @@ def test_bounded_inflate_is_not_slower(tmp_path):
         mod.decompressobj(31).decompress(blob)
         best["one-shot"] = min(best["one-shot"], time.perf_counter() - t)
     assert best["bounded"] < 1.5 * best["one-shot"] + 0.002, best
+
+
+def test_memory_error_in_the_packet_loop_is_not_a_file_problem(tmp_path, monkeypatch):
+    """vitaldb's loop keeps what it read when it fails; a MemoryError (the worker's memory limit)
+    must not pass for such a failure of the file: it reaches the case, which fails as out of memory."""
+    tracks, row, start, layout = synth_case(1, seed=0, hours=0.2, waves=False)
+    write_vital(tmp_path / "0001.vital", tracks, start, layout="interleaved")
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(fastread, "_sequential_loop", no_memory)
+    with pytest.raises(MemoryError):
+        read_numeric_tracks(tmp_path / "0001.vital", SPEC_TRACKS)

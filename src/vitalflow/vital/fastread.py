@@ -530,7 +530,7 @@ def _parse_header(data: bytes, st: _State, hard_end: bool = False) -> int | None
         st.packed = False
         if headerlen >= 27:
             st.packed = _unpack_b(header, 26)[0] == 1
-    except _HeaderCut:
+    except (_HeaderCut, MemoryError):
         raise
     except Exception as exc:
         raise _HeaderError(f"{type(exc).__name__}: {exc}") from None
@@ -549,6 +549,8 @@ def _parse_sequential(data: bytes, pos: int, st: _State, names: list[str], stop_
     """
     try:
         return _sequential_loop(data, pos, st, names, stop_at_rec, hard_end)
+    except MemoryError:  # the worker's memory limit, not a property of the file: the case fails so
+        raise
     except Exception as exc:  # vitaldb: print(f'Error in reading file: {e}'); return False
         st.stop_reason = f"vitaldb's reading error: {exc}"  # at the packet it was reading
         return None
