@@ -77,7 +77,9 @@ def synth_case(
     patient = draw_patient(seed, case_id, rng)
     flags = draw_flags(rng, case_id, patient)
     tl = draw_timeline(rng, case_id, hours, flags)
-    state = simulate_state(rng, tl, patient, flags)
+    # the closed loop draws from its own stream, so device artefacts and the clinical row do not
+    # depend on how many decisions the simulated clinician made
+    state = simulate_state(np.random.default_rng([seed, case_id, 2]), tl, patient, flags)
     tracks, devices = numeric_tracks(rng, tl, state, patient, flags)
     if waves:
         wrng = np.random.default_rng([seed, case_id, 1])
