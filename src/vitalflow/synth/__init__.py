@@ -17,9 +17,13 @@ What a case looks like (the numbers follow VitalDB; see SPEC.md, "VitalDB facts"
   Primus AWP/CO2 62.5 Hz (float32), BIS EEG1_WAV/EEG2_WAV 128 Hz (int16 with gain). Record times
   carry a few ms of jitter; each device has its own start, end and unplugged gaps.
 - Timeline: awake monitoring, induction at ``anestart`` (propofol/remifentanil bolus then
-  maintenance rates stepped every 10-30 min), intubation 2-6 min later (EtCO2 and ventilator
-  values appear only then), incision, sevoflurane for non-TIVA cases, drugs off near the end of
+  maintenance), intubation 2-6 min later (EtCO2 and ventilator values appear only then),
+  incision and surgical stimulation, sevoflurane for non-TIVA cases, drugs off near the end of
   surgery, extubation, ``aneend``. Arterial line 10-40 min after induction in ~60 % of cases.
+- A closed loop (`physiology`): drugs act through first-order effect-site lags, and a simulated
+  anesthesiologist changes pump rates, the sevoflurane dial and the ventilator in reaction to
+  the monitor (BIS, MAP, HR/SBP jumps, EtCO2, SpO2) after 1-3 min delays, plus unexplained
+  changes (README, "Synthetic world").
 - Drug presence like VitalDB: propofol pump ~55 %, remifentanil ~75 % (RFTN20, sometimes
   RFTN50), norepinephrine ~1.4 % (case ids with ``id % 71 == 19``).
 - Artefacts: spikes, zeros, negative and absurd values, NaN, device gaps of 30 s-10 min.
@@ -77,7 +81,9 @@ def synth_case(
     patient = draw_patient(seed, case_id, rng)
     flags = draw_flags(rng, case_id, patient)
     tl = draw_timeline(rng, case_id, hours, flags)
-    state = simulate_state(rng, tl, patient, flags)
+    # the closed loop draws from its own stream, so device artefacts and the clinical row do not
+    # depend on how many decisions the simulated clinician made
+    state = simulate_state(np.random.default_rng([seed, case_id, 2]), tl, patient, flags)
     tracks, devices = numeric_tracks(rng, tl, state, patient, flags)
     if waves:
         wrng = np.random.default_rng([seed, case_id, 1])

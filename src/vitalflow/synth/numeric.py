@@ -177,15 +177,14 @@ def numeric_tracks(rng, tl: Timeline, s: State, p: Patient, f: Flags):
     tracks += b.tracks
 
     # ---- NIBP (Solar8000, one cuff reading per cycle)
+    # the cuff times and errors come from the physiology: the simulated clinician reads them
     a, e = spans["Solar8000"]
-    cycle = f.nibp_cycle
-    count = int(max(0.0, e - a - 20) // cycle) + 1
-    tn = a + 20 + np.arange(count) * cycle + rng.uniform(-5, 5, count)
-    tn = np.round(tn[(tn >= 0) & (tn < e)], 3)
+    tn, err = s.nibp_times, s.nibp_err
+    keep = (tn >= a + 15) & (tn >= 0) & (tn < e)
     for g0, g1 in gaps["Solar8000"]:
-        tn = tn[(tn < g0) | (tn >= g1)]
+        keep &= (tn < g0) | (tn >= g1)
+    tn, err = tn[keep], err[keep]
     nb = _Builder(rng, "Solar8000", tn)
-    err = rng.normal(0, 4, tn.size)
     nb.add("NIBP_SBP", s.at("sbp", tn) + err, 0, spikes=(0, 300, np.nan), rate=5e-3)
     nb.add("NIBP_DBP", s.at("dbp", tn) + err * 0.6, 0, spikes=(0, np.nan), rate=5e-3)
     if not f.no_mbp:

@@ -1,8 +1,12 @@
-"""The latent 1 Hz state of a case, from which every track is sampled.
+"""The latent 1 Hz state of a case, from which every track is sampled: a closed loop.
 
-Depth of anesthesia, heart rate, blood pressure, SpO2, BIS, EtCO2, temperature, ventilator
-settings and measurements, sevoflurane, and pump rates (mL/h), plus the curve helpers
-(`drift`, `lowpass`, `steps`) the device tracks reuse.
+Drugs act on the patient through first-order effect-site lags; a simulated anesthesiologist
+looks at the monitor every ``DT`` seconds and, after a drawn reaction delay, changes pump rates,
+the sevoflurane dial and the ventilator (README, "Synthetic world", states every rule). The loop
+runs forward in blocks of ``DT`` seconds with the inputs constant in a block, so each lag has a
+closed form inside a block; the 1 Hz arrays are then rebuilt from the recorded block inputs and
+block-start values with the same formulas (`_vitals`), so the arrays show exactly what the
+clinician saw. Also the curve helpers (`drift`, `lowpass`, `steps`) the device tracks reuse.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ class State(dict):
     def __init__(self, g: np.ndarray):
         super().__init__()
         self.g = g
-        self.nepi_on: float | None = None  # norepinephrine start, if any
+        self.actions: list[tuple[float, str, float, float, str]] = []  # (time, setting, old, new, cause)
+        self.stims: list[tuple[float, float]] = []  # surgical stimulation events (start, duration), s
+        self.nibp_times = np.zeros(0)  # NIBP cuff reading times (s) and their errors (mmHg)
+        self.nibp_err = np.zeros(0)
 
     def index(self, times: np.ndarray) -> np.ndarray:
         """Grid index nearest to each of ``times`` (clipped to the grid)."""
@@ -66,106 +73,399 @@ def steps(rng, g, t0, t1, level, sd, lo, hi, fl, every=(10, 30)) -> np.ndarray:
     return out
 
 
+DT = 10  # s between the clinician's looks at the monitor (and block length of the loop)
+# effect-site / measurement lags (s): propofol, sevoflurane effect, expired sevoflurane,
+# remifentanil, norepinephrine, a manual vasopressor bolus, EtCO2 after a ventilation change, FiO2
+TAU = {"ppf": 180.0, "sevo": 240.0, "exp": 150.0, "remi": 100.0, "nepi": 90.0, "vaso": 480.0, "co2": 120.0,
+       "fio2": 60.0}  # fmt: skip
+BIS_BAND = (40.0, 60.0)
+MAP_LOW = {"adult": 65.0, "child": 50.0, "infant": 40.0}  # mmHg; norepinephrine weaned above MAP_HIGH
+MAP_HIGH = 85.0
+ETCO2_BAND = (30.0, 42.0)  # mmHg
+SPO2_LOW, SPO2_HIGH = 94.0, 98.0  # %
+HOLD_S = 120.0  # a condition must hold this long on the monitor
+DELAY_S = (60.0, 180.0)  # reaction delay, drawn per decision
+REFRACTORY_S = 240.0  # after an action, the same rule waits this long
+NOISE_PER_H = {"hyp": 0.8, "remi": 0.6, "nepi": 0.6, "rr": 0.3, "tv": 0.2, "peep": 0.25, "fio2": 0.3}
+
+
+class _Ex:
+    """Exogenous 1 Hz arrays and per-case constants (independent of the clinician)."""
+
+
+def _vitals(ex: _Ex, i, c: dict) -> dict:
+    """Vital signs at grid index ``i`` (int or array) from lag-channel values ``c`` (same shape)."""
+    remi = c["remi"]
+    blunt = remi / (remi + 0.06)  # remifentanil blunts the response to stimulation
+    h = ex.sens * (c["ppf"] / 7.0 + c["sevo"] / 2.0) * (1 + 0.3 * remi / (remi + 0.1))
+    depth = h * h / (h * h + 0.3025)  # Emax model, half effect at h = 0.55
+    resp = 1 - 0.85 * blunt
+    hr = np.clip(ex.base_hr * (1 - 0.12 * depth - 0.08 * blunt) + resp * (15 * ex.intub[i] + ex.stim_hr[i])
+                 + ex.hr_d[i], 35, 190)  # fmt: skip
+    sbp = (ex.base_sbp * (1 - 0.25 * depth - 0.06 * blunt) + resp * (30 * ex.intub[i] + ex.stim_sbp[i])
+           + 45 * c["nepi"] / (c["nepi"] + 0.1) + c["vaso"] - ex.hypo[i] + ex.sbp_d[i])  # fmt: skip
+    sbp = np.clip(sbp, 55, 220)
+    dbp = sbp * ex.dbp_ratio + ex.dbp_d[i]
+    mbp = (sbp + 2 * dbp) / 3 + ex.mbp_d[i]
+    bis = np.clip(96 - 62 * depth + 5 * resp * ex.stim_lvl[i] + ex.bis_d[i], 5, 98)
+    etco2 = np.clip(c["co2"] * ex.co2prod[i] + ex.etco2_d[i], 20, 60)
+    spo2 = np.clip(97.3 + 2.2 * ex.o2[i] - ex.desat[i] * 50 / c["fio2"] + ex.spo2_d[i], 80, 100)
+    return {"depth": depth, "hr": hr, "sbp": sbp, "dbp": dbp, "mbp": mbp, "bis": bis, "etco2": etco2, "spo2": spo2}
+
+
+def _episodes(rng, g, a, b, per_h, dur, amp) -> tuple[np.ndarray, list]:
+    """Sum of smooth episodes (Poisson, ``per_h`` per hour in [a, b)), durations and amplitudes drawn."""
+    out = np.zeros(g.size)
+    k = rng.poisson(max(0.0, b - a) / 3600 * per_h)
+    ev = []
+    for t0, d, h in zip(rng.uniform(a, max(a, b), k), rng.uniform(*dur, k), rng.uniform(*amp, k)):
+        out += h * _ramp(g, t0, t0 + 60) * (1 - _ramp(g, t0 + d, t0 + d + 120))
+        ev.append((float(t0), float(d)))
+    return out, ev
+
+
 def simulate_state(rng: np.random.Generator, tl: Timeline, p: Patient, f: Flags) -> State:
     """All latent arrays of the case, from 15 min before induction (or the recording start) to the end."""
     g = np.arange(min(0.0, np.floor(tl.anestart) - 900), tl.total + 2, 1.0)
     n = g.size
     s = State(g)
     u = rng.random(16)
+    w = p.weight
+    ex = _Ex()
 
-    depth = _ramp(g, tl.anestart, tl.anestart + 60 + 90 * u[0]) * (1 - _ramp(g, tl.stop, tl.extub + 60))
-    intub_bump = np.exp(-0.5 * ((g - tl.intub - 30) / 40) ** 2)
+    # ---- exogenous: stimulation, intubation, drifts, hypotension, CO2 load, desaturation
+    ex.intub = np.exp(-0.5 * ((g - tl.intub - 30) / 40) ** 2)
     incision = _ramp(g, tl.opstart, tl.opstart + 60) * np.exp(-np.clip(g - tl.opstart, 0, None) / 600)
+    stim, s.stims = _episodes(rng, g, tl.opstart + 600, tl.opend, 4.0, (120, 480), (0.6, 1.4))
+    s.stims.insert(0, (float(tl.opstart), 600.0))
+    ex.stim_lvl = np.clip(incision + stim, 0, 2)
+    ex.stim_hr, ex.stim_sbp = 14 * ex.stim_lvl, 24 * ex.stim_lvl
     vent = ((g >= tl.intub) & (g < tl.extub)).astype(np.float64)
-    s["depth"], s["vent"] = depth, vent
-
-    base_hr = {"adult": 78, "child": 105, "infant": 135}[p.kind] + rng.normal(0, 8)
-    s["hr"] = np.clip(
-        base_hr * (1 - 0.15 * depth) + 15 * intub_bump + 8 * incision
-        + drift(rng, n, 300, 4) + drift(rng, n, 20, 1.2), 35, 190)  # fmt: skip
-    base_sbp = {"adult": 105 + 0.5 * p.age, "child": 100, "infant": 80}[p.kind] + rng.normal(0, 12)
-    sbp = base_sbp * (1 - 0.22 * depth) + 30 * intub_bump + 15 * incision
-    sbp += drift(rng, n, 600, 8) + drift(rng, n, 40, 2.5)
-    if f.nepi:  # hypotension, then norepinephrine
-        t_on = tl.opstart + (0.2 + 0.3 * u[1]) * (tl.stop - tl.opstart)
-        sbp -= 25 * _ramp(g, t_on - 600, t_on) * (1 - 0.8 * _ramp(g, t_on, t_on + 300))
-        s.nepi_on = t_on
-    sbp = np.clip(sbp, 55, 220)
-    dbp = sbp * (0.52 + 0.08 * u[2]) + drift(rng, n, 600, 3)
-    s["sbp"], s["dbp"] = sbp, dbp
-    s["mbp"] = (sbp + 2 * dbp) / 3 + drift(rng, n, 120, 1)
-    o2 = _ramp(g, tl.anestart - 180, tl.anestart) * (1 - _ramp(g, tl.extub + 600, tl.extub + 900))
-    s["spo2"] = np.clip(97.3 + 2.2 * o2 + drift(rng, n, 300, 0.6), 88, 100)
-    s["bis"] = np.clip(94 - 46 * depth + drift(rng, n, 300, 4) + drift(rng, n, 15, 1.5), 5, 98)
-    s["etco2"] = np.clip(35 + drift(rng, n, 900, 2.5) + drift(rng, n, 60, 0.8), 25, 50)
+    s["vent"] = vent
+    ex.base_hr = {"adult": 78, "child": 105, "infant": 135}[p.kind] + rng.normal(0, 8)
+    ex.base_sbp = {"adult": 105 + 0.5 * p.age, "child": 100, "infant": 80}[p.kind] + rng.normal(0, 12)
+    ex.hr_d = drift(rng, n, 300, 4) + drift(rng, n, 20, 1.2)
+    ex.sbp_d = drift(rng, n, 600, 8) + drift(rng, n, 40, 2.5)
+    ex.dbp_ratio = 0.52 + 0.08 * u[2]
+    ex.dbp_d = drift(rng, n, 600, 3)
+    ex.mbp_d = drift(rng, n, 120, 1)
+    ex.bis_d = drift(rng, n, 300, 4) + drift(rng, n, 15, 1.5)
+    ex.etco2_d = drift(rng, n, 60, 0.8)
+    ex.spo2_d = drift(rng, n, 300, 0.6)
+    ex.o2 = _ramp(g, tl.anestart - 180, tl.anestart) * (1 - _ramp(g, tl.extub + 600, tl.extub + 900))
+    ex.sens = float(np.exp(rng.normal(0, 0.18)))  # sensitivity to hypnotics
+    ex.hypo = np.zeros(n)
+    if f.nepi:  # a vasoplegic phase that calls for norepinephrine
+        t_h = tl.opstart + (0.15 + 0.3 * u[1]) * (tl.stop - tl.opstart)
+        ex.hypo = 40 * _ramp(g, t_h, t_h + 600) * (1 - 0.5 * _ramp(g, t_h + 2400, t_h + 5400))
+    load, _ = _episodes(rng, g, tl.intub, tl.stop, 0.6, (900, 3600), (0.12, 0.25))
+    ex.co2prod = 1 + drift(rng, n, 900, 0.04) + load * vent
+    desat, _ = _episodes(rng, g, tl.intub + 600, tl.stop, 0.4, (600, 2400), (4.0, 9.0))
+    ex.desat = desat * vent
     s["bt"] = 36.4 + 0.3 * u[3] - 0.6 * _ramp(g, tl.intub, tl.intub + 3600) + drift(rng, n, 900, 0.1)
 
-    # ventilator settings (piecewise constant) and measurements
+    # ---- NIBP cuff times and errors (the clinician sees these readings when there is no art line)
+    cycle = f.nibp_cycle
+    tn = g[0] + rng.uniform(0, cycle) + np.arange(int(n // cycle) + 1) * cycle
+    s.nibp_times = np.round(tn + rng.uniform(-5, 5, tn.size), 3)
+    s.nibp_err = rng.normal(0, 4, tn.size)
+
+    # ---- initial settings
     rr0 = {"adult": 10 + int(u[4] * 5), "child": 18, "infant": 26}[p.kind]
-    t_change = tl.intub + (0.2 + 0.6 * u[5]) * (tl.extub - tl.intub)
-    rr_set = np.where(g < t_change, rr0, rr0 + (int(u[6] * 5) - 2 if u[7] < 0.4 else 0))
-    tv_kg = 6 + 2 * u[8]
-    tv0 = max(20.0, round(tv_kg * p.ibw / 10) * 10)
-    tv_step = round(0.08 * tv0 / 10) * 10 * (1 if u[9] < 0.5 else -1) if u[10] < 0.3 else 0
-    tv_set = np.where(g < t_change, tv0, tv0 + tv_step)
+    rr_lo, rr_hi = {"adult": (8, 20), "child": (14, 28), "infant": (20, 36)}[p.kind]
+    tv0 = max(20.0, round((6 + 2 * u[8]) * p.ibw / 10) * 10)
+    tv_lo, tv_hi = min(tv0, max(0.92 * tv0, 5.8 * p.ibw)), max(tv0, min(1.1 * tv0, 8.0 * p.ibw))
     peep0 = 5.0 if u[11] < 0.7 else float(rng.choice([3, 4, 6, 7, 8]))
-    peep_set = np.where(g < t_change, peep0, peep0 + (2 if u[12] < 0.2 else 0))
     fio2_0 = float(rng.choice([40, 45, 50, 60]))
-    fio2_set = np.where(g < t_change, fio2_0, float(rng.choice([40, 50, 60])) if u[13] < 0.4 else fio2_0)
-    fio2_set = np.where(g < tl.intub, 100.0, np.where(g >= tl.stop, 100.0, fio2_set))
-    s["rr_set"], s["tv_set"], s["peep_set"], s["fio2_set"] = rr_set * 1.0, tv_set * 1.0, peep_set, fio2_set
-    s["tv"] = tv_set * (1 + drift(rng, n, 300, 0.02)) + rng.normal(0, 0.01 * tv0, n)
-    s["peep"] = peep_set + drift(rng, n, 300, 0.2)
-    compliance = (40 if p.kind == "adult" else 12 if p.kind == "child" else 4) * (0.8 + 0.4 * u[14])
-    s["compliance"] = compliance * (1 + drift(rng, n, 600, 0.05))
-    s["pip"] = s["peep"] + s["tv"] / s["compliance"] + 2
-    s["fio2"] = np.clip(fio2_set + drift(rng, n, 120, 1.0), 21, 100)
-    s["pamb"] = 1000 + 20 * u[15] + drift(rng, n, 3600, 0.5)
-
-    # sevoflurane (kPa), on between intubation and drug stop for non-TIVA cases
-    sevo_target = np.zeros(n)
-    if not f.tiva:
-        on = tl.intub + rng.uniform(0, 120) * tl.fs
-        sevo_target = steps(rng, g, on, tl.stop, 2.0, 0.12, 1.4, 2.6, tl.fl, every=(20, 40))
-    exp_sevo = lowpass(sevo_target, 150)
-    s["exp_sevo"] = exp_sevo
-    s["insp_sevo"] = np.clip(exp_sevo + 1.5 * (sevo_target - exp_sevo) + 0.15 * (sevo_target > 0), 0, 8)
-
-    # infusions (mL/h)
-    w = p.weight
+    etco2_base = 33 + 5 * u[5]
+    mv_ref = rr0 * tv0
+    map_low = MAP_LOW[p.kind]
+    set_ = {"ppf": 0.0, "sevo": 0.0, "remi": 0.0, "nepi": 0.0, "rr": float(rr0), "tv": tv0, "peep": peep0,
+            "fio2": fio2_0}  # fmt: skip
+    # pumps: bolus (recorded as the pump's bolus rate) then maintenance from t_end
+    ppf_plan = remi_plan = None
+    manual_bolus = None  # induction with a hand bolus of propofol (no pump)
     if f.ppf:
         bolus_ml = rng.uniform(1.5, 2.5) * w / 20
         t0 = tl.anestart + rng.uniform(0, 20)
+        bolus_rate = min(1200.0, max(50.0, 15 * w))
         t1 = tl.stop if f.tiva else tl.intub + rng.uniform(5, 15) * 60 * tl.fs
-        pump = _bolus_then_steps(
-            rng, g, t0, bolus_ml, bolus_rate=min(1200.0, max(50.0, 15 * w)), t1=t1,
-            level=rng.uniform(5, 9), sd=0.2, lo=4, hi=12, to_mlh=w / 20, fl=tl.fl,
-        )  # mg/kg/h -> mL/h of 20 mg/mL
-        s["PPF20"], s["PPF20_maint"] = pump
+        ppf_plan = (t0, t0 + bolus_ml / bolus_rate * 3600, bolus_rate, t1, rng.uniform(5, 9), bolus_ml * 20 / w)
+    else:
+        manual_bolus = (tl.anestart + rng.uniform(0, 20), rng.uniform(1.5, 2.5))
     if f.rftn:
         conc = f.rftn
         bolus_ml = rng.uniform(0.5, 1.0) * w / conc
         t0 = tl.anestart - rng.uniform(0, 60)
-        pump = _bolus_then_steps(
-            rng, g, t0, bolus_ml, bolus_rate=bolus_ml / 30 * 3600, t1=tl.stop,
-            level=rng.uniform(0.08, 0.2), sd=0.3, lo=0.02, hi=0.5, to_mlh=w * 60 / conc, fl=tl.fl,
-        )  # ug/kg/min -> mL/h
-        s[f"RFTN{conc}"], s[f"RFTN{conc}_maint"] = pump
-    if s.nepi_on is not None:
-        t_on = s.nepi_on
-        ug_kg_min = steps(rng, g, t_on, tl.extub, rng.uniform(0.03, 0.1), 0.3, 0.01, 0.3, tl.fl)
-        s["NEPI"] = np.round(ug_kg_min * w * 60 / 20, 1)  # 20 ug/mL
+        remi_plan = (t0, t0 + 30.0, bolus_ml / 30 * 3600, tl.stop, rng.uniform(0.08, 0.2), bolus_ml * conc / w)
+    sevo_on = tl.intub + rng.uniform(0, 120) * tl.fs if not f.tiva else None
+    sevo0 = float(np.clip(2.0 * np.exp(rng.normal(0, 0.12)), 1.4, 2.6))
+    ppf_mlh = lambda dose: round(dose * w / 20, 1)  # noqa: E731  mg/kg/h -> mL/h (20 mg/mL)
+    remi_mlh = lambda dose: round(dose * w * 60 / f.rftn, 1)  # noqa: E731  ug/kg/min -> mL/h
+    nepi_mlh = lambda dose: round(dose * w * 60 / 20, 1)  # noqa: E731  ug/kg/min -> mL/h (20 ug/mL)
+
+    # ---- noise: unexplained changes, drawn up front (times, then a factor or step each)
+    noise = []
+    for key, per_h in NOISE_PER_H.items():
+        k = rng.poisson(max(0.0, tl.stop - tl.intub) / 3600 * per_h)
+        for t in rng.uniform(tl.intub + 300, max(tl.intub + 300, tl.stop), k):
+            noise.append((float(t), key, float(rng.normal(0, 1)), float(rng.random())))
+    noise.sort()
+    delays = rng.uniform(*DELAY_S, 4096)  # reaction delays and magnitudes, used in order
+    mags = rng.random(4096)
+    draw = [0]
+
+    def nxt():
+        j = draw[0] % 4096
+        draw[0] += 1
+        return delays[j], mags[j]
+
+    # ---- the loop
+    a = {k: np.exp(-1.0 / v) for k, v in TAU.items()}
+    aDT = {k: v**DT for k, v in a.items()}
+    chan = dict.fromkeys(TAU, 0.0)
+    chan["fio2"], chan["co2"] = 100.0, etco2_base
+    nb = -(-n // DT)
+    rec_x = {k: np.zeros(nb) for k in TAU}
+    rec_c = {k: np.zeros(nb) for k in TAU}
+    rec_set = {k: np.zeros(nb) for k in set_}
+    pending: list[tuple[float, str, str, float]] = []  # (time, setting, cause, magnitude)
+    since: dict[str, float | None] = {}
+    ready: dict[str, float] = {}
+    nibp_j, nibp_map, nibp_sbp = 0, None, None
+    hr_base = sbp_base = None
+    last_remi_t = -1e9
+    ni = 0
+    actions = s.actions
+
+    def change(t, key, new, cause):
+        old = set_[key]
+        if new != old:
+            set_[key] = new
+            actions.append((t, key, old, new, cause))
+
+    def hyp_key(t):
+        if ppf_plan is not None and ppf_plan[1] <= t < ppf_plan[3]:
+            return "ppf"
+        return "sevo" if sevo_on is not None and sevo_on <= t < tl.stop else None
+
+    def act(t, key, cause, m):
+        """Apply a decided change to the current setting (magnitude m in [0, 1))."""
+        if key == "hyp":
+            key = hyp_key(t)
+            if key is None:
+                return
+            up = cause in ("bis_high", "noise_up")
+            if key == "ppf":
+                f_ = 1.15 + 0.2 * m if up else 0.75 + 0.13 * m
+                new = ppf_mlh(float(np.clip(set_["ppf"] * f_, 3, 12)))
+                change(t, "ppf", new * 20 / w, cause)
+            else:
+                step = 0.2 + 0.3 * m
+                change(t, "sevo", round(float(np.clip(set_["sevo"] + (step if up else -step), 0.8, 3.5)), 1), cause)
+        elif key == "remi":
+            if not remi_plan or not (remi_plan[1] <= t < remi_plan[3]):
+                return
+            f_ = {"stim": 1.25 + 0.25 * m, "remi_wean": 0.8 + 0.1 * m}.get(cause, np.exp(0.25 * (m - 0.5) * 2))
+            dose = float(np.clip(set_["remi"] * f_, 0.02, 0.5))
+            change(t, "remi", remi_mlh(dose) * f.rftn / 60 / w, cause)
+        elif key == "nepi":
+            cur = set_["nepi"]
+            if cause == "map_low":
+                dose = 0.03 + 0.03 * m if cur == 0 else min(0.3, cur * (1.3 + 0.3 * m))
+            elif cause == "map_high":
+                dose = cur * (0.6 + 0.2 * m)
+                dose = 0.0 if dose < 0.02 else dose
+            else:  # noise
+                if cur == 0:
+                    return
+                dose = float(np.clip(cur * np.exp(0.3 * (m - 0.5)), 0.02, 0.3))
+            change(t, "nepi", nepi_mlh(dose) * 20 / 60 / w, cause)
+        elif key == "vent":  # EtCO2 out of band: RR (2/3) or TV (1/3)
+            up = cause == "etco2_high"
+            new_rr = float(np.clip(set_["rr"] + (1 + int(m * 2)) * (1 if up else -1), rr_lo, rr_hi))
+            new_tv = float(np.clip(round(set_["tv"] * (1.06 if up else 0.94) / 10) * 10, tv_lo, tv_hi))
+            if (m * 3 % 1 < 2 / 3 or new_tv == set_["tv"]) and new_rr != set_["rr"]:
+                change(t, "rr", new_rr, cause)
+            else:
+                change(t, "tv", new_tv, cause)
+        elif key == "fio2":
+            new = set_["fio2"] + (10 + 10 * int(m * 2)) if cause == "spo2_low" else set_["fio2"] - 10
+            change(t, "fio2", float(np.clip(new, 30, 100)), cause)
+
+    def rule(t, name, cond, hold, key, cause):
+        """Schedule ``key`` after a reaction delay once ``cond`` has held ``hold`` s on the monitor."""
+        if not cond:
+            since[name] = None
+            return
+        if since.get(name) is None:
+            since[name] = t
+        if t - since[name] >= hold and t >= ready.get(name, -1e9):
+            d, m = nxt()
+            pending.append((t + d, key, cause, m))
+            ready[name] = t + d + REFRACTORY_S
+            since[name] = None
+
+    for b in range(nb):
+        i0 = b * DT
+        t = float(g[i0])
+        # planned events and decided actions due by now
+        if ppf_plan is not None:
+            if ppf_plan[0] <= t < ppf_plan[0] + DT:
+                chan["ppf"] += ppf_plan[5] * 3600 * (1 - a["ppf"])  # the bolus, as an impulse
+            if ppf_plan[1] <= t < ppf_plan[1] + DT:
+                set_["ppf"] = ppf_mlh(ppf_plan[4]) * 20 / w
+            if ppf_plan[3] <= t < ppf_plan[3] + DT:
+                change(t, "ppf", 0.0, "plan")
+        if manual_bolus is not None and manual_bolus[0] <= t < manual_bolus[0] + DT:
+            chan["ppf"] += manual_bolus[1] * 3600 * (1 - a["ppf"])
+        if remi_plan is not None:
+            if remi_plan[0] <= t < remi_plan[0] + DT:
+                chan["remi"] += remi_plan[5] * 60 * (1 - a["remi"])
+            if remi_plan[1] <= t < remi_plan[1] + DT:
+                set_["remi"] = remi_mlh(remi_plan[4]) * f.rftn / 60 / w
+            if remi_plan[3] <= t < remi_plan[3] + DT:
+                change(t, "remi", 0.0, "plan")
+        if sevo_on is not None:
+            if sevo_on <= t < sevo_on + DT:
+                set_["sevo"] = sevo0
+            if tl.stop <= t < tl.stop + DT:
+                change(t, "sevo", 0.0, "plan")
+        if tl.intub <= t < tl.intub + DT:
+            set_["fio2"] = fio2_0
+        if tl.stop <= t < tl.stop + DT:
+            set_["fio2"] = 100.0
+        if f.nepi and tl.extub <= t < tl.extub + DT:
+            change(t, "nepi", 0.0, "plan")
+        while ni < len(noise) and noise[ni][0] <= t:
+            _, key, z, m = noise[ni]
+            ni += 1
+            if key == "hyp":
+                act(t, "hyp", "noise_up" if z > 0 else "noise_down", m)
+            elif key in ("remi", "nepi"):
+                act(t, key, "noise", m)
+            elif key == "rr":
+                change(t, "rr", float(np.clip(set_["rr"] + (1 if z > 0 else -1), rr_lo, rr_hi)), "noise")
+            elif key == "tv":
+                change(t, "tv", float(np.clip(round(set_["tv"] * (1 + 0.05 * np.sign(z)) / 10) * 10, tv_lo, tv_hi)), "noise")
+            elif key == "peep":
+                change(t, "peep", float(np.clip(set_["peep"] + (1 + int(m * 2)) * np.sign(z), 3, 10)), "noise")
+            elif key == "fio2" and tl.intub <= t < tl.stop:
+                change(t, "fio2", float(np.clip(set_["fio2"] + 5 * (1 + int(m * 2)) * np.sign(z), 30, 80)), "noise")
+        if pending:
+            due = [x for x in pending if x[0] <= t]
+            if due:
+                pending = [x for x in pending if x[0] > t]
+                for _, key, cause, m in sorted(due):
+                    act(t, key, cause, m)
+                    if key == "remi":
+                        last_remi_t = t
+        # channel inputs for this block
+        x = {
+            "ppf": set_["ppf"], "sevo": set_["sevo"], "exp": set_["sevo"], "remi": set_["remi"],
+            "nepi": set_["nepi"], "vaso": 0.0, "co2": etco2_base * mv_ref / (set_["rr"] * set_["tv"]),
+            "fio2": set_["fio2"] if tl.intub <= t < tl.stop else 100.0,
+        }  # fmt: skip
+        for k in TAU:
+            rec_x[k][b], rec_c[k][b] = x[k], chan[k]
+        for k in set_:
+            rec_set[k][b] = set_[k]
+        # what the monitor shows at the end of the block
+        i1 = min(n, i0 + DT) - 1
+        kk = i1 - i0
+        c_end = {k: x[k] + (chan[k] - x[k]) * a[k] ** kk for k in TAU}
+        v = _vitals(ex, i1, c_end)
+        t_end = float(g[i1])
+        while nibp_j < s.nibp_times.size and s.nibp_times[nibp_j] <= t_end:
+            tj = s.nibp_times[nibp_j]
+            if tj >= t:
+                ij = min(i1, max(i0, int(round(tj - g[0]))))
+                cj = {k: x[k] + (chan[k] - x[k]) * a[k] ** (ij - i0) for k in TAU}
+                vj = _vitals(ex, ij, cj)
+                err = s.nibp_err[nibp_j]
+                nibp_sbp, nibp_map = vj["sbp"] + err, vj["mbp"] + 0.8 * err
+            nibp_j += 1
+        art = tl.artline is not None and t_end >= tl.artline
+        map_obs = v["mbp"] if art else nibp_map
+        sbp_obs = v["sbp"] if art else nibp_sbp
+        hr_base = v["hr"] if hr_base is None else hr_base + (v["hr"] - hr_base) * DT / 600
+        if sbp_obs is not None:
+            sbp_base = sbp_obs if sbp_base is None else sbp_base + (sbp_obs - sbp_base) * DT / 600
+        maint = tl.intub + 300 <= t_end < tl.stop
+        if f.bis and maint and hyp_key(t_end) is not None:
+            rule(t_end, "bis_high", v["bis"] > BIS_BAND[1], HOLD_S, "hyp", "bis_high")
+            rule(t_end, "bis_low", v["bis"] < BIS_BAND[0], HOLD_S, "hyp", "bis_low")
+        if map_obs is not None and tl.anestart + 300 <= t_end < tl.extub:
+            if f.nepi:
+                rule(t_end, "map_low", map_obs < map_low, HOLD_S, "nepi", "map_low")
+                rule(t_end, "map_high", set_["nepi"] > 0 and map_obs > MAP_HIGH, 300.0, "nepi", "map_high")
+            elif map_obs < map_low and t_end >= ready.get("vaso", -1e9):  # a hand bolus (not recorded)
+                if since.get("vaso") is None:
+                    since["vaso"] = t_end
+                elif t_end - since["vaso"] >= HOLD_S:
+                    d, m = nxt()
+                    chan["vaso"] += 10 + 10 * m
+                    ready["vaso"], since["vaso"] = t_end + 300, None
+            else:
+                since["vaso"] = None
+        if remi_plan is not None and tl.intub <= t_end < tl.stop:
+            jump = v["hr"] > 1.15 * hr_base or (sbp_obs is not None and sbp_obs > 1.2 * sbp_base)
+            rule(t_end, "stim", jump, 60.0, "remi", "stim")
+            if not jump and t_end - last_remi_t > 1800 and set_["remi"] > 1.2 * remi_plan[4] and t_end >= ready.get("stim", -1e9):
+                d, m = nxt()
+                pending.append((t_end + d, "remi", "remi_wean", m))
+                last_remi_t = t_end + d
+        if maint:
+            rule(t_end, "etco2_high", v["etco2"] > ETCO2_BAND[1], HOLD_S, "vent", "etco2_high")
+            rule(t_end, "etco2_low", v["etco2"] < ETCO2_BAND[0], HOLD_S, "vent", "etco2_low")
+            rule(t_end, "spo2_low", v["spo2"] < SPO2_LOW, 60.0, "fio2", "spo2_low")
+            rule(t_end, "spo2_high", v["spo2"] > SPO2_HIGH and set_["fio2"] > fio2_0, 600.0, "fio2", "spo2_high")
+        for k in TAU:
+            chan[k] = x[k] + (chan[k] - x[k]) * aDT[k]
+
+    # ---- the 1 Hz arrays, from the recorded block inputs and block-start values
+    idx = np.arange(n)
+    blk, off = idx // DT, idx % DT
+    ch = {}
+    for k in TAU:
+        pw = a[k] ** np.arange(DT)
+        xs = rec_x[k][blk]
+        ch[k] = xs + (rec_c[k][blk] - xs) * pw[off]
+    v = _vitals(ex, idx, ch)
+    for k in ("depth", "hr", "sbp", "dbp", "mbp", "spo2", "bis", "etco2"):
+        s[k] = v[k]
+    st = {k: rec_set[k][blk] for k in set_}
+    s["rr_set"], s["tv_set"], s["peep_set"] = st["rr"], st["tv"], st["peep"]
+    s["fio2_set"] = np.where((g >= tl.intub) & (g < tl.stop), st["fio2"], 100.0)
+    s["tv"] = s["tv_set"] * (1 + drift(rng, n, 300, 0.02)) + rng.normal(0, 0.01 * tv0, n)
+    s["peep"] = s["peep_set"] + drift(rng, n, 300, 0.2)
+    compliance = (40 if p.kind == "adult" else 12 if p.kind == "child" else 4) * (0.8 + 0.4 * u[14])
+    s["compliance"] = compliance * (1 + drift(rng, n, 600, 0.05))
+    s["pip"] = s["peep"] + s["tv"] / s["compliance"] + 2
+    s["fio2"] = np.clip(ch["fio2"] + drift(rng, n, 120, 1.0), 21, 100)
+    s["pamb"] = 1000 + 20 * u[15] + drift(rng, n, 3600, 0.5)
+    dial = st["sevo"]
+    s["sevo_dial"] = dial
+    s["exp_sevo"] = ch["exp"]
+    s["insp_sevo"] = np.clip(ch["exp"] + 1.5 * (dial - ch["exp"]) + 0.15 * (dial > 0), 0, 8)
+
+    # pumps (mL/h): maintenance from the loop, the bolus at its rate
+    if ppf_plan is not None:
+        maint = np.round(st["ppf"] * w / 20, 1)
+        s["PPF20"], s["PPF20_maint"] = _with_bolus(g, maint, ppf_plan[0], ppf_plan[1], ppf_plan[2])
+    if remi_plan is not None:
+        maint = np.round(st["remi"] * w * 60 / f.rftn, 1)
+        s[f"RFTN{f.rftn}"], s[f"RFTN{f.rftn}_maint"] = _with_bolus(g, maint, remi_plan[0], remi_plan[1], remi_plan[2])
+    if f.nepi:
+        s["NEPI"] = np.round(st["nepi"] * w * 60 / 20, 1)
     return s
 
 
-def _bolus_then_steps(rng, g, t0, bolus_ml, *, bolus_rate, t1, level, sd, lo, hi, to_mlh, fl):
-    """Pump rate (mL/h): a bolus at ``bolus_rate``, then maintenance steps until ``t1``.
-
-    Also returns the maintenance rate alone (the bolus replaced by the first step), from which
-    the pump's target concentration (CT) is shown.
-    """
-    t_end = t0 + bolus_ml / bolus_rate * 3600
-    maint = np.round(steps(rng, g, t_end, t1, level, sd, lo, hi, fl) * to_mlh, 1)
+def _with_bolus(g, maint, t0, t_end, bolus_rate):
+    """Pump rate (mL/h): the bolus at ``bolus_rate`` on [t0, t_end), then the maintenance rate;
+    and the maintenance rate alone (the bolus replaced by the first maintenance rate), from
+    which the pump's target concentration (CT) is shown."""
+    maint = np.where(g < t0, 0.0, maint)
     rate = maint.copy()
     in_bolus = (g >= t0) & (g < t_end)
     rate[in_bolus] = round(bolus_rate, 1)
