@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 from vitalflow.runtime.progress import Reporter, Tally
-from vitalflow.runtime.runner import CaseResult, Limits, run_cases
+from vitalflow.runtime.runner import CaseResult, WorkerLimits, run_cases
 from vitalflow.runtime.stop import StopRequest
 
 
@@ -56,7 +56,7 @@ class Collect:
         self.aborted = True
 
 
-def _run(job, cases, committer, limits=Limits(), workers=2, commit_every=3, stop=None):
+def _run(job, cases, committer, limits=WorkerLimits(), workers=2, commit_every=3, stop=None):
     tally = Tally(total=len(cases))
     stats = run_cases(job=job, cases=cases, committer=committer, workers=workers, commit_every=commit_every,
                       stop=stop or StopRequest(), tally=tally, reporter=Reporter(), limits=limits)
@@ -86,7 +86,7 @@ def test_one_worker_starts_the_largest_case_first():
 def test_a_case_past_its_time_limit_is_lost_and_the_others_go_on():
     committer = Collect()
     t = time.perf_counter()
-    _run(Squares(sleep=frozenset({2})), [1, 2, 3], committer, limits=Limits(case_timeout_s=0.3))
+    _run(Squares(sleep=frozenset({2})), [1, 2, 3], committer, limits=WorkerLimits(case_timeout_s=0.3))
     assert time.perf_counter() - t < 4  # not the 5 s the case would take
     lost = {r.case_id: r for r in committer.added if r.failed}
     assert list(lost) == [2] and "took longer than 0.3 s" in lost[2].reason

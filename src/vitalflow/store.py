@@ -17,7 +17,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
-import functools
 import os
 import secrets
 import shutil
@@ -65,23 +64,6 @@ def s3_options() -> dict:
     return {"config_kwargs": {"retries": retries}, "skip_instance_cache": True, "use_listings_cache": False}
 
 
-def _located(what: str):
-    """A Store method whose storage errors (fsspec, s3fs, OS) become a StoreError naming the URI."""
-
-    def decorate(method):
-        @functools.wraps(method)
-        def wrapper(self, name="", *args, **kwargs):
-            try:
-                return method(self, name, *args, **kwargs)
-            except OSError as exc:
-                where = self.url(name) if isinstance(name, str) and name else self.uri
-                raise StoreError(f"{where}: {what} failed ({type(exc).__name__}: {exc})") from exc
-
-        return wrapper
-
-    return decorate
-
-
 class Store:
     """Names are relative to the store's root and use ``/`` (``"_ledger/h0/run.json"``). Storage
     errors raise StoreError naming the location."""
@@ -104,20 +86,29 @@ class Store:
         """A name as users see it (for messages)."""
         return f"{self.uri}/{name}"
 
+    @contextlib.contextmanager
+    def _failing(self, what: str, name: str = "") -> Iterator[None]:
+        """Turn storage errors (fsspec, s3fs, OS) inside into a StoreError naming the location."""
+        try:
+            yield
+        except OSError as exc:
+            raise StoreError(f"{self.url(name) if name else self.uri}: {what} failed "
+                             f"({type(exc).__name__}: {exc})") from exc
+
     def _path(self, name: str) -> str:
         return f"{self.root}/{name}"
 
-    @_located("checking")
     def exists(self, name: str) -> bool:
-        return self.fs.exists(self._path(name))
+        with self._failing("checking", name):
+            return self.fs.exists(self._path(name))
 
-    @_located("reading")
     def read_bytes(self, name: str) -> bytes:
-        return self.fs.cat_file(self._path(name))
+        with self._failing("reading", name):
+            return self.fs.cat_file(self._path(name))
 
-    @_located("sizing")
     def size(self, name: str) -> int:
-        return int(self.fs.size(self._path(name)))
+        with self._failing("sizing", name):
+            return int(self.fs.size(self._path(name)))
 
     def open(self, name: str, mode: str = "rb"):
         return self.fs.open(self._path(name), mode)
@@ -132,40 +123,40 @@ class Store:
         """Names of all files below ``prefix`` (recursive), sorted."""
         return sorted(self.sizes(prefix))
 
-    @_located("listing")
     def sizes(self, prefix: str = "") -> dict[str, int]:
         """Name -> size in bytes of every file below ``prefix`` (recursive), from one listing."""
         base = self._path(prefix).rstrip("/") if prefix else self.root
-        if not self.fs.exists(base):
-            return {}
         start = len(self.root) + 1
-        return {(p[start:] if p.startswith(self.root) else p): int(info.get("size") or 0)
-                for p, info in self.fs.find(base, detail=True).items()}
+        with self._failing("listing", prefix):
+            if not self.fs.exists(base):
+                return {}
+            return {(p[start:] if p.startswith(self.root) else p): int(info.get("size") or 0)
+                    for p, info in self.fs.find(base, detail=True).items()}
 
     def delete(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self._path(name))
 
-    @_located("writing")
     def write_bytes(self, name: str, data: bytes) -> None:
         """Write ``data`` so that ``name`` appears complete or not at all."""
-        if not self.is_local:
-            self.fs.pipe_file(self._path(name), data)
-            return
-        target = Path(self._path(name))
-        self._mkdir(target.parent)
-        fd, temp = _create_temp(target.parent, f".{target.name}.", ".incomplete")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
-            raise
-        _fsync_dir(target.parent)
+        with self._failing("writing", name):
+            if not self.is_local:
+                self.fs.pipe_file(self._path(name), data)
+                return
+            target = Path(self._path(name))
+            self._mkdir(target.parent)
+            fd, temp = _create_temp(target.parent, f".{target.name}.", ".incomplete")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(temp, target)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp)
+                raise
+            _fsync_dir(target.parent)
 
     def _mkdir(self, path: Path) -> None:
         try:
@@ -230,20 +221,17 @@ class Store:
 
     def publish(self, staged: Path, name: str) -> None:
         """Move a complete staged file to ``name`` (fsync first; rename or single upload)."""
-        self._publish(name, staged)
-
-    @_located("publishing")
-    def _publish(self, name: str, staged: Path) -> None:
-        with open(staged, "rb+") as f:
-            os.fsync(f.fileno())
-        if self.is_local:
-            target = Path(self._path(name))
-            self._mkdir(target.parent)
-            os.replace(staged, target)
-            _fsync_dir(target.parent)
-        else:
-            self.fs.put_file(str(staged), self._path(name))
-            staged.unlink()
+        with self._failing("publishing", name):
+            with open(staged, "rb+") as f:
+                os.fsync(f.fileno())
+            if self.is_local:
+                target = Path(self._path(name))
+                self._mkdir(target.parent)
+                os.replace(staged, target)
+                _fsync_dir(target.parent)
+            else:
+                self.fs.put_file(str(staged), self._path(name))
+                staged.unlink()
 
     @contextlib.contextmanager
     def lock(self, name: str, what: str) -> Iterator[None]:

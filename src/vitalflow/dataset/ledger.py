@@ -28,6 +28,7 @@ from vitalflow.store import Store
 
 __all__ = ["LEDGER", "CommitRecord", "Ledger", "LedgerState"]
 
+MANIFEST_FORMAT = "vitalflow-ledger/1"  # run.json: what an output is made from (see manifest_differences)
 COMMIT_FORMAT = "vitalflow-commit/2"
 _COMMIT_FORMATS = ("vitalflow-commit/1", COMMIT_FORMAT)  # 1: no format key, blocks as lists, no block sha256
 

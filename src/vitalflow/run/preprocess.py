@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterable
 
 from vitalflow.dataset.card import build_card, card_name, example_schema, write_card
-from vitalflow.dataset.ledger import Ledger, manifest_differences
+from vitalflow.dataset.ledger import MANIFEST_FORMAT, Ledger, manifest_differences
 from vitalflow.dataset.merge import merge_parts
 from vitalflow.dataset.split import assign_splits
 from vitalflow.dataset.verify import VerifyReport, unit_schema, verify_output
@@ -27,14 +27,13 @@ from vitalflow.run.inputs import find_case_files, input_identity, read_input_byt
 from vitalflow.run.preprocess_job import PartsCommitter, PreprocessJob, subject_key
 from vitalflow.runtime.pool import peak_rss_mb
 from vitalflow.runtime.progress import Reporter, Tally
-from vitalflow.runtime.runner import Limits, run_cases
+from vitalflow.runtime.runner import WorkerLimits, run_cases
 from vitalflow.runtime.stop import StopRequest
 from vitalflow.spec.model import Config, Spec, config_hash
 from vitalflow.store import Store
 from vitalflow.vital.clinical import read_clinical
 
 log = logging.getLogger("vitalflow")
-LEDGER_FORMAT = "vitalflow-ledger/1"
 
 
 @dataclass(frozen=True)
@@ -113,7 +112,7 @@ def preprocess(
         "without_file": {"count": len(without_file), "ids": without_file.head(50)},
     }
     manifest = {
-        "format": LEDGER_FORMAT,
+        "format": MANIFEST_FORMAT,
         "host": options.host,
         "host_count": options.host_count,
         "config_hash": config_hash(config, spec),
@@ -145,7 +144,7 @@ def preprocess(
         try:
             stats = run_cases(job=job, cases=todo, committer=committer, workers=options.workers,
                               commit_every=options.commit_every, stop=stop, tally=tally, reporter=reporter,
-                              limits=Limits(config.limits.case_timeout_s, config.limits.worker_memory_mb),
+                              limits=WorkerLimits(config.limits.case_timeout_s, config.limits.worker_memory_mb),
                               stop_grace_s=options.stop_grace_s)
         finally:
             reporter.close()

@@ -75,7 +75,7 @@ class Committer(Protocol):
 
 
 @dataclass(frozen=True)
-class Limits:
+class WorkerLimits:
     case_timeout_s: float | None = None  # per case, in its worker (None: no limit)
     worker_memory_mb: int | None = None  # each worker's address space (None: the system's)
 
@@ -89,10 +89,10 @@ class RunStats:
 
 # --- in each worker -------------------------------------------------------------------------------
 _job: CaseJob | None = None
-_limits = Limits()
+_limits = WorkerLimits()
 
 
-def _init_worker(job: CaseJob, limits: Limits) -> None:
+def _init_worker(job: CaseJob, limits: WorkerLimits) -> None:
     """A worker's job, its memory limit (an allocation past it raises MemoryError in the case, not
     the kernel's OOM killer) and the per-case alarm."""
     global _job, _limits
@@ -135,7 +135,7 @@ def run_cases(
     stop: StopRequest,
     tally: Tally,
     reporter: Reporter,
-    limits: Limits = Limits(),
+    limits: WorkerLimits = WorkerLimits(),
     stop_grace_s: float = 20.0,
 ) -> RunStats:
     """Run ``job`` on ``cases`` and commit every ``commit_every`` finished cases (and at the end).
