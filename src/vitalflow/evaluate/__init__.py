@@ -1,0 +1,1 @@
+"""Evaluation of a trained model: metrics, baselines and the report (no TensorFlow)."""
