@@ -375,7 +375,8 @@ def test_launch_processing_job(aws):
     (sent,) = aws.requests("CreateProcessingJob")
     assert sent["ProcessingResources"]["ClusterConfig"] == {"InstanceCount": 3, "InstanceType": "ml.m5.2xlarge",
                                                             "VolumeSizeInGB": 50}
-    assert sent["Environment"] == {"PYTHONUNBUFFERED": "1", "VITALFLOW_JOB_NAME": "vitalflow-proc-1"}
+    assert sent["Environment"] == {"PYTHONUNBUFFERED": "1", "VITALFLOW_JOB_NAME": "vitalflow-proc-1",
+                                  "VITALFLOW_PIP_EXTRAS": "aws"}
     assert sorted(s3_keys()) == ["runs/out/_code/vitalflow-proc-1/entry.py",
                                  "runs/out/_code/vitalflow-proc-1/source.tar.gz"]
     assert_code_shipped(f"{OUT}/_code/vitalflow-proc-1/source.tar.gz")
@@ -406,7 +407,8 @@ def test_launch_spot_job(aws, monkeypatch):
     assert hps["sagemaker_submit_directory"] == f"{OUT}/_code/vitalflow-spot-1/source.tar.gz"
     assert hps["sagemaker_region"] == REGION
     (sent,) = aws.requests("CreateTrainingJob")
-    assert sent["Environment"] == {"PYTHONUNBUFFERED": "1", "VITALFLOW_JOB_NAME": "vitalflow-spot-1"}
+    assert sent["Environment"] == {"PYTHONUNBUFFERED": "1", "VITALFLOW_JOB_NAME": "vitalflow-spot-1",
+                                  "VITALFLOW_PIP_EXTRAS": "aws"}
     assert "InputDataConfig" not in sent  # no channels: hosts split the cases themselves
     assert_code_shipped(hps["sagemaker_submit_directory"])
 
@@ -738,7 +740,7 @@ def test_entry_prepare_removes_the_extracted_source(tmp_path, monkeypatch, insta
     monkeypatch.setattr(entry, "installed_version", lambda: installed)
     extracted = []
 
-    def failing_install(src):
+    def failing_install(src, wanted):
         extracted.append((src, (src / "pyproject.toml").is_file()))
         raise SystemExit("vitalflow-entry: pip install failed")
 

@@ -2,7 +2,8 @@
 
 ``vitalflow launch <kind> ...`` has one subcommand per registered job kind
 (:data:`vitalflow.sagemaker.launch.JOB_KINDS`), generated from it: the kind's own options
-(``--input``, ...) followed by the job's (``--instance-count``, ``--spot``, ...). Without a kind
+(``--input``, ...; a positional argument of the command, such as ``train``'s DATASET, is an
+option ``--dataset`` here too) followed by the job's (``--instance-count``, ``--spot``, ...). Without a kind
 (``vitalflow launch --input ...``) it means ``preprocess``, as before kinds existed.
 
 ``vitalflow.cli`` adds the two commands to its app with :func:`register` (wrapped in its error
@@ -78,7 +79,7 @@ def _job_options(kind: sm.JobKind) -> list[inspect.Parameter]:
         _option("region", Optional[str], None, "--region", help="AWS region (default: AWS_REGION, "
                 "AWS_DEFAULT_REGION or the profile's)."),
         _option("image", Optional[str], None, "--image", help="Container image URI (default: the official "
-                "SageMaker scikit-learn 1.4-2 CPU image of the region)."),
+                f"SageMaker {kind.image.description} image of the region)."),
         _option("job_name", Optional[str], None, "--job-name", help="Job name (default: vitalflow-<UTC time>)."),
         _option("dry_run", bool, False, "--dry-run", help="Print the request JSON; upload and submit nothing."),
         _option("wait", bool, False, "--wait", help="Wait for the job to end, printing its status changes."),
@@ -101,8 +102,9 @@ def launch_command(kind: sm.JobKind) -> Callable[..., None]:
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in params}
     command.__name__ = command.__qualname__ = kind.name.replace("-", "_")
+    default = sm.variant(kind.containers[0], False)
     command.__doc__ = (f"Submit `vitalflow {kind.command}` as a SageMaker job: {kind.summary}. "
-                       f"A {sm.variant(kind.containers[0], False)} by default"
+                       f"{'An' if default[0] in 'aeiou' else 'A'} {default} by default"
                        + (", a spot job with --spot." if kind.spot else "."))
     return command
 

@@ -1,11 +1,11 @@
 """Build, submit and watch the SageMaker jobs that run a vitalflow command on every host.
 
 A **job kind** (:class:`JobKind`, registered in :data:`JOB_KINDS`) says which vitalflow command a
-job runs, which of its options are S3 locations and how each reaches the container, and which
-instance and spot rules apply. ``preprocess`` (:data:`PREPROCESS`) is the one kind today; another
-(``train``, ``predict``) is one more :func:`register` call: the request builders, the ``vitalflow
-launch <kind>`` command line (:mod:`vitalflow.launch_cli`) and the script a job runs
-(``entry.py``) all follow the registry.
+job runs, which of its arguments are S3 locations and how each reaches the container, and which
+instance, image and spot rules apply. ``preprocess`` (:data:`PREPROCESS`) and ``train``
+(:data:`TRAIN`) are registered; another (``predict``) is one more :func:`register` call: the
+request builders, the ``vitalflow launch <kind>`` command line (:mod:`vitalflow.launch_cli`) and
+the script a job runs (``entry.py``) all follow the registry.
 
 One job, N instances, the same command on each (``preprocess`` hosts derive their share of the
 cases from the job's resource config, ``vitalflow.sagemaker.env``, so nothing is sharded in S3).
@@ -20,31 +20,65 @@ A job runs in one of SageMaker's two container types:
   ``spot=True`` ("preprocess as a spot job") runs there: the framework container's script mode
   downloads ``sagemaker_submit_directory`` (the tarball), extracts it to ``/opt/ml/code`` and runs
   ``sagemaker_program`` (``entry.py``), which reads the command line from
-  ``/opt/ml/input/config/hyperparameters.json`` (``vitalflow_command`` and one key per option,
-  every value a string). With spot, ``CheckpointConfig`` syncs ``/opt/ml/checkpoints`` with
-  ``<output>/_checkpoints/`` and ``MaxWaitTimeInSeconds`` defaults to twice the maximum run time.
-  Without spot (``container=TRAINING_JOB``) it is an on-demand job that may run longer than a
-  processing job's 9 days.
+  ``/opt/ml/input/config/hyperparameters.json`` (every value a string): ``vitalflow_command``
+  holds the command and its positional arguments (``train /opt/ml/input/data/dataset``, shell
+  quoted), every key that starts with neither ``vitalflow_`` nor ``sagemaker_`` is an option
+  (``output``), and ``vitalflow_inline_<option>`` carries a file's content (see ``entry.py``).
+  Option names have no underscores, so no option can clash with these keys. With spot,
+  ``CheckpointConfig`` syncs ``/opt/ml/checkpoints`` with ``<output>/_checkpoints/`` and
+  ``MaxWaitTimeInSeconds`` defaults to twice the maximum run time. Without spot
+  (``container=TRAINING_JOB``) it is an on-demand job that may run longer than a processing
+  job's 9 days.
 
-The default image is the official **SageMaker scikit-learn 1.4-2 CPU image**
+**Training** (:data:`TRAIN`, ``vitalflow launch train --dataset s3://b/ds --output s3://b/models/m1
+[--config train.yaml] [--spot]``) runs the command a user runs locally, ``vitalflow train
+DATASET --output MODEL_DIR --checkpoints DIR [--config FILE]``, as a training job on one
+instance of the SageMaker TensorFlow image:
+
+- the dataset prefix is the input channel ``dataset`` (``InputDataConfig``), downloaded before
+  the command starts to ``/opt/ml/input/data/dataset``, the command's positional DATASET;
+- the command writes its model directory to ``/opt/ml/model`` (``--output /opt/ml/model``: an
+  :data:`OUTPUT` with ``local_path``), which SageMaker uploads when the command ends as
+  ``<output>/_sagemaker/<job>/output/model.tar.gz`` (``OutputDataConfig``);
+- ``CheckpointConfig`` (``<output>/_checkpoints/`` <-> ``/opt/ml/checkpoints``) on every train
+  job, spot or not, and the command gets ``--checkpoints /opt/ml/checkpoints``;
+- ``--config`` (a local YAML or an ``s3://`` URI) is read and validated by the launcher with
+  :func:`vitalflow.model.config.load_train_config` (a bad config fails before anything is
+  uploaded or sent) and travels as its JSON in one hyperparameter, ``vitalflow_inline_config``
+  (at most 2,500 characters); ``entry.py`` writes it to
+  ``/opt/ml/input/config/vitalflow-config.json`` (JSON is YAML) and passes ``--config`` that file.
+
+  Stopping: SageMaker sends SIGTERM (a stopped job, the end of ``--max-run``, a reclaimed spot
+  instance) and ``vitalflow train`` exits 75 after saving what it can to ``--checkpoints``.
+  SageMaker restarts an interrupted **managed-spot** job by itself, on a new instance, with
+  ``/opt/ml/checkpoints`` restored from ``<output>/_checkpoints/``, so training resumes there.
+  An on-demand job is not restarted; launching it again with the same ``--output`` restores the
+  same checkpoints into the new job.
+
+The default image of ``preprocess`` is the official **SageMaker scikit-learn 1.4-2 CPU image**
 (``<account>.dkr.ecr.<region>.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3``): a CPU-only
 framework image with Python 3.10 (vitalflow's minimum) and numpy/pandas, far smaller than the
 PyTorch/TensorFlow deep learning images (no CUDA, no framework we do not use), carrying the
 SageMaker training toolkit that gives training-job containers script mode, and the image the
-SageMaker SDK's ``SKLearnProcessor`` uses for processing jobs. Its registry accounts per region
-are copied from ``sagemaker-core`` 2.27.0 (``image_uri_config/sklearn.json``, the data behind
-``sagemaker.core.image_uris.retrieve("sklearn", region, version="1.4-2")``) into
-:data:`SKLEARN_ACCOUNTS`, so no SageMaker SDK is needed: ``sagemaker-core`` would pull ~50
-packages (scipy, pandas, paramiko, ...) into the control plane for one table lookup. ``image``
-overrides it (any image with ``python3`` >= 3.10 and pip; the job installs vitalflow and its
-dependencies from PyPI at start, so it needs internet access).
+SageMaker SDK's ``SKLearnProcessor`` uses for processing jobs. ``train`` needs TensorFlow >= 2.16
+(Keras 3): its default is the official **SageMaker TensorFlow 2.19.0 training CPU image**
+(``tensorflow-training:2.19.0-cpu-py312``, the newest TF 2.x training image, Python 3.12). The
+registry accounts per region are copied from ``sagemaker-core`` (``image_uri_config/sklearn.json``
+and ``tensorflow.json``, the data behind ``sagemaker.core.image_uris.retrieve``) into
+:data:`SKLEARN` and :data:`TENSORFLOW`, so no SageMaker SDK is needed: ``sagemaker-core`` would
+pull ~50 packages (scipy, pandas, paramiko, ...) into the control plane for one table lookup.
+``image`` overrides it (any image with ``python3`` >= 3.10 and pip; the job installs vitalflow
+and its dependencies from PyPI at start, so it needs internet access). The pip extras a job
+installs are the kind's (``aws``; ``aws,train`` for ``train``), sent as ``VITALFLOW_PIP_EXTRAS``
+in the job's environment; how ``entry.py`` keeps the image's own TensorFlow is explained there.
 
 Limits checked before anything is sent (from the SageMaker API): a processing job runs at most
 777,600 s (9 days) on 1-100 instances; a training-job container at most 28 days;
 ``MaxWaitTimeInSeconds`` must be at least the run time; job names are at most 63 letters, digits
 and hyphens; every container argument and processing environment value at most 256 characters.
 
-Request builders are pure (options in, request dict out); boto3 is called only by
+Request builders are pure (options in, request dict out; :func:`resolve` reads the files an
+:data:`INLINE` argument names before); boto3 is called only by
 :func:`upload_code`, :func:`submit` and the watching functions. Nothing here prints: progress
 reaches the caller through the ``on_event`` callback.
 """
@@ -57,6 +91,7 @@ import io
 import json
 import os
 import re
+import shlex
 import tarfile
 import time
 from dataclasses import dataclass, field, replace
@@ -64,7 +99,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from vitalflow.errors import LaunchError
-from vitalflow.sagemaker.entry import COMMAND_KEY, command_from_hyperparameters
+from vitalflow.model.config import load_train_config
+from vitalflow.sagemaker.entry import (COMMAND_KEY, DEFAULT_EXTRAS, EXTRAS_ENV, INLINE_PREFIX,
+                                       command_from_hyperparameters)
 from vitalflow.sagemaker.env import PROCESSING_JOB, TRAINING_JOB
 
 CONTAINERS = (PROCESSING_JOB, TRAINING_JOB)
@@ -89,6 +126,28 @@ PROCESSING_INPUT_PATH = "/opt/ml/processing/input"
 PROCESSING_CODE_PATH = f"{PROCESSING_INPUT_PATH}/{CODE_INPUT}"
 TRAINING_CHANNEL_PATH = "/opt/ml/input/data"
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+MODEL_LOCAL_PATH = "/opt/ml/model"  # uploaded as <S3OutputPath>/<job>/output/model.tar.gz
+#: The directories a training job uploads when it ends: where an OUTPUT with ``local_path`` may point.
+UPLOADED_LOCAL_PATHS = (MODEL_LOCAL_PATH, "/opt/ml/output/data")
+TRAIN_INSTANCE_TYPE = "ml.c5.2xlarge"  # 8 vCPUs, 16 GiB: a CPU Keras CNN-LSTM is compute-bound
+TRAIN_MAX_RUN_S = 24 * 3600
+
+
+@dataclass(frozen=True)
+class FrameworkImage:
+    """An official SageMaker framework image: ``<account>.dkr.ecr.<region>.<domain>/<repository>``."""
+
+    description: str  # "scikit-learn 1.4-2 CPU"
+    repository: str  # "sagemaker-scikit-learn:1.4-2-cpu-py3"
+    accounts: Mapping[str, str]  # region -> registry account
+
+    def uri(self, region: str) -> str:
+        account = self.accounts.get(region)
+        if account is None:
+            raise LaunchError(f"no default image known for region {region!r}: pass --image with an image URI")
+        domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+        return f"{account}.dkr.ecr.{region}.{domain}/{self.repository}"
+
 
 SKLEARN_IMAGE = "sagemaker-scikit-learn:1.4-2-cpu-py3"
 #: Registry account of the official scikit-learn 1.4-2 image per region (from sagemaker-core 2.27.0).
@@ -105,6 +164,27 @@ SKLEARN_ACCOUNTS = {
     "us-east-1": "683313688378", "us-east-2": "257758044811", "us-gov-east-1": "237065988967",
     "us-gov-west-1": "414596584902", "us-west-1": "746614075791", "us-west-2": "246618743249",
 }
+SKLEARN = FrameworkImage("scikit-learn 1.4-2 CPU", SKLEARN_IMAGE, SKLEARN_ACCOUNTS)
+
+TENSORFLOW_IMAGE = "tensorflow-training:2.19.0-cpu-py312"
+#: Registry account of the official TensorFlow 2.19.0 training image per region (from sagemaker-core,
+#: ``image_uri_config/tensorflow.json``, ``training`` 2.19.0: py312, cpu and gpu).
+TENSORFLOW_ACCOUNTS = {
+    "af-south-1": "626614931356", "ap-east-1": "871362719292", "ap-east-2": "975050140332",
+    "ap-northeast-1": "763104351884", "ap-northeast-2": "763104351884", "ap-northeast-3": "364406365360",
+    "ap-south-1": "763104351884", "ap-south-2": "772153158452", "ap-southeast-1": "763104351884",
+    "ap-southeast-2": "763104351884", "ap-southeast-3": "907027046896", "ap-southeast-4": "457447274322",
+    "ap-southeast-5": "550225433462", "ap-southeast-6": "633930458069", "ap-southeast-7": "590183813437",
+    "ca-central-1": "763104351884", "ca-west-1": "204538143572", "cn-north-1": "727897471807",
+    "cn-northwest-1": "727897471807", "eu-central-1": "763104351884", "eu-central-2": "380420809688",
+    "eu-north-1": "763104351884", "eu-south-1": "692866216735", "eu-south-2": "503227376785",
+    "eu-west-1": "763104351884", "eu-west-2": "763104351884", "eu-west-3": "763104351884",
+    "il-central-1": "780543022126", "me-central-1": "914824155844", "me-south-1": "217643126080",
+    "mx-central-1": "637423239942", "sa-east-1": "763104351884", "us-east-1": "763104351884",
+    "us-east-2": "763104351884", "us-gov-east-1": "446045086412", "us-gov-west-1": "442386744353",
+    "us-west-1": "763104351884", "us-west-2": "763104351884",
+}
+TENSORFLOW = FrameworkImage("TensorFlow 2.19.0 training CPU", TENSORFLOW_IMAGE, TENSORFLOW_ACCOUNTS)
 
 _JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 _ROLE_ARN = re.compile(r"arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+")
@@ -142,12 +222,15 @@ def parse_duration(text: str | int) -> int:
 # ---------------------------------------------------------------------------------------------
 
 #: How an option's value reaches the command (:attr:`Arg.role`).
-VALUE, S3_INPUT, CHANNEL, OUTPUT = "value", "s3-input", "channel", "output"
+VALUE, S3_INPUT, CHANNEL, OUTPUT, INLINE = "value", "s3-input", "channel", "output", "inline"
+ROLES = (VALUE, S3_INPUT, CHANNEL, OUTPUT, INLINE)
 
 
 @dataclass(frozen=True)
 class Arg:
-    """One option ``--<name> VALUE`` of the command a job kind runs.
+    """One argument of the command a job kind runs: ``--<name> VALUE``, or with ``positional``
+    just ``VALUE``, after the command and before its options (in the kinds' order). ``vitalflow
+    launch <kind>`` takes every argument as an option ``--<name>``.
 
     ``role`` says what the value is and how it reaches the command:
 
@@ -158,10 +241,17 @@ class Arg:
       starts (a ``ProcessingInput`` to ``/opt/ml/processing/input/<name>``, or an
       ``InputDataConfig`` channel to ``/opt/ml/input/data/<name>``); the command gets that local
       directory, or with ``file=True`` the downloaded file in it;
-    - :data:`OUTPUT`: the ``s3://`` prefix the command writes, exactly one per kind. The command
-      writes it itself (each S3 object appears whole, which resume relies on; SageMaker's own
-      output upload happens at the end or file by file); the job's code (``_code/``),
-      checkpoints (``_checkpoints/``) and SageMaker output (``_sagemaker/``) go below it.
+    - :data:`OUTPUT`: the ``s3://`` prefix of the job's output, exactly one per kind; the job's
+      code (``_code/``), checkpoints (``_checkpoints/``) and SageMaker output (``_sagemaker/``) go
+      below it. The command writes the prefix itself (each S3 object appears whole, which resume
+      relies on; SageMaker's own output upload happens at the end or file by file), or with
+      ``local_path`` (``/opt/ml/model``, training-job containers only) the command gets that
+      local directory and SageMaker uploads it when the command ends, as ``model.tar.gz`` under
+      ``<output>/_sagemaker/<job>/output/``;
+    - :data:`INLINE`: a local path or ``s3://`` URI of a small file the launcher reads with
+      ``load`` (path -> text; it validates, and raises with one line) when the options are
+      resolved; the text travels in the request (the hyperparameter ``vitalflow_inline_<name>``,
+      training-job containers only) and the command gets the file ``entry.py`` writes it to.
 
     ``help``, ``short`` and ``required`` make the ``vitalflow launch <kind>`` option; ``type`` is
     ``str`` or ``int`` (with an optional ``minimum``).
@@ -175,10 +265,30 @@ class Arg:
     minimum: int | None = None
     short: str | None = None
     file: bool = False
+    positional: bool = False
+    local_path: str | None = None  # OUTPUT only: the directory the command writes, uploaded by SageMaker
+    load: Callable[[str], str] | None = field(default=None, compare=False)  # INLINE only
 
     @property
     def is_s3(self) -> bool:
         return self.role in (S3_INPUT, CHANNEL, OUTPUT)
+
+    def problems(self) -> list[str]:
+        """What is wrong with this argument on its own (empty when nothing)."""
+        found = []
+        if not _OPTION_NAME.fullmatch(self.name):
+            found.append(f"bad option name {self.name!r}")
+        if self.role not in ROLES:
+            found.append(f"option {self.name!r}: unknown role {self.role!r}")
+        if self.role == CHANNEL and self.name == CODE_INPUT:
+            found.append(f"channel {self.name!r} is reserved for the job's code")
+        if self.positional and (self.role == INLINE or not self.required):
+            found.append(f"positional {self.name!r} must be required and not {INLINE}")
+        if self.local_path is not None and (self.role != OUTPUT or self.local_path not in UPLOADED_LOCAL_PATHS):
+            found.append(f"option {self.name!r}: local_path is for an OUTPUT, one of {', '.join(UPLOADED_LOCAL_PATHS)}")
+        if (self.role == INLINE) != (self.load is not None):
+            found.append(f"option {self.name!r}: an {INLINE} option, and only one, needs load")
+        return found
 
 
 @dataclass(frozen=True)
@@ -188,7 +298,12 @@ class JobKind:
     ``containers``: the SageMaker container types it may run in, the first being the default
     without spot; ``spot``: whether managed spot is allowed (it needs a training-job container);
     ``max_instances``: a lower limit than SageMaker's (1 for a single-host command);
-    ``instance_type`` and ``max_run``: the defaults of ``--instance-type`` and ``--max-run``.
+    ``instance_type`` and ``max_run``: the defaults of ``--instance-type`` and ``--max-run``;
+    ``image``: the default image; ``extras``: the pip extras the job installs with vitalflow;
+    ``checkpoints``: the option through which the command gets ``/opt/ml/checkpoints`` (not an
+    option of ``vitalflow launch``), with ``CheckpointConfig`` on every job, spot or not.
+    A kind with an :data:`INLINE` option, an OUTPUT with ``local_path`` or ``checkpoints`` runs
+    only in training-job containers.
     """
 
     name: str
@@ -200,16 +315,22 @@ class JobKind:
     max_instances: int | None = None
     instance_type: str = DEFAULT_INSTANCE_TYPE
     max_run: int = DEFAULT_MAX_RUN_S
+    image: FrameworkImage = SKLEARN
+    extras: tuple[str, ...] = (DEFAULT_EXTRAS,)
+    checkpoints: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "command", self.command or self.name)
-        names = [a.name for a in self.args]
-        problems = [f"bad option name {n!r}" for n in names if not _OPTION_NAME.fullmatch(n)]
+        names = [a.name for a in self.args] + ([self.checkpoints] if self.checkpoints else [])
+        problems = [p for a in self.args for p in a.problems()]
+        if self.checkpoints and not _OPTION_NAME.fullmatch(self.checkpoints):
+            problems.append(f"bad option name {self.checkpoints!r}")
         problems += [f"option {n!r} given twice" for n in sorted(set(names)) if names.count(n) > 1]
-        problems += [f"option {a.name!r}: unknown role {a.role!r}" for a in self.args
-                     if a.role not in (VALUE, S3_INPUT, CHANNEL, OUTPUT)]
-        problems += [f"channel {a.name!r} is reserved for the job's code" for a in self.args
-                     if a.role == CHANNEL and a.name == CODE_INPUT]
+        if self.containers != (TRAINING_JOB,) and (self.checkpoints or any(
+                a.role == INLINE or a.local_path for a in self.args)):
+            problems.append(f"inline files, local outputs and checkpoints need containers=({TRAINING_JOB!r},)")
+        if not self.extras or not all(re.fullmatch(r"[a-z0-9][a-z0-9-]*", e) for e in self.extras):
+            problems.append("extras must be pip extra names")
         if [a.role for a in self.args].count(OUTPUT) != 1:
             problems.append("needs exactly one OUTPUT option")
         if not self.containers or set(self.containers) - set(CONTAINERS):
@@ -261,6 +382,28 @@ PREPROCESS = register(JobKind(
 DEFAULT_KIND = PREPROCESS.name
 
 
+def _train_config_json(path: str) -> str:
+    """The train config at ``path`` (local or s3://), validated, as JSON (a bad one: one-line SpecError)."""
+    return load_train_config(path).model_dump_json()
+
+
+TRAIN = register(JobKind(
+    "train",
+    summary="trains the model on a dataset downloaded to the instance; SageMaker uploads the model "
+            "directory as <output>/_sagemaker/<job>/output/model.tar.gz",
+    args=(
+        Arg("dataset", CHANNEL, "s3:// prefix of a preprocessed dataset (downloaded to the instance).",
+            required=True, positional=True, short="-d"),
+        Arg("output", OUTPUT, "s3:// prefix for the model (<output>/_sagemaker/), checkpoints and code.",
+            required=True, short="-o", local_path=MODEL_LOCAL_PATH),
+        Arg("config", INLINE, "Train config YAML, a local path or s3:// URI (checked before anything is sent).",
+            short="-c", load=_train_config_json),
+    ),
+    containers=(TRAINING_JOB,), max_instances=1, instance_type=TRAIN_INSTANCE_TYPE, max_run=TRAIN_MAX_RUN_S,
+    image=TENSORFLOW, extras=("aws", "train"), checkpoints="checkpoints",
+))
+
+
 def variant(container: str, spot: bool, command: str | None = None) -> str:
     """How a job runs, in words.
 
@@ -297,6 +440,8 @@ class LaunchOptions:
     region: str | None = None
     image: str | None = None
     job_name: str = field(default_factory=default_job_name)
+    #: INLINE option name -> the text its file holds (read by :func:`resolve`).
+    inline: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def job(self) -> JobKind:
@@ -339,11 +484,24 @@ def settle(options: LaunchOptions) -> LaunchOptions:
 
 
 def resolve(options: LaunchOptions, environ: dict[str, str] | None = None) -> LaunchOptions:
-    """:func:`settle`, and fill ``role`` from ``$VITALFLOW_SAGEMAKER_ROLE`` and ``region`` from
-    ``$AWS_REGION``, ``$AWS_DEFAULT_REGION`` or the AWS profile, when not given. Validates nothing."""
+    """:func:`settle`, fill ``role`` from ``$VITALFLOW_SAGEMAKER_ROLE`` and ``region`` from
+    ``$AWS_REGION``, ``$AWS_DEFAULT_REGION`` or the AWS profile, when not given, and read the
+    files of the kind's :data:`INLINE` options (:func:`read_inline`: a bad file raises; nothing
+    else is validated)."""
     environ = os.environ if environ is None else environ
     role = options.role or environ.get(ROLE_ENV) or None
-    return settle(replace(options, role=role, region=resolve_region(options.region, environ)))
+    return read_inline(settle(replace(options, role=role, region=resolve_region(options.region, environ))))
+
+
+def read_inline(options: LaunchOptions) -> LaunchOptions:
+    """``options`` with the text of every :data:`INLINE` option given (its ``load`` applied to the
+    path), unless read already. Raises what ``load`` raises, e.g. a one-line ``SpecError``."""
+    inline = dict(options.inline)
+    for arg in options.job.args:
+        value = options.arguments.get(arg.name)
+        if arg.role == INLINE and value is not None and arg.name not in inline:
+            inline[arg.name] = arg.load(str(value))
+    return replace(options, inline=inline)
 
 
 def resolve_region(region: str | None = None, environ: dict[str, str] | None = None) -> str | None:
@@ -461,17 +619,15 @@ def max_wait_seconds(options: LaunchOptions) -> int | None:
     return max(max_run, min(2 * max_run, TRAINING_MAX_RUN_S))
 
 
-def default_image(region: str) -> str:
-    """The official SageMaker scikit-learn 1.4-2 CPU image (Python 3.10) in ``region``.
+def default_image(region: str, image: FrameworkImage = SKLEARN) -> str:
+    """The official SageMaker ``image`` in ``region``: by default scikit-learn 1.4-2 CPU (Python 3.10).
 
     >>> default_image("eu-central-1")
     '492215442770.dkr.ecr.eu-central-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3'
+    >>> default_image("eu-central-1", TENSORFLOW)
+    '763104351884.dkr.ecr.eu-central-1.amazonaws.com/tensorflow-training:2.19.0-cpu-py312'
     """
-    account = SKLEARN_ACCOUNTS.get(region)
-    if account is None:
-        raise LaunchError(f"no default image known for region {region!r}: pass --image with an image URI")
-    domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"{account}.dkr.ecr.{region}.{domain}/{SKLEARN_IMAGE}"
+    return image.uri(region)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -487,26 +643,65 @@ def channel_path(container: str, name: str) -> str:
     return f"{PROCESSING_INPUT_PATH if container == PROCESSING_JOB else TRAINING_CHANNEL_PATH}/{name}"
 
 
-def command_arguments(options: LaunchOptions) -> dict[str, str]:
-    """The options of the command every host runs, as strings, in the kind's order: a channel's
-    value is its local path in the container, every other value is passed as given."""
+def _argument_values(options: LaunchOptions, positional: bool) -> dict[str, str]:
     o = settle(options)
     arguments: dict[str, str] = {}
     for arg in o.job.args:
         value = o.arguments.get(arg.name)
-        if value is None:
+        if value is None or arg.role == INLINE or arg.positional != positional:
             continue
         if arg.role == CHANNEL:
             local = channel_path(o.container, arg.name)
             value = f"{local}/{str(value).rsplit('/', 1)[-1]}" if arg.file else local
+        elif arg.local_path:
+            value = arg.local_path
         arguments[arg.name] = str(value)
+    if not positional and o.job.checkpoints:
+        arguments[o.job.checkpoints] = CHECKPOINT_LOCAL_PATH
     return arguments
 
 
+def positional_arguments(options: LaunchOptions) -> list[str]:
+    """The positional arguments of the command every host runs, in the kind's order (a channel's
+    value is its local path in the container)."""
+    return list(_argument_values(options, positional=True).values())
+
+
+def command_arguments(options: LaunchOptions) -> dict[str, str]:
+    """The options of the command every host runs, as strings, in the kind's order: a channel's
+    value is its local path in the container, an OUTPUT with ``local_path`` that path, every
+    other value is passed as given; then the kind's ``checkpoints`` option. :data:`INLINE`
+    options are not among them (``entry.py`` adds each with the file it writes)."""
+    return _argument_values(options, positional=False)
+
+
 def channels(options: LaunchOptions) -> dict[str, str]:
-    """Channel name -> the ``s3://`` URI SageMaker downloads for it."""
-    return {a.name: str(options.arguments[a.name]) for a in options.job.args
-            if a.role == CHANNEL and options.arguments.get(a.name) is not None}
+    """Channel name -> the ``s3://`` URI SageMaker downloads for it (a prefix ends with ``/``, so
+    that ``s3://b/ds`` does not also download ``s3://b/ds-old/``)."""
+    found = {}
+    for arg in options.job.args:
+        value = options.arguments.get(arg.name)
+        if arg.role == CHANNEL and value is not None:
+            found[arg.name] = str(value) if arg.file or str(value).endswith("/") else f"{value}/"
+    return found
+
+
+def inline_hyperparameters(options: LaunchOptions) -> dict[str, str]:
+    """``vitalflow_inline_<option>`` -> the text of each :data:`INLINE` option given (read by
+    :func:`resolve`), checked against SageMaker's limit of one hyperparameter."""
+    found = {}
+    for arg in options.job.args:
+        value = options.arguments.get(arg.name)
+        if arg.role != INLINE or value is None:
+            continue
+        if arg.name not in options.inline:
+            raise LaunchError(f"--{arg.name} {value} was not read: resolve() the options first")
+        text = options.inline[arg.name]
+        if len(text) > MAX_HYPERPARAMETER_CHARS:
+            raise LaunchError(f"--{arg.name} {value}: {len(text)} characters as JSON; a SageMaker hyperparameter "
+                              f"holds at most {MAX_HYPERPARAMETER_CHARS}")
+        found[INLINE_PREFIX + arg.name] = text
+    return found
 
 
 def _processing_input(name: str, uri: str) -> dict[str, Any]:
@@ -516,7 +711,8 @@ def _processing_input(name: str, uri: str) -> dict[str, Any]:
 
 
 def _processing_request(o: LaunchOptions, common: dict[str, Any]) -> dict[str, Any]:
-    container_args = [o.job.command] + [x for key, value in command_arguments(o).items() for x in (f"--{key}", value)]
+    container_args = [o.job.command, *positional_arguments(o)] + [
+        x for key, value in command_arguments(o).items() for x in (f"--{key}", value)]
     for value in container_args + list(common["Environment"].values()):
         if len(value) > MAX_ARGUMENT_CHARS:
             raise LaunchError(f"{value[:60]!r}...: a processing job's arguments are at most "
@@ -540,7 +736,8 @@ def _processing_request(o: LaunchOptions, common: dict[str, Any]) -> dict[str, A
 
 
 def _training_request(o: LaunchOptions, common: dict[str, Any]) -> dict[str, Any]:
-    hyperparameters = {COMMAND_KEY: o.job.command, **command_arguments(o)}
+    command = shlex.join([o.job.command, *positional_arguments(o)])
+    hyperparameters = {COMMAND_KEY: command, **command_arguments(o), **inline_hyperparameters(o)}
     hyperparameters.update({
         "sagemaker_program": ENTRY,
         "sagemaker_submit_directory": o.code_uri,
@@ -572,6 +769,7 @@ def _training_request(o: LaunchOptions, common: dict[str, Any]) -> dict[str, Any
             for name, uri in channels(o).items()]
     if o.spot:
         stopping["MaxWaitTimeInSeconds"] = max_wait_seconds(o)
+    if o.spot or o.job.checkpoints:
         request["CheckpointConfig"] = {"S3Uri": o.checkpoint_uri, "LocalPath": CHECKPOINT_LOCAL_PATH}
     return request
 
@@ -583,8 +781,9 @@ def build_request(options: LaunchOptions) -> tuple[str, dict[str, Any]]:
     o = settle(options)
     validate(o)
     common = {
-        "Image": o.image or default_image(o.region),
-        "Environment": {"PYTHONUNBUFFERED": "1", "VITALFLOW_JOB_NAME": o.job_name},
+        "Image": o.image or default_image(o.region, o.job.image),
+        "Environment": {"PYTHONUNBUFFERED": "1", "VITALFLOW_JOB_NAME": o.job_name,
+                        EXTRAS_ENV: ",".join(o.job.extras)},
         "Tags": [{"Key": "vitalflow:version", "Value": _version()},
                  {"Key": "vitalflow:command", "Value": o.job.command},
                  {"Key": "vitalflow:runs-as", "Value": variant(o.container, o.spot)}],
