@@ -57,3 +57,37 @@ def clean_run(big_corpus, tmp_path_factory):
                                       str(big_corpus / "clinical.csv"), "--output", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     return dataset(out)
+
+
+#: A small network for training tests: seconds per run on 2 cores.
+TINY_TRAIN_CONFIG = """\
+network: {conv_filters: [8], conv_kernel: 3, pool: 5, lstm_units: [8, 8], dense_units: 8}
+epochs: 6
+early_stopping: null
+batch_size: 64
+"""
+
+
+@pytest.fixture(scope="session")
+def trainable_dataset(tmp_path_factory):
+    """The demo's dataset (12 cases of 1.5 h, split seed 3: all three splits hold windows), verified. Do not modify."""
+    from typer.testing import CliRunner
+
+    from vitalflow.cli import app
+    from vitalflow.synth import synth_corpus
+
+    root = tmp_path_factory.mktemp("trainable")
+    synth_corpus(root / "rec", 12, seed=0, hours=1.5, waves=False)
+    (root / "run.yaml").write_text("split: {seed: 3}\n")
+    result = CliRunner().invoke(app, ["preprocess", "--input", str(root / "rec"), "--clinical",
+                                      str(root / "rec" / "clinical.csv"), "--output", str(root / "out"),
+                                      "--config", str(root / "run.yaml"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return root / "out"
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("train-config") / "train.yaml"
+    path.write_text(TINY_TRAIN_CONFIG)
+    return path

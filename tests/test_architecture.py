@@ -114,6 +114,7 @@ def test_public_names_are_the_objects_of_their_home_modules():
     from vitalflow.dataset.reference import Dataset, open_dataset
     from vitalflow.dataset.verify import VerifyReport, verify_output
     from vitalflow.errors import VitalflowError
+    from vitalflow.model.predictor import Predictor, load_model
     from vitalflow.run.preprocess import RunResult, preprocess
     from vitalflow.spec import Config, Spec, load_config, load_spec
     from vitalflow.transform import Patient, denormalize, preprocess_case
@@ -125,7 +126,7 @@ def test_public_names_are_the_objects_of_their_home_modules():
         "denormalize": denormalize, "denormalize_targets": denormalize_targets,
         "load_config": load_config, "load_spec": load_spec, "preprocess": preprocess,
         "preprocess_case": preprocess_case, "verify_output": verify_output,
-        "Dataset": Dataset, "open_dataset": open_dataset,
+        "Dataset": Dataset, "open_dataset": open_dataset, "Predictor": Predictor, "load_model": load_model,
     }
     assert set(homes) == set(vitalflow.__all__) - {"__version__"}
     for name, obj in homes.items():

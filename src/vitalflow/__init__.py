@@ -13,6 +13,7 @@ __all__ = [
     "Config",
     "Dataset",
     "Patient",
+    "Predictor",
     "RunResult",
     "Spec",
     "VerifyReport",
@@ -21,6 +22,7 @@ __all__ = [
     "denormalize",
     "denormalize_targets",
     "load_config",
+    "load_model",
     "load_spec",
     "open_dataset",
     "preprocess",
@@ -33,6 +35,7 @@ _HOMES = {
     "Config": "vitalflow.spec",
     "Dataset": "vitalflow.dataset.reference",
     "Patient": "vitalflow.transform",
+    "Predictor": "vitalflow.model.predictor",
     "RunResult": "vitalflow.run.preprocess",
     "Spec": "vitalflow.spec",
     "VerifyReport": "vitalflow.dataset.verify",
@@ -40,6 +43,7 @@ _HOMES = {
     "denormalize": "vitalflow.transform",
     "denormalize_targets": "vitalflow.transform.normalize",
     "load_config": "vitalflow.spec",
+    "load_model": "vitalflow.model.predictor",
     "load_spec": "vitalflow.spec",
     "open_dataset": "vitalflow.dataset.reference",
     "preprocess": "vitalflow.run.preprocess",
@@ -51,6 +55,7 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; never run
     from vitalflow.dataset.reference import Dataset, open_dataset
     from vitalflow.dataset.verify import VerifyReport, verify_output
     from vitalflow.errors import VitalflowError
+    from vitalflow.model.predictor import Predictor, load_model
     from vitalflow.run.preprocess import RunResult, preprocess
     from vitalflow.spec import Config, Spec, load_config, load_spec
     from vitalflow.transform import Patient, denormalize, preprocess_case

@@ -3,7 +3,8 @@
 Exit codes: 0 success; 1 error (bad input, spec, output); 2 usage error;
 3 no windows were written (every case excluded or failed), or the share of successful cases is
 below ``min_success_rate``; 4 verification of the output failed;
-75 stopped by a signal before all cases were done (the card is partial; rerun to resume).
+75 stopped by a signal before all cases were done (the card is partial; rerun to resume), or
+before training finished (the last complete epoch is checkpointed; rerun to resume).
 """
 
 from __future__ import annotations
@@ -364,7 +365,8 @@ def demo(
     cases: int = typer.Option(12, "--cases", "-n", min=2, help="Number of synthetic recordings."),
     waves: bool = typer.Option(False, "--waves/--no-waves", help="Include waveform tracks (slower, ~20 MB per 3 h)."),
 ) -> None:
-    """Synthesize a small corpus, preprocess it, verify it and print a summary."""
+    """Synthesize a small corpus, preprocess and verify it, then (with the train extra) train a model
+    and evaluate it against the baselines."""
     from vitalflow.synth import synth_corpus
 
     corpus, output, config = directory / "recordings", directory / "output", directory / "run.yaml"
@@ -382,6 +384,88 @@ def demo(
     if code:
         raise typer.Exit(code)
     out.print(f"read it in TensorFlow: see README 'Output schema'; card: {output / 'preprocessing_metadata.json'}")
+    try:
+        _train_extra()
+    except VitalflowError as exc:
+        out.print(f"not training: {exc}", markup=False)
+        return
+    model = directory / "model"
+    _train(str(output), str(model), None, None, overwrite=True)
+    _evaluate(str(model), str(output), "test", None)
+
+
+def _train_extra():
+    """The training stack, or an error saying how to install it."""
+    try:
+        import tensorflow  # noqa: F401
+        import xgboost  # noqa: F401
+    except ImportError as exc:
+        raise VitalflowError(f"training needs the train extra ({exc.name} is not installed): "
+                             'pip install "vitalflow[train]"') from None
+
+
+def _train(dataset: str, output: str, config: str | None, checkpoints: str | None, overwrite: bool):
+    _train_extra()
+    from vitalflow.train.run import train_model
+
+    result = train_model(dataset, output, config, checkpoints, overwrite)
+    if result.stopped:
+        err.print(f"stopped by {result.stopped}: the last complete epoch is checkpointed; rerun the same "
+                  "command to resume", markup=False)
+        raise typer.Exit(EXIT_STOPPED)
+    t = result.card.training
+    done = "already trained" if result.already_done else f"trained in {t.seconds:.1f} s"
+    out.print(f"model: {result.model_uri} ({done}; {t.epochs_run} epochs{', stopped early' * t.stopped_early}, "
+              f"best {t.best_epoch}: val_loss {result.card.metrics.get('val_loss', float('nan')):.5f}; "
+              f"{result.card.parameters} parameters)", markup=False)
+    return result
+
+
+def _evaluate(model_dir: str, dataset: str, split: str, output: str | None):
+    _train_extra()
+    from vitalflow.evaluate.report import comparison_table
+    from vitalflow.evaluate.run import evaluate_model
+
+    result = evaluate_model(model_dir, dataset, split, output)
+    for kind, title in (("all", "all windows"), ("changed", "windows where the target changes within the horizon")):
+        rows = comparison_table(result.metrics, kind)
+        table = Table(title=f"MAE on the {split} split, {title} (clinical units)", title_justify="left")
+        for i, col in enumerate(rows[0]):
+            table.add_column(col, justify="left" if i < 2 else "right")
+        for row in rows[1:]:
+            table.add_row(*row)
+        out.print(table)
+    out.print(f"metrics and report: {result.output} (metrics.json, report.md, report.html)", markup=False)
+    return result
+
+
+@app.command()
+@_errors
+def train(
+    dataset: str = typer.Argument(..., help="A verified preprocess output (folder or s3:// prefix)."),
+    output: str = typer.Option(..., "--output", "-o", help="Model directory to write (folder or s3:// prefix)."),
+    config: Optional[str] = typer.Option(None, "--config", help="Training config YAML (path or s3://; "
+                                                                 "default: built-in, README 'Training')."),
+    checkpoints: Optional[str] = typer.Option(None, "--checkpoints", help="Checkpoint directory "
+                                                                           "(default: <output>/_checkpoints)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Discard the checkpoints and model in --output "
+                                                              "and train from scratch."),
+) -> None:
+    """Train the CNN-LSTM-LSTM on a dataset; rerun the same command to resume after a stop or crash."""
+    _train(dataset, output, config, checkpoints, overwrite)
+
+
+@app.command()
+@_errors
+def evaluate(
+    model_dir: str = typer.Argument(..., help="A model directory (folder or s3:// prefix)."),
+    dataset: str = typer.Argument(..., help="A verified preprocess output made with the model's spec."),
+    split: str = typer.Option("test", "--split", help="The split to score: train, validation or test."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Where to write metrics.json and the "
+                                                                       "report (default: <model>/evaluation/<split>)."),
+) -> None:
+    """Score the model against persistence, the training median and XGBoost; write metrics and a report."""
+    _evaluate(model_dir, dataset, split, output)
 
 
 @app.command("spec")

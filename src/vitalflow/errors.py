@@ -10,6 +10,7 @@
     ├── OutputError          an output location is unusable, or holds another run's dataset
     │   └── CorruptRecordError  a TFRecord file is truncated or fails a CRC check
     ├── StoreError           a storage call failed (names the URI; wraps the fsspec/OS error)
+    ├── ModelError           a model directory is incomplete, unreadable or of another spec/dataset
     └── LaunchError          a SageMaker job cannot be built, submitted or watched
 
 `CorruptRecordError` is also a ``ValueError`` (what a reader of damaged bytes raises).
@@ -52,6 +53,10 @@ class OutputError(VitalflowError):
 
 class CorruptRecordError(OutputError, ValueError):
     """A TFRecord file is truncated or fails a CRC check."""
+
+
+class ModelError(VitalflowError):
+    """A model directory (or its checkpoints) is incomplete, unreadable or does not fit the data."""
 
 
 class StoreError(VitalflowError):

@@ -63,6 +63,10 @@ class SpecRef(Record):
     name: str
     version: int
     hash: str
+    # the spec itself (`Spec.model_dump`), so that a model trained on the dataset reads its numbers
+    # with the spec that made them wherever the spec file went; None: written before vitalflow 0.1's
+    # training (the spec is then found by name and checked by hash)
+    content: dict[str, Any] | None = None
 
 
 class SplitCounts(Record):
@@ -228,7 +232,8 @@ def build_card(
         "fingerprint": fingerprint(parts, spec_hash, hashed_config),
         "tool": {"name": "vitalflow", "version": version("vitalflow")},
         "created_utc": _now(),
-        "spec": {"name": spec.name, "version": spec.version, "hash": spec_hash},
+        "spec": {"name": spec.name, "version": spec.version, "hash": spec_hash,
+                 "content": spec.model_dump(mode="json")},
         "config_hash": hashed_config,
         "config": config.model_dump(mode="json"),
         "features": {

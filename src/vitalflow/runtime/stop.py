@@ -18,7 +18,8 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 class StopRequest:
     """Install as a context manager around a run; ``requested`` names the first signal."""
 
-    def __init__(self) -> None:
+    def __init__(self, then: str = "finishing the cases in flight, then committing and stopping") -> None:
+        self.then = then  # what the run does when asked to stop (logged)
         self.requested: str | None = None
         self._previous: dict[int, object] = {}
 
@@ -39,5 +40,4 @@ class StopRequest:
             log.error("second signal (%s): exiting now; the ledger is consistent, rerun to resume", name)
             os._exit(128 + signum)
         self.requested = name
-        log.warning("%s received: finishing the cases in flight, then committing and stopping "
-                    "(send it again to exit at once)", name)
+        log.warning("%s received: %s (send it again to exit at once)", name, self.then)

@@ -212,7 +212,7 @@ class Spec(Strict):
         return tuple(out)
 
     def content_hash(self) -> str:
-        return _hash(self.model_dump(mode="json"))
+        return content_hash(self.model_dump(mode="json"))
 
 
 def _unique(names: list[str], what: str) -> None:
@@ -223,7 +223,8 @@ def _unique(names: list[str], what: str) -> None:
         seen.add(n)
 
 
-def _hash(obj: object) -> str:
+def content_hash(obj: object) -> str:
+    """``sha256:<hex>`` of a JSON-able object's canonical JSON (sorted keys, no spaces)."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
     return "sha256:" + hashlib.sha256(blob).hexdigest()
 
@@ -327,6 +328,12 @@ def _validate(model: type[BaseModel], data: dict, where: str):
         raise SpecError(f"{where}: {loc}: {msg}{more}") from exc
 
 
+def load_validated(model: type[BaseModel], path: str | Path, what: str):
+    """A YAML file (local path or s3:// URI) validated as ``model``; every problem is a `SpecError`
+    naming the file and the field (an unknown key is an error)."""
+    return _validate(model, _read_yaml(str(path), what), f"{what} {path}")
+
+
 def spec_path(name_or_path: str, relative_to: str | None = None) -> str:
     """A built-in spec name (``master-poc``), or a spec YAML path or URI (relative to the config)."""
     builtin = BUILTIN_DIR / f"{name_or_path.replace('-', '_')}.yaml"
@@ -339,7 +346,7 @@ def spec_path(name_or_path: str, relative_to: str | None = None) -> str:
 
 def load_spec(name_or_path: str = DEFAULT_SPEC, relative_to: str | None = None) -> Spec:
     path = spec_path(name_or_path, relative_to)
-    return _validate(Spec, _read_yaml(path, "spec"), f"spec {path}")
+    return load_validated(Spec, path, "spec")
 
 
 def load_config(path: str | Path | None = None) -> tuple[Config, Spec]:
@@ -348,7 +355,7 @@ def load_config(path: str | Path | None = None) -> tuple[Config, Spec]:
         config = Config()
         return config, load_spec(config.spec)
     path = str(path)
-    config = _validate(Config, _read_yaml(path, "config"), f"config {path}")
+    config = load_validated(Config, path, "config")
     return config, load_spec(config.spec, relative_to=path.rpartition("/")[0] or ".")
 
 
@@ -356,4 +363,4 @@ def config_hash(config: Config, spec: Spec) -> str:
     """Hash of everything that determines the dataset's content: the config and the spec's content."""
     data = config.model_dump(mode="json")
     data["spec"] = spec.content_hash()
-    return _hash(data)
+    return content_hash(data)

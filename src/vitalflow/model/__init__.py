@@ -1,0 +1,1 @@
+"""The CNN-LSTM-LSTM: its config, network, tf.data reader, card and predictor (TensorFlow lives here)."""

@@ -1,0 +1,145 @@
+"""A vitalflow dataset as a tf.data pipeline: parallel reads, batched parsing, seeded shuffling
+across cases and parts, prefetch.
+
+How shuffling mixes cases (README "Training"): a split's windows sit in part files that hold whole
+cases in order, and the windows of one case overlap by 90 %, so reading the parts in order and
+shuffling a buffer would fill each batch with near-copies of one case. Per epoch the pipeline
+
+1. permutes the part files (seeded with ``seed`` and the epoch),
+2. reads ``cycle`` parts at once, taking one window from each in turn (``interleave``), so
+   consecutive windows come from ``cycle`` different parts, hence different cases,
+3. shuffles a buffer of ``shuffle_buffer`` windows (seeded the same way),
+
+so a batch draws from up to ``shuffle_buffer`` windows of at least ``cycle`` parts. Every step is
+seeded from ``(seed, epoch)`` alone, so epoch ``e`` sees the same order whether or not the run was
+interrupted before it (what resume relies on).
+
+Parsing is batched (``tf.io.parse_example`` on a batch of serialized records, one call per batch
+rather than one per window) and runs on ``AUTOTUNE`` threads with ``deterministic=True``, so the
+order never depends on thread timing.
+
+A dataset on S3 is first copied to a local cache, each part checked against the sha256 its card
+records (TensorFlow 2.16+ reads no ``s3://`` paths itself; a local copy also lets every epoch read
+at disk speed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from vitalflow.dataset.reference import Dataset
+from vitalflow.errors import OutputError
+from vitalflow.store import Store
+
+#: The model's inputs, by example feature name ("mask" only when the network reads it).
+INPUTS = ("timeseries", "static", "mask")
+CACHE_ENV = "VITALFLOW_CACHE"
+
+
+def cache_dir() -> Path:
+    """Where datasets read from S3 are cached: ``$VITALFLOW_CACHE`` or ``~/.cache/vitalflow``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "vitalflow")
+
+
+def local_files(dataset: Dataset, split: str) -> list[str]:
+    """The local paths of a split's parts: the files themselves, or verified copies of S3 objects."""
+    entries = dataset.parts[split]
+    store = Store(dataset.uri)
+    if store.is_local:
+        return [str(store.local_path(f.path)) for f in entries]
+    root = cache_dir() / "datasets" / dataset.fingerprint.replace(":", "-")
+    paths = []
+    for f in entries:
+        target = root / f.path
+        if not (target.exists() and target.stat().st_size == f.bytes):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            data = store.read_bytes(f.path)
+            if hashlib.sha256(data).hexdigest() != f.sha256:
+                raise OutputError(f"{f.uri}: its content differs from what the card records (sha256): "
+                                  f"run `vitalflow verify {dataset.uri}`")
+            fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.replace(temp, target)
+        paths.append(str(target))
+    return paths
+
+
+def features_to_read(dataset: Dataset, names: Sequence[str]) -> dict[str, tf.io.FixedLenFeature]:
+    """The parse spec of ``names`` (a name the dataset lacks is an error naming the dataset)."""
+    schema = dataset.example_schema
+    missing = [n for n in names if n not in schema.root]
+    if missing:
+        raise OutputError(f"{dataset.uri}: the examples have no {', '.join(missing)} (written with "
+                          f"{', '.join(schema)}); for the mask, preprocess with output.write_mask: true")
+    spec = schema.tf_features(tf)
+    return {n: spec[n] for n in names}
+
+
+def _reshaper(dataset: Dataset):
+    shapes = {n: f.reshape for n, f in dataset.example_schema.items() if f.reshape}
+
+    def reshape(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        return {n: tf.reshape(v, [-1, *shapes[n]]) if n in shapes else v for n, v in batch.items()}
+
+    return reshape
+
+
+def window_batches(dataset: Dataset, split: str, names: Sequence[str], *, batch_size: int,
+                   seed: int | None = None, epoch: int = 0, shuffle_buffer: int = 4096,
+                   cycle: int = 8, repeat: bool = False) -> tf.data.Dataset:
+    """Batches of ``{name: tensor}`` of a split; shuffled across cases and parts when ``seed`` is
+    given (see the module docstring), else in the dataset's order."""
+    files = local_files(dataset, split)
+    if not files:
+        raise OutputError(f"{dataset.uri}: the {split} split has no windows")
+    parse_spec = features_to_read(dataset, names)
+    compression = "GZIP" if dataset.compression == "GZIP" else ""
+    options = tf.data.Options()
+    options.deterministic = True
+    if seed is None:
+        records = tf.data.TFRecordDataset(files, compression_type=compression, num_parallel_reads=None)
+    else:
+        epoch_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] & 0x7FFFFFFF)
+        order = np.random.default_rng(epoch_seed).permutation(len(files))
+        names_ds = tf.data.Dataset.from_tensor_slices([files[i] for i in order])
+        records = names_ds.interleave(
+            lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
+            cycle_length=min(cycle, len(files)), block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True)
+        records = records.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
+    if repeat:
+        records = records.repeat()
+    reshape = _reshaper(dataset)
+    batches = records.batch(batch_size).map(
+        lambda serialized: reshape(tf.io.parse_example(serialized, parse_spec)),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return batches.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def training_batches(dataset: Dataset, split: str, inputs: Sequence[str], **kwargs) -> tf.data.Dataset:
+    """``(inputs dict, target)`` batches for Keras' ``fit``/``evaluate``."""
+    return window_batches(dataset, split, [*inputs, "target"], **kwargs).map(
+        lambda b: ({n: b[n] for n in inputs}, b["target"]))
+
+
+def numpy_batches(dataset: Dataset, split: str, names: Sequence[str], batch_size: int = 256
+                  ) -> Iterator[dict[str, np.ndarray]]:
+    """A split's windows in the dataset's order as numpy batches (``case_id`` and
+    ``window_start_s`` flattened to 1-D, ``subject_id`` as str)."""
+    for batch in window_batches(dataset, split, names, batch_size=batch_size).as_numpy_iterator():
+        out = {}
+        for name, value in batch.items():
+            if name in ("case_id", "window_start_s", "subject_id"):
+                value = value.reshape(-1)
+                if name == "subject_id":
+                    value = np.array([v.decode() for v in value])
+            out[name] = value
+        yield out

@@ -1,0 +1,1 @@
+"""A training run: config, dataset and checkpoints to a model directory."""

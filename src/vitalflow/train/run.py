@@ -1,0 +1,173 @@
+"""A training run: a verified dataset and a config to a complete model directory.
+
+Everything that can be refused is checked before the first epoch: the dataset (complete, verified,
+of a known spec, with train and validation windows and the features the network reads), the
+config (unknown keys, bad values, target weights naming no target), the model directory (holding
+another model) and the checkpoints (of another training). Rerunning the same command resumes from
+the last complete epoch; rerunning it after the model is written does nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from vitalflow.dataset.reference import Dataset, open_dataset
+from vitalflow.errors import ModelError, OutputError, SpecError
+from vitalflow.model.card import CARD_NAME, EXPORT_DIR, MODEL_FILE, DatasetRef, Feature, ModelCard, SpecPin, Tool, \
+    Training
+from vitalflow.model.config import TrainConfig, load_train_config, train_config_hash
+from vitalflow.model.network import build_network, compile_network, input_names
+from vitalflow.runtime.stop import StopRequest
+from vitalflow.spec.model import SPLITS, Spec, load_spec
+from vitalflow.store import Store
+from vitalflow.train.checkpoints import Checkpoints, TrainState
+from vitalflow.train.fit import fit, make_deterministic, restore
+
+log = logging.getLogger("vitalflow.progress")
+CHECKPOINT_DIR = "_checkpoints"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model_uri: str
+    card: ModelCard | None  # None when stopped
+    stopped: str | None  # the signal that stopped the run
+    already_done: bool = False
+
+
+def dataset_spec(dataset: Dataset) -> Spec:
+    """The spec a dataset was made with: the one its card holds, or (older cards) the one it names,
+    checked by hash."""
+    ref = dataset.card.spec
+    if ref.content is not None:
+        spec = Spec.model_validate(ref.content)
+        if spec.content_hash() == ref.hash:
+            return spec
+        raise SpecError(f"{dataset.uri}: the card's spec does not match its hash ({ref.hash}): the card was "
+                        f"edited; run `vitalflow verify {dataset.uri}`")
+    spec = load_spec(dataset.card.config.get("spec", ref.name))
+    if spec.content_hash() != ref.hash:
+        raise SpecError(f"{dataset.uri}: made with spec {ref.name} v{ref.version} ({ref.hash}), but the spec "
+                        f"{ref.name} found here is v{spec.version} ({spec.content_hash()}): train with the spec "
+                        "the dataset was made with")
+    return spec
+
+
+def check_dataset(dataset: Dataset, config: TrainConfig, spec: Spec) -> None:
+    for split in ("train", "validation"):
+        if dataset.examples(split) == 0:
+            raise OutputError(f"{dataset.uri}: the {split} split has no windows (the split fractions or too few "
+                              "subjects): training needs train and validation windows")
+    missing = [n for n in (*input_names(config), "target") if n not in dataset.example_schema.root]
+    if missing:
+        raise OutputError(f"{dataset.uri}: the examples have no {', '.join(missing)} feature (for the mask: "
+                          "preprocess with output.write_mask: true, or set network.use_mask: false)")
+    try:
+        config.weights_for(spec.targets)
+    except ValueError as exc:
+        raise SpecError(f"train config: {exc}") from None
+
+
+def _features(spec: Spec, names) -> list[Feature]:
+    by_name = {f.name: f for f in spec.timeseries}
+    return [Feature(name=n, unit=by_name[n].unit, range=by_name[n].range) for n in names]
+
+
+def build_card(spec: Spec, dataset: Dataset, config: TrainConfig, model: keras.Model, state: TrainState) -> ModelCard:
+    windows = dataset.card.config.get("windows", {})
+    return ModelCard(
+        tool=Tool(name="vitalflow", version=version("vitalflow"), tensorflow=tf.__version__, keras=keras.__version__),
+        created_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        spec=SpecPin(name=spec.name, version=spec.version, hash=spec.content_hash(),
+                     content=spec.model_dump(mode="json")),
+        dataset=DatasetRef(uri=dataset.uri, fingerprint=dataset.fingerprint, config_hash=dataset.card.config_hash,
+                           windows={s: dataset.examples(s) for s in SPLITS}),
+        timeseries=_features(spec, spec.feature_names),
+        static=[Feature(name=f.name, unit=f.unit, range=f.range if f.range else (-1.0, 1.0)) for f in spec.static],
+        targets=_features(spec, spec.targets),
+        inputs=list(input_names(config)),
+        window_s=int(windows.get("length_s", 300)), horizon_s=int(windows.get("horizon_s", 30)),
+        config=config.model_dump(mode="json"), config_hash=train_config_hash(config),
+        parameters=int(model.count_params()),
+        training=Training(epochs_run=state.epochs_done, best_epoch=state.best_epoch, stopped_early=state.stopped_early,
+                          resumed=state.resumed, seconds=round(state.seconds, 3), history=state.history),
+        metrics={k: v[state.best_epoch - 1] for k, v in state.history.items() if k.startswith("val_")},
+        files={"model": MODEL_FILE, "export": EXPORT_DIR},
+    )
+
+
+def write_model_dir(store: Store, model: keras.Model, card: ModelCard) -> None:
+    """The model files, then the card (a directory with a card is complete)."""
+    staging = Path(store.local_path("")) if store.is_local else Path(tempfile.mkdtemp(prefix="vitalflow-model-"))
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+        model.save(staging / MODEL_FILE)
+        shutil.rmtree(staging / EXPORT_DIR, ignore_errors=True)
+        model.export(str(staging / EXPORT_DIR), format="tf_saved_model", verbose=False)
+        if not store.is_local:
+            for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+                store.write_bytes(path.relative_to(staging).as_posix(), path.read_bytes())
+        store.write_bytes(CARD_NAME, card.to_json(indent=1))
+    finally:
+        if not store.is_local:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def train_model(dataset_uri: str, output: str, config_path: str | None = None, checkpoints_uri: str | None = None,
+                overwrite: bool = False) -> TrainResult:
+    """Train (or resume training) the network on a dataset and write the model directory."""
+    config = load_train_config(config_path)
+    dataset = open_dataset(dataset_uri)
+    spec = dataset_spec(dataset)
+    check_dataset(dataset, config, spec)
+    store = Store(output)
+    checkpoints = Checkpoints(checkpoints_uri or store.url(CHECKPOINT_DIR))
+    expected = {"config_hash": train_config_hash(config), "dataset_fingerprint": dataset.fingerprint}
+    if overwrite:
+        checkpoints.clear()
+        store.delete(CARD_NAME)
+    elif store.exists(CARD_NAME):
+        from vitalflow.model.card import read_model_card
+
+        card = read_model_card(store.uri)
+        if card.config_hash == expected["config_hash"] and card.dataset.fingerprint == dataset.fingerprint:
+            log.info("%s holds this model already (same dataset and config): nothing to do", store.uri)
+            return TrainResult(store.uri, card, None, already_done=True)
+        raise ModelError(f"{store.uri} holds another model (of dataset {card.dataset.fingerprint}, config "
+                         f"{card.config_hash}): choose another --output or pass --overwrite")
+    state = checkpoints.state()
+    if state is not None:
+        differs = [k.replace("_", " ") for k, v in expected.items() if getattr(state, k) != v]
+        if differs:
+            raise ModelError(f"{checkpoints.uri} holds checkpoints of another training ({' and '.join(differs)} "
+                             "differ): pass --overwrite to start over, or choose another --output")
+    make_deterministic()
+    keras.utils.set_random_seed(config.seed)
+    length, features = dataset.example_schema["timeseries"].reshape
+    model = build_network(config, length, features, dataset.example_schema["static"].size, spec.target_indices)
+    compile_network(model, config, config.weights_for(spec.targets))
+    if state is None or state.latest_file is None:
+        checkpoints.remove_leftovers(None)
+        state = TrainState(**expected)
+    else:
+        restore(model, checkpoints, state)
+        checkpoints.remove_leftovers(state)
+        state = state.model_copy(update={"resumed": state.resumed + 1})
+        log.info("resuming after epoch %d from %s", state.epochs_done, checkpoints.uri)
+    with StopRequest(then="stopping after the current batch; the last complete epoch is checkpointed") as stop:
+        state, stopped = fit(model, config, dataset, checkpoints, state, stop)
+        if stopped:
+            return TrainResult(store.uri, None, stop.requested or "stop")
+    model.set_weights(checkpoints.arrays(state.best_file)["weights"])
+    card = build_card(spec, dataset, config, model, state)
+    write_model_dir(store, model, card)
+    return TrainResult(store.uri, card, None)
