@@ -74,6 +74,12 @@ _state = {"verbose": False}
 _VERBOSE_HELP = "Show tracebacks and per-case log lines."
 
 
+class SplitName(str, enum.Enum):
+    train = "train"
+    validation = "validation"
+    test = "test"
+
+
 class LogFormat(str, enum.Enum):
     text = "text"
     json = "json"
@@ -431,10 +437,11 @@ def _evaluate(model_dir: str, dataset: str, split: str, output: str | None):
         rows = comparison_table(result.metrics, kind)
         table = Table(title=f"MAE on the {split} split, {title} (clinical units)", title_justify="left")
         for i, col in enumerate(rows[0]):
-            table.add_column(col, justify="left" if i < 2 else "right")
+            table.add_column(col, justify="left" if i < 2 else "right", no_wrap=True)
         for row in rows[1:]:
             table.add_row(*row)
-        out.print(table)
+        # names and numbers whole, even in a narrow terminal or a pipe
+        Console(highlight=False, width=max(out.width, 120)).print(table)
     out.print(f"metrics and report: {result.output} (metrics.json, report.md, report.html)", markup=False)
     return result
 
@@ -460,12 +467,12 @@ def train(
 def evaluate(
     model_dir: str = typer.Argument(..., help="A model directory (folder or s3:// prefix)."),
     dataset: str = typer.Argument(..., help="A verified preprocess output made with the model's spec."),
-    split: str = typer.Option("test", "--split", help="The split to score: train, validation or test."),
+    split: SplitName = typer.Option(SplitName.test, "--split", help="The split to score."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Where to write metrics.json and the "
                                                                        "report (default: <model>/evaluation/<split>)."),
 ) -> None:
     """Score the model against persistence, the training median and XGBoost; write metrics and a report."""
-    _evaluate(model_dir, dataset, split, output)
+    _evaluate(model_dir, dataset, split.value, output)
 
 
 @app.command("spec")

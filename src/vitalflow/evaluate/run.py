@@ -26,6 +26,7 @@ import numpy as np
 
 from vitalflow.dataset.reference import Dataset, open_dataset
 from vitalflow.evaluate.baselines import BoostedTrees, TrainMedian, persistence, summary_features
+from vitalflow.errors import OutputError
 from vitalflow.evaluate.report import CaseTimeline, metrics_document, write_report
 from vitalflow.model.card import ModelCard
 from vitalflow.model.inputs import numpy_batches
@@ -98,7 +99,7 @@ def evaluate_model(model_uri: str, dataset_uri: str, split: str = "test", output
     indices = list(spec.target_indices)
     for needed in {split, "train"}:
         if dataset.examples(needed) == 0:
-            raise ValueError(f"{dataset.uri}: the {needed} split has no windows")
+            raise OutputError(f"{dataset.uri}: the {needed} split has no windows")
     log.info("evaluating %s on the %s split of %s (%d windows)", predictor.uri, split, dataset.uri,
              dataset.examples(split))
     test = _read(dataset, split, card, indices, predictor)
