@@ -48,6 +48,32 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "vitalflow")
 
 
+#: Cached copies whose sha256 this process has checked: path -> (size, mtime_ns, inode, sha256).
+_CHECKED: dict[str, tuple[int, int, int, str]] = {}
+
+
+def _cached_copy_ok(target: Path, size: int, sha256: str) -> bool:
+    """The cached copy at ``target`` has the card's size and sha256 (hashed once per process and
+    file version: a damaged copy of the same size is not trusted)."""
+    try:
+        st = target.stat()
+    except FileNotFoundError:
+        return False
+    if st.st_size != size:
+        return False
+    stamp = (st.st_size, st.st_mtime_ns, st.st_ino, sha256)
+    if _CHECKED.get(str(target)) == stamp:
+        return True
+    digest = hashlib.sha256()
+    with open(target, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != sha256:
+        return False
+    _CHECKED[str(target)] = stamp
+    return True
+
+
 def local_files(dataset: Dataset, split: str) -> list[str]:
     """The local paths of a split's parts: the files themselves, or verified copies of S3 objects."""
     entries = dataset.parts[split]
@@ -58,7 +84,7 @@ def local_files(dataset: Dataset, split: str) -> list[str]:
     paths = []
     for f in entries:
         target = root / f.path
-        if not (target.exists() and target.stat().st_size == f.bytes):
+        if not _cached_copy_ok(target, f.bytes, f.sha256):
             target.parent.mkdir(parents=True, exist_ok=True)
             data = store.read_bytes(f.path)
             if hashlib.sha256(data).hexdigest() != f.sha256:
