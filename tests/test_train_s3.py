@@ -104,7 +104,8 @@ def test_evaluate_a_model_and_dataset_on_s3(s3):
 
 def _cached_parts(cache: Path, dataset_card: dict) -> dict[str, Path]:
     root = cache / "datasets" / dataset_card["fingerprint"].replace(":", "-")
-    return {f["path"]: root / f["path"] for split in ("train", "validation", "test") for f in dataset_card["files"][split]}
+    return {f["path"]: root / f["path"] for split in ("train", "validation", "test")
+            for f in dataset_card["files"][split]}
 
 
 def test_the_cache_holds_verified_parts_and_replaces_damaged_ones(s3, cache, trainable_dataset):
