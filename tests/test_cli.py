@@ -236,10 +236,22 @@ def test_verify_detects_a_truncated_file_and_a_missing_card(corpus, tmp_path):
 
 
 def test_demo_runs_end_to_end(tmp_path):
-    result = invoke("demo", tmp_path / "demo", "--cases", 4)
+    """README's first command: synthesize, preprocess, verify, train, evaluate, print the tables."""
+    result = invoke("demo", tmp_path / "demo")
     assert result.exit_code == 0, result.output
     assert "success:" in result.stdout and "train" in result.stdout
     assert (tmp_path / "demo" / "output" / CARD_NAME).exists()
+    assert (tmp_path / "demo" / "model" / "model_card.json").exists()
+    assert (tmp_path / "demo" / "model" / "evaluation" / "test" / "report.html").exists()
+    for label in ("persistence", "train median", "XGBoost", "Propofol_INF", "change"):
+        assert label in result.stdout
+
+
+def test_a_demo_too_small_to_train_says_why(tmp_path):
+    result = invoke("demo", tmp_path / "demo", "--cases", 4)
+    assert result.exit_code == 0, result.output
+    assert "success:" in result.stdout and "not training:" in result.stdout and "--cases 12" in result.stdout
+    assert not (tmp_path / "demo" / "model").exists()
 
 
 def test_nan_inf_negative_rates_are_dropped_counted_and_the_case_kept(tmp_path):

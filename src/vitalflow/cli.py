@@ -390,8 +390,14 @@ def demo(
     if code:
         raise typer.Exit(code)
     out.print(f"read it in TensorFlow: see README 'Output schema'; card: {output / 'preprocessing_metadata.json'}")
+    from vitalflow.dataset.reference import open_dataset
+
+    empty = [s for s, files in open_dataset(str(output)).parts.items() if not files]
     try:
         _train_extra()
+        if empty:
+            raise VitalflowError(f"the {' and '.join(empty)} split of {cases} cases holds no windows "
+                                 "(the split is by subject): run the demo with --cases 12 or more")
     except VitalflowError as exc:
         out.print(f"not training: {exc}", markup=False)
         return
@@ -402,6 +408,9 @@ def demo(
 
 def _train_extra():
     """The training stack, or an error saying how to install it."""
+    # TensorFlow's C++ logging (oneDNN notes, CPU feature hints) is noise to a user; Python-side
+    # warnings and errors still show
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         import tensorflow  # noqa: F401
         import xgboost  # noqa: F401
