@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from vitalflow import __version__, launch_cli
+from vitalflow import __version__, launch_cli, models_cli, predict_cli
 from vitalflow.errors import VitalflowError
 
 if TYPE_CHECKING:
@@ -498,6 +498,8 @@ def spec_table(
 
 
 launch_cli.register(app, _errors)
+models_cli.register(app, _errors)
+predict_cli.register(app, _errors)
 
 
 def main() -> None:
