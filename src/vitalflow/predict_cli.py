@@ -1,11 +1,120 @@
-"""``vitalflow predict``: batch prediction over recordings."""
+"""``vitalflow predict``: batch prediction over recordings.
+
+Exit codes as ``vitalflow preprocess``: 0 success; 1 error; 3 no case got a table, or the share of
+cases with a table is below ``min_success_rate``; 75 stopped by a signal (rerun to resume).
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+import logging
+import os
+import shlex
+import sys
+from typing import Callable, Optional
 
 import typer
+from rich.console import Console
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+EXIT_LOW_SUCCESS, EXIT_STOPPED = 3, 75
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _resume_command(ctx: typer.Context) -> str:
+    """The command that resumes this run: the options given, without ``--overwrite``."""
+    args = ["vitalflow", "predict"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name in ("overwrite", "verbose") or value is None or not getattr(param, "opts", None):
+            continue
+        if not param.required and value == param.default:
+            continue
+        flag = max(param.opts, key=len)
+        if getattr(param, "is_flag", False):
+            if value:
+                args.append(flag)
+        else:
+            args += [flag, str(value)]
+    return shlex.join(args)
+
+
+def predict(
+    ctx: typer.Context,
+    model: str = typer.Option(..., "--model", "-m", help="Model directory (path or s3://), NAME@ALIAS or NAME/VERSION."),
+    input: str = typer.Option(..., "--input", "-i", help="Folder or s3:// prefix of <caseid>.vital files."),
+    clinical: str = typer.Option(..., "--clinical", "-c", help="VitalDB clinical table (CSV; path or s3://)."),
+    output: str = typer.Option(..., "--output", "-o", help="Output folder or s3:// prefix (cases/, ledger, card)."),
+    cases: Optional[str] = typer.Option(None, "--cases", help='Cases to predict, e.g. "1-10,17,0022" (default: all files).'),
+    config: Optional[str] = typer.Option(None, "--config", help="Run config YAML: crop, window step, limits (the spec "
+                                                                "and window length are the model's)."),
+    csv: bool = typer.Option(False, "--csv", help="Also write each case's table as CSV."),
+    plots: bool = typer.Option(False, "--plots", help="Also write a PNG timeline per case (predicted vs recorded)."),
+    workers: int = typer.Option(os.cpu_count() or 1, "--workers", "-w", min=1, help="Worker processes (read + transform)."),
+    commit_every: int = typer.Option(16, "--commit-every", min=1, help="Cases per commit (case files + ledger record)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete this run's predictions in --output and start fresh."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Predict the 8 targets over recordings with a model, through the spec it was trained with; resumes."""
+    from vitalflow.predict import PredictOptions
+    from vitalflow.predict import predict as run
+    from vitalflow.run.cases import parse_case_selection
+    from vitalflow.runtime.progress import BarReporter, LogReporter, Reporter
+    from vitalflow.sagemaker.env import detect
+    from vitalflow.spec import load_config
+
+    job = detect()
+    if job.kind != "local":
+        logging.getLogger("vitalflow").warning(
+            "%s: host %s is %d of %d", job.description, job.current_host, job.host_index + 1, job.host_count)
+    options = PredictOptions(workers=workers, commit_every=commit_every, overwrite=overwrite, csv=csv, plots=plots,
+                             host_index=job.host_index, host_count=job.host_count)
+    run_config = load_config(config)[0] if config is not None else None
+    selected = parse_case_selection(cases) if cases is not None else None
+    reporter = Reporter() if quiet else (BarReporter(err) if sys.stderr.isatty() else LogReporter(30.0))
+    result = run(model, input, clinical, output, cases=selected, options=options, config=run_config,
+                 reporter=reporter)
+    card = result.card
+    c = card.cases
+    if result.complete and result.cases_processed == 0:
+        out.print(f"already complete: {output} holds predictions for {c.ok} cases ({c.rows} rows); nothing to do",
+                  markup=False)
+    else:
+        m = card.model
+        registered = f" ({m.registered.name} {m.registered.alias or 'version ' + str(m.registered.version)})" \
+            if m.registered else ""
+        out.print(f"model {m.reference}{registered}: spec {m.spec['name']} v{m.spec['version']}, "
+                  f"dataset {m.dataset_fingerprint[:19]}", markup=False)
+        t = card.timings_s
+        out.print(f"cases: {c.done} of {c.selected} done: {c.ok} with predictions ({c.rows} rows), {c.excluded} "
+                  f"excluded, {c.failed} failed; {t['total']:.1f} s (read {t['read']:.1f}, transform "
+                  f"{t['transform']:.1f}, model {t['model']:.1f}, write {t['write']:.1f})", markup=False)
+        for f in card.failed:
+            err.print(f"  failed  case {f['case_id']} ({f['stage']}): {_one_line(f['error'])}", markup=False)
+        for e in card.excluded:
+            out.print(f"  excluded case {e['case_id']}: {_one_line(e['reason'])}", markup=False)
+    resume = _resume_command(ctx)
+    if not result.complete:
+        why = f"stopped by {result.stopped_by}" if result.stopped_by else "stopped"
+        err.print(f"Error: {why}: {c.done} of {c.selected} cases are committed and the card is marked partial. "
+                  f"Resume with: {resume}", markup=False)
+        raise typer.Exit(EXIT_STOPPED)
+    if c.ok == 0:
+        err.print("Error: no predictions were written: every case was excluded or failed (see the card's "
+                  "'excluded' and 'failed' lists)", markup=False)
+        raise typer.Exit(EXIT_LOW_SUCCESS)
+    minimum = card.config["min_success_rate"]
+    if c.success_rate < minimum:
+        err.print(f"Error: only {c.success_rate:.1%} of cases got predictions (minimum {minimum:.0%}); see the "
+                  f"card's 'excluded' and 'failed' lists", markup=False)
+        raise typer.Exit(EXIT_LOW_SUCCESS)
+    if result.cases_processed:
+        out.print(f"success: predictions for {c.ok} cases written to {output}", markup=False)
 
 
 def register(target: typer.Typer, wrap: Callable[[Callable], Callable]) -> None:
     """Add ``predict`` to ``target``, wrapped by ``wrap`` (the CLI's error handler)."""
+    target.command("predict")(wrap(predict))

@@ -60,6 +60,18 @@ class PreprocessJob:
         return _result(outcome, b"", {})
 
     def run_case(self, case_id: int) -> CaseResult:
+        return self.run_case_with(case_id, "encode", self._encode)
+
+    def _encode(self, outcome: CaseOutcome, recording: Recording, arrays: CaseArrays) -> bytes:
+        output = self.config.output
+        return case_block(arrays, outcome.subject_id, output.write_mask, output.compression)
+
+    def run_case_with(self, case_id: int, last_stage: str,
+                      finish: Callable[[CaseOutcome, Recording, CaseArrays], object]) -> CaseResult:
+        """Read and transform the case, then ``finish`` it (stage ``last_stage``): the result's
+        payload is ``(outcome, what finish returned)``, or ``(outcome, b"")`` for a case excluded or
+        failed. Another job on the case runner (batch prediction) reads and transforms cases
+        exactly as preprocessing does through this method."""
         limits = self.config.limits
         timings: dict[str, float] = {}
         patient = self.patients.get(case_id)
@@ -104,10 +116,9 @@ class PreprocessJob:
                 outcome.status = "excluded"
                 outcome.reason = exclusion_reason(recording, arrays, self.spec, self.config)
                 return _result(outcome, b"", timings)
-            stage = "encode"
-            output = self.config.output
-            block = case_block(arrays, outcome.subject_id, output.write_mask, output.compression)
-            timings["encode"] = time.perf_counter() - t3
+            stage = last_stage
+            block = finish(outcome, recording, arrays)
+            timings[last_stage] = time.perf_counter() - t3
             outcome.status, outcome.windows = "ok", arrays.n_windows
             timings["peak_rss_mb"] = peak_rss_mb()
             return _result(outcome, block, timings)
@@ -126,7 +137,7 @@ class PreprocessJob:
         return _result(outcome, b"", timings)
 
 
-def _result(outcome: CaseOutcome, block: bytes, timings: dict[str, float]) -> CaseResult:
+def _result(outcome: CaseOutcome, block, timings: dict[str, float]) -> CaseResult:
     return CaseResult(outcome.case_id, outcome.status == "failed", outcome.windows, (outcome, block), timings,
                       None if outcome.status != "failed" else f"at {outcome.stage}: {outcome.reason}")
 

@@ -59,6 +59,9 @@ class CaseArrays:
     static_defaulted: tuple[str, ...] = ()
     static_clipped: tuple[str, ...] = ()
     windows_without_data: int = 0  # windows that fit but were dropped: too little recorded in them
+    # float64 [seconds, targets] in the targets' units: the plausible recorded value of each target
+    # at each second of the crop (before imputation, normalization and clipping), NaN where none
+    recorded_targets: np.ndarray | None = None
 
     @property
     def n_windows(self) -> int:
@@ -198,6 +201,8 @@ def preprocess_case(
 
     series_arr = np.stack(series, axis=1).astype(np.float32) if n else np.empty((0, len(series)), np.float32)
     observed_arr = np.stack(observed, axis=1).astype(np.uint8) if n else np.empty((0, len(series)), np.uint8)
+    recorded = (np.stack([chosen[t][keep] for t in spec.targets], axis=1) if n
+                else np.empty((0, len(spec.targets))))
     starts = window_starts(crop.end_s - crop.start_s, windows.length_s, windows.step_s, windows.horizon_s)
     targets = series_arr[target_seconds(starts, windows.length_s, windows.horizon_s)][:, list(spec.target_indices)]
     usable = usable_windows(observed_arr, starts, windows.length_s, _input_only(spec), windows.min_observed_share)
@@ -216,6 +221,7 @@ def preprocess_case(
         static_defaulted=defaulted,
         static_clipped=static_clipped,
         windows_without_data=int(usable.size - np.count_nonzero(usable)),
+        recorded_targets=recorded,
     )
 
 

@@ -1,0 +1,136 @@
+"""A case's prediction timeline: one row per window, as Parquet, CSV and a PNG figure.
+
+Columns (units of each target in the prediction card, and in the Parquet field metadata):
+
+- ``time_s``: the second the prediction is for (the window's target second), from the recording start;
+- ``time_utc``: the same moment as wall-clock time (UTC; Parquet timestamp, ISO 8601 in the CSV);
+- ``<target>_pred``: the model's prediction, in the target's clinical unit;
+- ``<target>_recorded``: the value recorded at that second (plausible, converted to the unit),
+  NaN (empty in the CSV) where none was recorded: never an imputed value.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+PARQUET, CSV, PNG = "parquet", "csv", "png"
+
+
+class _CaseFiles:
+    """One object formats and parses a case's file names: ``cases/<caseid>.<parquet|csv|png>``."""
+
+    prefix = "cases"
+    _name = re.compile(r"^cases/([0-9]+)\.(parquet|csv|png)$")
+
+    def name(self, case_id: int, kind: str) -> str:
+        """>>> case_files.name(17, "parquet")
+        'cases/17.parquet'
+        """
+        return f"{self.prefix}/{case_id}.{kind}"
+
+    def parse(self, name: str) -> int | None:
+        """>>> case_files.parse("cases/0017.csv"), case_files.parse("cases/x.parquet")
+        (17, None)
+        """
+        m = self._name.match(name)
+        return int(m.group(1)) if m else None
+
+
+case_files = _CaseFiles()
+
+
+def iso_utc(unix: float) -> str:
+    """>>> iso_utc(1700000000.25)
+    '2023-11-14T22:13:20.250Z'
+    """
+    t = _dt.datetime.fromtimestamp(round(unix * 1000) / 1000, _dt.timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def _number(x: float) -> str:
+    return "" if math.isnan(x) else repr(float(x))
+
+
+@dataclass(frozen=True)
+class CaseTable:
+    case_id: int
+    start_unix: float
+    time_s: np.ndarray  # int64 [rows]
+    predicted: np.ndarray  # float64 [rows, targets], clinical units
+    recorded: np.ndarray  # float64 [rows, targets], NaN where not recorded
+    targets: list[tuple[str, str]]  # (name, unit) in the model's order
+
+    @property
+    def rows(self) -> int:
+        return int(self.time_s.shape[0])
+
+    def columns(self) -> list[str]:
+        names = [t for t, _ in self.targets]
+        return ["time_s", "time_utc", *(f"{t}_pred" for t in names), *(f"{t}_recorded" for t in names)]
+
+    def parquet(self) -> bytes:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        millis = np.round((self.start_unix + self.time_s.astype(np.float64)) * 1000).astype(np.int64)
+        fields = [pa.field("time_s", pa.int64(), metadata={"unit": "s from the recording start"}),
+                  pa.field("time_utc", pa.timestamp("ms", tz="UTC"))]
+        arrays = [pa.array(self.time_s.astype(np.int64)), pa.array(millis, pa.timestamp("ms", tz="UTC"))]
+        for block, suffix in ((self.predicted, "pred"), (self.recorded, "recorded")):
+            for j, (name, unit) in enumerate(self.targets):
+                fields.append(pa.field(f"{name}_{suffix}", pa.float64(), metadata={"unit": unit}))
+                arrays.append(pa.array(block[:, j], pa.float64()))  # NaN stays NaN (not null)
+        schema = pa.schema(fields, metadata={"vitalflow.case_id": str(self.case_id),
+                                             "vitalflow.recording_start_utc": iso_utc(self.start_unix)})
+        buffer = io.BytesIO()
+        pq.write_table(pa.Table.from_arrays(arrays, schema=schema), buffer, compression="zstd")
+        return buffer.getvalue()
+
+    def csv(self) -> bytes:
+        lines = [",".join(self.columns())]
+        for i in range(self.rows):
+            t = int(self.time_s[i])
+            values = [*map(_number, self.predicted[i]), *map(_number, self.recorded[i])]
+            lines.append(",".join([str(t), iso_utc(self.start_unix + t), *values]))
+        return ("\n".join(lines) + "\n").encode()
+
+    def png(self, title: str) -> bytes:
+        """Predicted (line) against recorded (dots), one panel per target, hours on the x axis."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        n = len(self.targets)
+        fig = Figure(figsize=(10, 1.6 * n + 0.8), dpi=80)
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0]
+        hours = self.time_s / 3600.0
+        for j, (ax, (name, unit)) in enumerate(zip(axes, self.targets)):
+            ax.plot(hours, self.predicted[:, j], color="tab:blue", linewidth=1.2, label="predicted")
+            seen = ~np.isnan(self.recorded[:, j])
+            ax.plot(hours[seen], self.recorded[seen, j], ".", color="tab:orange", markersize=3, label="recorded")
+            ax.set_ylabel(f"{name}\n[{unit}]", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
+        axes[0].legend(loc="upper right", fontsize=7, ncols=2)
+        axes[0].set_title(title, fontsize=9)
+        axes[-1].set_xlabel(f"hours from the recording start ({iso_utc(self.start_unix)})", fontsize=8)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        return buffer.getvalue()
+
+    def files(self, csv: bool, plots: bool, model_label: str) -> dict[str, bytes]:
+        """Output name -> bytes, the Parquet table last (it is what says a case's files exist)."""
+        out = {}
+        if csv:
+            out[case_files.name(self.case_id, CSV)] = self.csv()
+        if plots:
+            out[case_files.name(self.case_id, PNG)] = self.png(f"case {self.case_id}: {model_label}")
+        out[case_files.name(self.case_id, PARQUET)] = self.parquet()
+        return out
