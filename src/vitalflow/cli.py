@@ -402,8 +402,8 @@ def demo(
         out.print(f"not training: {exc}", markup=False)
         return
     model = directory / "model"
-    _train(str(output), str(model), None, None, overwrite=True)
-    _evaluate(str(model), str(output), "test", None)
+    _, evaluation = _train(str(output), str(model), None, None, overwrite=True)
+    _evaluate(str(model), str(output), "test", None, result=evaluation)
 
 
 def _train_extra():
@@ -419,7 +419,10 @@ def _train_extra():
                              'pip install "vitalflow[train]"') from None
 
 
-def _train(dataset: str, output: str, config: str | None, checkpoints: str | None, overwrite: bool):
+def _train(dataset: str, output: str, config: str | None, checkpoints: str | None, overwrite: bool,
+           register: bool = True):
+    """Train; then (``register``, a new model) evaluate it on the test split and log it to the
+    registry. Returns the training result and the evaluation (None when not evaluated)."""
     _train_extra()
     from vitalflow.train.run import train_model
 
@@ -433,15 +436,42 @@ def _train(dataset: str, output: str, config: str | None, checkpoints: str | Non
     out.print(f"model: {result.model_uri} ({done}; {t.epochs_run} epochs{', stopped early' * t.stopped_early}, "
               f"best {t.best_epoch}: val_loss {result.card.metrics.get('val_loss', float('nan')):.5f}; "
               f"{result.card.parameters} parameters)", markup=False)
-    return result
+    if not register or result.already_done:
+        return result, None
+    from vitalflow.registry.tracking import TRACKING_ENV, tracking_uri
+    from vitalflow.sagemaker.env import LOCAL, detect
+
+    if detect().kind != LOCAL and not os.environ.get(TRACKING_ENV):
+        out.print(f"not registered: in a SageMaker job the embedded registry would vanish with the container "
+                  f"(set {TRACKING_ENV} to a tracking server); afterwards: vitalflow models register "
+                  "<the job's model directory>", markup=False)
+        return result, None
+    from vitalflow.dataset.reference import open_dataset
+    from vitalflow.evaluate.run import evaluate_model
+    from vitalflow.registry.log import log_training
+
+    evaluation = None
+    if open_dataset(dataset).examples("test"):
+        evaluation = evaluate_model(result.model_uri, dataset, "test")
+    else:
+        out.print("not evaluated: the test split holds no windows (registered without test metrics)", markup=False)
+    name = result.card.config.get("registered_model", "vitalflow")
+    version = log_training(result.model_uri, evaluation.metrics if evaluation else None, name)
+    out.print(f"registered: {version} (MLflow run {version.run_id} in {tracking_uri()}); promote it with "
+              f"vitalflow models promote {version} --alias champion", markup=False)
+    return result, evaluation
 
 
-def _evaluate(model_dir: str, dataset: str, split: str, output: str | None):
+def _evaluate(model_dir: str, dataset: str, split: str, output: str | None, result=None):
+    """Evaluate (or, given ``result``, print an evaluation already made); ``model_dir`` may be a
+    registry reference (``NAME@ALIAS``, ``NAME/VERSION``)."""
     _train_extra()
     from vitalflow.evaluate.report import comparison_table
     from vitalflow.evaluate.run import evaluate_model
+    from vitalflow.registry.resolve import resolve_model
 
-    result = evaluate_model(model_dir, dataset, split, output)
+    if result is None:
+        result = evaluate_model(resolve_model(model_dir), dataset, split, output)
     for kind, title in (("all", "all windows"), ("changed", "windows where the target changes within the horizon")):
         rows = comparison_table(result.metrics, kind)
         table = Table(title=f"MAE on the {split} split, {title} (clinical units)", title_justify="left")
@@ -466,15 +496,18 @@ def train(
                                                                            "(default: <output>/_checkpoints)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard the checkpoints and model in --output "
                                                               "and train from scratch."),
+    register: bool = typer.Option(True, "--register/--no-register", help="Evaluate the new model on the test "
+                                  "split and register it in the MLflow registry (README 'Registry')."),
 ) -> None:
     """Train the CNN-LSTM-LSTM on a dataset; rerun the same command to resume after a stop or crash."""
-    _train(dataset, output, config, checkpoints, overwrite)
+    _train(dataset, output, config, checkpoints, overwrite, register)
 
 
 @app.command()
 @_errors
 def evaluate(
-    model_dir: str = typer.Argument(..., help="A model directory (folder or s3:// prefix)."),
+    model_dir: str = typer.Argument(..., help="A model: NAME@ALIAS, NAME/VERSION or a model directory (folder or "
+                                    "s3:// prefix)."),
     dataset: str = typer.Argument(..., help="A verified preprocess output made with the model's spec."),
     split: SplitName = typer.Option(SplitName.test, "--split", help="The split to score."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Where to write metrics.json and the "

@@ -14,12 +14,16 @@ False
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 
 from vitalflow.spec.model import Strict, content_hash, load_validated
+
+#: A registered model name: also a path segment of the model cache and half of ``NAME/VERSION``.
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 
 
 class Network(Strict):
@@ -60,6 +64,16 @@ class TrainConfig(Strict):
     early_stopping: EarlyStopping | None = EarlyStopping()  # null: always run every epoch
     shuffle_buffer: int = Field(default=4096, ge=1)  # windows; see README "How shuffling mixes cases"
     seed: int = 0
+    # the MLflow registered model each training registers a version of (README "Registry")
+    registered_model: str = Field(default="vitalflow", min_length=1, max_length=100)
+
+    @field_validator("registered_model")
+    @classmethod
+    def _model_name(cls, v: str) -> str:
+        if not _MODEL_NAME.fullmatch(v):
+            raise ValueError(f"{v!r} is not a registered model name: letters, digits, '_', '-' and '.', "
+                             "starting with a letter or digit")
+        return v
 
     @field_validator("target_weights")
     @classmethod
@@ -84,4 +98,10 @@ def load_train_config(path: str | Path | None = None) -> TrainConfig:
 
 
 def train_config_hash(config: TrainConfig) -> str:
-    return content_hash(config.model_dump(mode="json"))
+    """The hash of what makes the model: ``registered_model`` (where it is registered) is left out,
+    so naming another registered model neither retrains nor changes the hash of older models.
+
+    >>> train_config_hash(TrainConfig(registered_model="other")) == train_config_hash(TrainConfig())
+    True
+    """
+    return content_hash(config.model_dump(mode="json", exclude={"registered_model"}))
