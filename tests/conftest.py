@@ -91,3 +91,22 @@ def tiny_config(tmp_path_factory):
     path = tmp_path_factory.mktemp("train-config") / "train.yaml"
     path.write_text(TINY_TRAIN_CONFIG)
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _registry_in_a_temp_dir(tmp_path_factory):
+    """No test writes the MLflow registry or the model cache into ``~``: the embedded store goes to
+    a per-session ``VITALFLOW_HOME`` (MLFLOW_TRACKING_URI unset), downloads to a per-session
+    ``VITALFLOW_CACHE`` (unless one is set). Subprocesses inherit both."""
+    root = tmp_path_factory.mktemp("vitalflow-home")
+    names = ("VITALFLOW_HOME", "MLFLOW_TRACKING_URI", "VITALFLOW_CACHE")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ["VITALFLOW_HOME"] = str(root / "home")
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.setdefault("VITALFLOW_CACHE", str(root / "cache"))
+    yield root
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
