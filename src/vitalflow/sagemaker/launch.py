@@ -2,8 +2,8 @@
 
 A **job kind** (:class:`JobKind`, registered in :data:`JOB_KINDS`) says which vitalflow command a
 job runs, which of its arguments are S3 locations and how each reaches the container, and which
-instance, image and spot rules apply. ``preprocess`` (:data:`PREPROCESS`) and ``train``
-(:data:`TRAIN`) are registered; another (``predict``) is one more :func:`register` call: the
+instance, image and spot rules apply. ``preprocess`` (:data:`PREPROCESS`), ``train``
+(:data:`TRAIN`) and ``predict`` (:data:`PREDICT`) are registered; another is one more :func:`register` call: the
 request builders, the ``vitalflow launch <kind>`` command line (:mod:`vitalflow.launch_cli`) and
 the script a job runs (``entry.py``) all follow the registry.
 
@@ -267,6 +267,9 @@ class Arg:
     file: bool = False
     positional: bool = False
     local_path: str | None = None  # OUTPUT only: the directory the command writes, uploaded by SageMaker
+    # CHANNEL only: a value that is not an s3:// URI (a registry reference such as NAME@ALIAS) is
+    # passed as given instead of being downloaded
+    or_value: bool = False
     load: Callable[[str], str] | None = field(default=None, compare=False)  # INLINE only
 
     @property
@@ -286,6 +289,8 @@ class Arg:
             found.append(f"positional {self.name!r} must be required and not {INLINE}")
         if self.local_path is not None and (self.role != OUTPUT or self.local_path not in UPLOADED_LOCAL_PATHS):
             found.append(f"option {self.name!r}: local_path is for an OUTPUT, one of {', '.join(UPLOADED_LOCAL_PATHS)}")
+        if self.or_value and self.role != CHANNEL:
+            found.append(f"option {self.name!r}: or_value is for a {CHANNEL}")
         if (self.role == INLINE) != (self.load is not None):
             found.append(f"option {self.name!r}: an {INLINE} option, and only one, needs load")
         return found
@@ -401,6 +406,27 @@ TRAIN = register(JobKind(
     ),
     containers=(TRAINING_JOB,), max_instances=1, instance_type=TRAIN_INSTANCE_TYPE, max_run=TRAIN_MAX_RUN_S,
     image=TENSORFLOW, extras=("aws", "train"), checkpoints="checkpoints",
+))
+
+
+PREDICT = register(JobKind(
+    "predict",
+    summary="batch prediction over recordings with a model (its own spec); the instances split the cases "
+            "among themselves; case tables and the prediction card go to <output>",
+    args=(
+        Arg("model", CHANNEL, "Model: the s3:// prefix of a model directory (downloaded to each instance), or a "
+            "registry reference NAME@ALIAS / NAME/VERSION (resolved in the job: set MLFLOW_TRACKING_URI).",
+            required=True, short="-m", or_value=True),
+        Arg("input", S3_INPUT, "s3:// prefix of the <caseid>.vital files.", required=True, short="-i"),
+        Arg("clinical", S3_INPUT, "s3:// URI of the VitalDB clinical table (CSV).", required=True, short="-c"),
+        Arg("output", OUTPUT, "s3:// output prefix for cases/, the ledger and the card (code goes to "
+            "<output>/_code/).", required=True, short="-o"),
+        Arg("cases", VALUE, 'Cases to predict, e.g. "1-3000" (default: all files).'),
+        Arg("config", S3_INPUT, "s3:// URI of a run config YAML (crop, window step, limits)."),
+        Arg("workers", VALUE, "Worker processes per instance (default: the instance's CPU count).",
+            type=int, minimum=1, short="-w"),
+    ),
+    containers=(PROCESSING_JOB, TRAINING_JOB), image=TENSORFLOW, extras=("aws", "train"),
 ))
 
 
@@ -521,7 +547,18 @@ def _profile_region() -> str | None:
         return None
 
 
+def _as_channel(arg: Arg, value: Any) -> bool:
+    """Whether ``value`` of ``arg`` is downloaded as a channel (an ``or_value`` channel's
+    non-S3 value is passed as given)."""
+    return arg.role == CHANNEL and not (arg.or_value and not str(value).startswith("s3://"))
+
+
 def _check_argument(arg: Arg, value: Any) -> None:
+    if arg.or_value and not str(value).startswith("s3://"):
+        if not str(value).strip() or "://" in str(value):
+            raise LaunchError(f"--{arg.name} must be an s3:// URI or a registry reference such as NAME@ALIAS "
+                              f"(got {value!r})")
+        return
     if arg.is_s3 and not re.fullmatch(r"s3://[^/\s]+(/.*)?", str(value)):
         raise LaunchError(f"--{arg.name} must be an s3:// URI (got {value!r}): a SageMaker job reads and writes S3")
     if arg.role == CHANNEL and arg.file and str(value).endswith("/"):
@@ -650,7 +687,7 @@ def _argument_values(options: LaunchOptions, positional: bool) -> dict[str, str]
         value = o.arguments.get(arg.name)
         if value is None or arg.role == INLINE or arg.positional != positional:
             continue
-        if arg.role == CHANNEL:
+        if _as_channel(arg, value):
             local = channel_path(o.container, arg.name)
             value = f"{local}/{str(value).rsplit('/', 1)[-1]}" if arg.file else local
         elif arg.local_path:
@@ -681,7 +718,7 @@ def channels(options: LaunchOptions) -> dict[str, str]:
     found = {}
     for arg in options.job.args:
         value = options.arguments.get(arg.name)
-        if arg.role == CHANNEL and value is not None:
+        if value is not None and _as_channel(arg, value):
             found[arg.name] = str(value) if arg.file or str(value).endswith("/") else f"{value}/"
     return found
 
