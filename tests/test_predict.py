@@ -220,6 +220,21 @@ def _tables(out: Path) -> dict[str, pa.Table]:
     return {p.name: pq.read_table(p) for p in sorted((out / "cases").glob("*.parquet"))}
 
 
+def same_table(a: pa.Table, b: pa.Table) -> bool:
+    """Equal times and recorded values; predictions within 1e-5 (TensorFlow's CPU kernels may sum in
+    another order under another thread schedule)."""
+    if a.schema != b.schema or a.num_rows != b.num_rows:
+        return False
+    for name in a.column_names:
+        x, y = a.column(name).to_numpy(), b.column(name).to_numpy()
+        if name.endswith("_pred"):
+            if not np.allclose(x, y, rtol=0, atol=1e-5):
+                return False
+        elif not (np.array_equal(x, y, equal_nan=True) if x.dtype.kind == "f" else np.array_equal(x, y)):
+            return False
+    return True
+
+
 def _commits(out: Path) -> int:
     return len(list((out / "_ledger" / "h0").glob("commit-*.json")))
 
@@ -242,7 +257,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_output(model, unseen, pred
     got = _tables(out)
     assert got.keys() == expected.keys()
     for name in expected:
-        assert got[name].equals(expected[name]), name
+        assert same_table(got[name], expected[name]), name
     assert json.loads((out / "prediction_card.json").read_text())["cases"]["ok"] == GOOD
     assert vitalflow(*args, check=0).stdout.startswith("already complete")
 
@@ -321,4 +336,4 @@ def test_s3_input_and_output(s3_server, model, unseen, predicted, tmp_path):
     expected = _tables(predicted[0])
     for i in range(1, GOOD + 1):
         body = client.get_object(Bucket=bucket, Key=f"out/cases/{i}.parquet")["Body"].read()
-        assert pa.parquet.read_table(pa.BufferReader(body)).equals(expected[f"{i}.parquet"])
+        assert same_table(pq.read_table(pa.BufferReader(body)), expected[f"{i}.parquet"])
