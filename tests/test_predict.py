@@ -285,6 +285,7 @@ def test_a_model_of_another_spec_predicts_with_its_own_spec(trainable_dataset, t
     recordings with that spec, though the spec file is gone and the installed default differs."""
     import keras
 
+    from vitalflow.model import network as _network  # noqa: F401  (registers the network's custom layers with Keras)
     from vitalflow.spec.model import BUILTIN_DIR
     from vitalflow.synth import synth_corpus
 
