@@ -1,0 +1,1 @@
+"""The inference service: synchronous invocations and durable asynchronous jobs over HTTP."""
