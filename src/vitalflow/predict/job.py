@@ -39,6 +39,10 @@ class CaseTimeline:
     target_s: np.ndarray  # int64 [windows]: the second each prediction is for, from the recording start
     recorded: np.ndarray  # float64 [windows, targets]: recorded there (units), NaN where not
 
+    def table(self, predicted: np.ndarray, targets: list[tuple[str, str]]) -> CaseTable:
+        """The case's prediction timeline with the model's ``predicted`` targets (clinical units)."""
+        return CaseTable(self.request.case_id, self.start_unix, self.target_s, predicted, self.recorded, targets)
+
 
 @dataclass(frozen=True)
 class PredictJob:
@@ -98,8 +102,7 @@ class PredictionCommitter:
                 outcome = replace(outcome, status="failed", stage="model", reason=str(exc), windows=0)
             else:
                 self.timings["model"] += seconds
-                table = CaseTable(outcome.case_id, timeline.start_unix, timeline.target_s, predicted,
-                                  timeline.recorded, self.targets)
+                table = timeline.table(predicted, self.targets)
         self.batch.append((outcome, table))
 
     def commit(self, background: Callable[..., Future] | None) -> None:

@@ -61,6 +61,15 @@ def windows_of(a: np.ndarray, first: np.ndarray, length: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(a, length, axis=0)[first].transpose(0, 2, 1)
 
 
+def predict_request(predictor, request: WindowRequest) -> np.ndarray:
+    """A case's predictions in clinical units [windows, targets] (float64) by ``predictor``
+    (a `vitalflow.model.predictor.Predictor`), in this process: the windows are cut here."""
+    ts = windows_of(request.series, request.first, request.length)
+    mask = None if request.mask is None else windows_of(request.mask, request.first, request.length)
+    static = np.broadcast_to(request.static, (len(request.first), request.static.shape[0]))
+    return np.asarray(predictor.predict(ts, static, mask), np.float64)
+
+
 def _serve(model_uri: str, conn) -> None:
     """The model process: load, say so (or why not), then answer requests until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -91,11 +100,8 @@ def _serve(model_uri: str, conn) -> None:
             return
         try:
             t = time.perf_counter()
-            ts = windows_of(request.series, request.first, request.length)
-            mask = None if request.mask is None else windows_of(request.mask, request.first, request.length)
-            static = np.broadcast_to(request.static, (len(request.first), request.static.shape[0]))
-            predicted = predictor.predict(ts, static, mask)
-            conn.send(("ok", (np.asarray(predicted, np.float64), time.perf_counter() - t, peak_rss_mb())))
+            predicted = predict_request(predictor, request)
+            conn.send(("ok", (predicted, time.perf_counter() - t, peak_rss_mb())))
         except Exception as exc:  # noqa: BLE001 - this case fails with the reason; the run goes on
             conn.send(("error", f"{type(exc).__name__}: {' '.join(str(exc).split())}"))
 
