@@ -114,7 +114,9 @@ def predict_recording(recording: bytes | str | os.PathLike, patient: Mapping[str
 
 
 def _without_case(reason: str, case_id: int) -> str:
-    """>>> _without_case("case 0: recording.vital: too short", 0)
+    """The reason without the case prefix (a single recording has no case id to name).
+
+    >>> _without_case("case 0: recording.vital: too short", 0)
     'recording.vital: too short'
     """
     prefix = f"case {case_id}: "
