@@ -5,6 +5,15 @@ Security defaults: the service binds to 127.0.0.1; binding anywhere else needs a
 (every request must then carry ``Authorization: Bearer <token>``); asynchronous jobs may read
 recordings only below ``input_prefixes`` and write only below ``output_prefix`` and
 ``failure_prefix``.
+
+The one exception: ``sagemaker=True`` (``vitalflow serve`` started as SageMaker's hosting
+container, the model in ``/opt/ml/model``) may bind 0.0.0.0 without a token. SageMaker's runtime
+API authenticates every invocation with IAM (SigV4) and forwards no ``Authorization`` header to the
+container (only Content-Type, Accept and custom attributes), and the container's port is reachable
+only from SageMaker's own network; a token there would make the endpoint unusable, not safer. A
+token given anyway (``VITALFLOW_SERVE_TOKEN``) is still enforced.
+
+Invalid settings are a `ServeSettingsError` naming the field (one line).
 """
 
 from __future__ import annotations
@@ -12,9 +21,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from vitalflow.errors import VitalflowError
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+class ServeSettingsError(VitalflowError):
+    """Settings the service cannot start with (the message names the field)."""
 
 
 class ServeSettings(BaseModel):
@@ -36,10 +51,11 @@ class ServeSettings(BaseModel):
     max_payload_mb: float = Field(default=64, gt=0)  # request bodies over this are refused (413)
     lease_s: float = Field(default=30, gt=0)  # a job whose worker stops heartbeating this long is taken again
     max_attempts: int = Field(default=3, ge=1)
+    sagemaker: bool = False  # SageMaker's hosting container: 0.0.0.0 without a token (see the module's doc)
 
     @model_validator(mode="after")
     def _bind(self) -> ServeSettings:
-        if self.host not in LOOPBACK and not self.token:
+        if self.host not in LOOPBACK and not self.token and not self.sagemaker:
             raise ValueError(f"binding to {self.host} needs a token (--token or VITALFLOW_SERVE_TOKEN): "
                              "every request must then carry it")
         return self
@@ -67,4 +83,17 @@ def from_environment(**options) -> ServeSettings:
     }
     merged = {k: v for k, v in defaults.items() if v is not None}
     merged.update({k: v for k, v in options.items() if v is not None})
-    return ServeSettings(**merged)
+    try:
+        return ServeSettings(**merged)
+    except ValidationError as exc:
+        raise ServeSettingsError(settings_error(exc)) from None
+
+
+def settings_error(exc: ValidationError) -> str:
+    """pydantic's errors as one line naming each field (a value-error's own message as it is)."""
+    parts = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{field}: {message}" if field else message)
+    return "; ".join(parts)
