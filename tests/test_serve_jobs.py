@@ -1,0 +1,312 @@
+"""Asynchronous jobs end to end: the service in a subprocess on 127.0.0.1 (uvicorn, the real app
+with the jobs router and its worker processes), recordings in S3 (the SeaweedFS server of the
+`s3_server` fixture), a webhook receiver on 127.0.0.1.
+
+- jobs complete with their timeline (the same numbers as `predict_recording` here) and summary,
+  one notification each; a repeated jobId is the same job;
+- bad input: a 4xx or a failed job with the reason, and the service stays healthy;
+- SIGKILL of one worker, then of the whole server, while jobs are in flight; restart: every
+  accepted job completes exactly once (one result, one completion), status answerable throughout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from serve_harness import Server, WebhookReceiver, wait_final  # noqa: E402
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+pytest.importorskip("fastapi")
+
+N_RECORDINGS = 4
+STATUS_KEYS = {"jobId", "status", "processing_time_seconds", "output_type", "result", "completedTimeStamp", "error"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def registry_home(tmp_path_factory):
+    saved = {k: os.environ.get(k) for k in ("VITALFLOW_HOME", "MLFLOW_TRACKING_URI")}
+    os.environ["VITALFLOW_HOME"] = str(tmp_path_factory.mktemp("home"))
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def model(trainable_dataset, tiny_config, tmp_path_factory):
+    import subprocess
+
+    out = tmp_path_factory.mktemp("serve-model") / "model"
+    r = subprocess.run([sys.executable, "-m", "vitalflow", "train", str(trainable_dataset), "--output", str(out),
+                        "--config", str(tiny_config)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def recordings(s3_server, tmp_path_factory):
+    """Short synthetic recordings in S3 below ``s3://<bucket>/<run>/in/``; their clinical rows."""
+    import csv
+
+    from vitalflow.synth import synth_corpus
+
+    root = tmp_path_factory.mktemp("serve-rec")
+    synth_corpus(root, N_RECORDINGS, seed=61, hours=0.3, waves=False)
+    run = f"serve-{uuid.uuid4().hex[:8]}"
+    client = s3_server.client()
+    for i in range(1, N_RECORDINGS + 1):
+        client.upload_file(str(root / f"{i:04d}.vital"), s3_server.bucket, f"{run}/in/{i:04d}.vital")
+    client.put_object(Bucket=s3_server.bucket, Key=f"{run}/in/garbage.vital", Body=b"not a vital file\n" * 50)
+    client.put_object(Bucket=s3_server.bucket, Key=f"{run}/secret/0001.vital",
+                      Body=(root / "0001.vital").read_bytes())
+    with open(root / "clinical.csv", newline="") as f:
+        rows = {int(r["caseid"]): r for r in csv.DictReader(f)}
+    patients = {i: {k: rows[i][k] for k in ("age", "sex", "height", "weight", "bmi", "asa")} for i in rows}
+    return {"root": root, "prefix": f"s3://{s3_server.bucket}/{run}", "run": run, "patients": patients}
+
+
+def settings_for(model, recordings, state: Path, webhook: str, **extra) -> dict:
+    prefix = recordings["prefix"]
+    return {"model": str(model), "state_dir": str(state), "input_prefixes": [f"{prefix}/in"],
+            "output_prefix": f"{prefix}/{state.name}/results", "failure_prefix": f"{prefix}/{state.name}/failures",
+            "webhook": webhook, **extra}
+
+
+def job(job_id: str, i: int, recordings, **extra) -> dict:
+    return {"jobId": job_id, "requestTime": "2026-01-01T00:00:00Z", "s3Key": f"{i:04d}.vital",
+            "patient": recordings["patients"][i], **extra}
+
+
+def s3_names(s3_server, prefix: str) -> list[str]:
+    client = s3_server.client()
+    names, token = [], None
+    while True:
+        kw = {"Bucket": s3_server.bucket, "Prefix": prefix}
+        if token:
+            kw["ContinuationToken"] = token
+        page = client.list_objects_v2(**kw)
+        names += [o["Key"] for o in page.get("Contents", [])]
+        token = page.get("NextContinuationToken")
+        if not token:
+            return names
+
+
+@pytest.fixture(scope="module")
+def service(model, recordings, tmp_path_factory):
+    state = tmp_path_factory.mktemp("svc")
+    with WebhookReceiver(fail_first=2) as hook:
+        server = Server(settings_for(model, recordings, state, hook.url, workers=1, lease_s=5),
+                        state / "server.log").start()
+        try:
+            with httpx.Client(base_url=server.url, timeout=30) as client:
+                yield server, client, hook, state
+        finally:
+            server.stop()
+
+
+def test_jobs_complete_with_timeline_summary_and_one_notification(service, recordings, model, s3_server):
+    server, client, hook, state = service
+    ids = [f"ok-{i}" for i in range(1, N_RECORDINGS + 1)]
+    for i, job_id in enumerate(ids, start=1):
+        body = job(job_id, i, recordings) if i % 2 else {
+            **{k: v for k, v in job(job_id, i, recordings).items() if k != "s3Key"},
+            "inputUri": f"{recordings['prefix']}/in/{i:04d}.vital", "options": {"csv": True}}
+        r = client.post("/jobs", json=body)
+        assert r.status_code == 202, r.text
+        assert set(r.json()) == STATUS_KEYS and r.json()["status"] in ("Queued", "InProgress")
+    again = client.post("/jobs", json=job(ids[0], 1, recordings))
+    assert again.status_code == 200 and again.json()["jobId"] == ids[0]
+    docs = wait_final(client, ids, 300)
+    from vitalflow.model.predictor import load_model
+    from vitalflow.predict.recording import predict_recording
+
+    predictor = load_model(model)
+    s3 = s3_server.client()
+    for i, job_id in enumerate(ids, start=1):
+        doc = docs[job_id]
+        assert set(doc) == STATUS_KEYS and doc["status"] == "Completed", doc
+        assert doc["error"] is None and doc["processing_time_seconds"] > 0 and doc["completedTimeStamp"]
+        assert doc["output_type"] == "application/vnd.apache.parquet"
+        result = doc["result"]
+        assert result["timeline"].endswith(f"/{job_id}/timeline.parquet") and ("csv" in result) == (i % 2 == 0)
+        bucket_key = result["timeline"].removeprefix("s3://").split("/", 1)
+        table = pq.read_table(pa.BufferReader(s3.get_object(Bucket=bucket_key[0], Key=bucket_key[1])["Body"].read()))
+        summary = json.loads(s3.get_object(Bucket=bucket_key[0], Key=bucket_key[1].replace(
+            "timeline.parquet", "summary.json"))["Body"].read())
+        data = (recordings["root"] / f"{i:04d}.vital").read_bytes()
+        expected = predict_recording(data, recordings["patients"][i], predictor)
+        assert table.num_rows == expected.rows == summary["rows"] == result["rows"] > 0
+        assert table.column("time_s").to_pylist() == expected.time_s.tolist()
+        for j, (name, _) in enumerate(expected.targets):
+            np.testing.assert_allclose(table.column(f"{name}_pred").to_numpy(), expected.predicted[:, j], atol=1e-5)
+            assert summary["targets"][name]["last_predicted"] == pytest.approx(expected.predicted[-1, j], abs=1e-5)
+        assert summary["time_span"]["first_s"] == int(expected.time_s[0])
+    # the flaky receiver refused the first two deliveries: retries got every job through, once
+    notified = hook.by_job()
+    assert {j: [d["status"] for d in notified.get(j, [])] for j in ids} == {j: ["Completed"] for j in ids}
+    listing = client.get("/jobs", params={"limit": 2}).json()
+    assert len(listing["jobs"]) == 2 and listing["next_offset"] == 2 and listing["counts"]["Completed"] >= 4
+
+
+def healthy(client) -> None:
+    assert client.get("/ping").status_code == 200
+    assert client.get("/jobs", params={"limit": 1}).status_code == 200
+
+
+def test_bad_input_is_refused_or_fails_with_the_reason_and_the_service_stays_healthy(service, recordings,
+                                                                                     s3_server):
+    server, client, hook, state = service
+    r = client.post("/jobs", content=b'{"jobId": "x", "s3Key": ', headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]
+    healthy(client)
+    r = client.post("/jobs", json={"requestTime": "t", "s3Key": "0001.vital"})
+    assert r.status_code == 422 and "missing key(s): jobId" in r.json()["error"]
+    healthy(client)
+    r = client.post("/jobs", json={**job("bad-key", 1, recordings), "s3key": "0001.vital", "colour": "red"})
+    assert r.status_code == 422 and "unknown key(s): colour, s3key" in r.json()["error"]
+    r = client.post("/jobs", json={**job("bad-patient", 1, recordings), "patient": {"agee": 3}})
+    assert r.status_code == 422 and "agee" in r.json()["error"]
+    r = client.post("/jobs", json={"jobId": "no-location"})
+    assert r.status_code == 422 and "exactly one of s3Key" in r.json()["error"]
+    r = client.post("/jobs", json={"jobId": "../etc", "s3Key": "0001.vital"})
+    assert r.status_code == 422 and "jobId" in r.json()["error"]
+    healthy(client)
+    prefix = recordings["prefix"]
+    outside = [
+        {"s3Key": "../secret/0001.vital"},
+        {"inputUri": f"{prefix}/secret/0001.vital"},
+        {"inputUri": f"{prefix}/in/../secret/0001.vital"},
+        {"inputUri": f"s3://another-bucket/{recordings['run']}/in/0001.vital"},
+        {"inputUri": f"{prefix}/in-other/0001.vital"},
+        {"inputUri": "/etc/passwd"},
+        {"inputUri": f"{prefix}/in/0001.vital?X-Amz-Credential=AKIA"},
+    ]
+    for n, location in enumerate(outside):
+        r = client.post("/jobs", json={"jobId": f"outside-{n}", **location})
+        assert r.status_code == 400, (location, r.text)
+        assert "AKIA" not in r.text
+        assert client.get(f"/jobs/outside-{n}").status_code == 404  # refused jobs are not queued
+    healthy(client)
+    r = client.post("/jobs", json={"jobId": "garbage", "s3Key": "garbage.vital", "patient": recordings["patients"][1]})
+    assert r.status_code == 202
+    r = client.post("/jobs", json={"jobId": "missing", "s3Key": "9999.vital", "patient": recordings["patients"][1]})
+    assert r.status_code == 202
+    docs = wait_final(client, ["garbage", "missing"], 120)
+    assert docs["garbage"]["status"] == "Failed" and "garbage.vital" in docs["garbage"]["error"]
+    assert docs["garbage"]["result"] is None and docs["garbage"]["output_type"] is None
+    assert docs["missing"]["status"] == "Failed" and "9999.vital" in docs["missing"]["error"]
+    failure = json.loads(s3_server.client().get_object(
+        Bucket=s3_server.bucket, Key=f"{recordings['run']}/{state.name}/failures/garbage.json")["Body"].read())
+    assert failure["status"] == "Failed" and failure["error"] == docs["garbage"]["error"]
+    assert failure["attempts"] == 1 and failure["request"]["s3Key"] == "garbage.vital"
+    assert [d["status"] for d in hook.by_job()["garbage"]] == ["Failed"]
+    assert client.get("/jobs/never-submitted").status_code == 404
+    assert client.delete("/jobs/never-submitted").status_code == 404
+    assert client.get("/jobs", params={"status": "Nope"}).status_code == 422
+    healthy(client)
+
+
+def test_cancel_a_queued_job(service, recordings):
+    server, client, hook, state = service
+    # a queue long enough that the last job is still queued when cancelled
+    ids = [f"cancel-{k}" for k in range(6)]
+    for k, job_id in enumerate(ids):
+        assert client.post("/jobs", json=job(job_id, 1 + k % N_RECORDINGS, recordings)).status_code == 202
+    r = client.delete(f"/jobs/{ids[-1]}")
+    assert r.status_code == 200 and r.json()["status"] == "Cancelled"
+    docs = wait_final(client, ids, 300)
+    assert docs[ids[-1]]["status"] == "Cancelled" and docs[ids[-1]]["result"] is None
+    assert all(docs[j]["status"] == "Completed" for j in ids[:-1])
+    assert ids[-1] not in hook.by_job()
+    assert client.post("/jobs", json=job(ids[-1], 1, recordings)).json()["status"] == "Cancelled"  # idempotent
+
+
+def test_sigkill_of_a_worker_and_of_the_server_loses_and_duplicates_nothing(model, recordings, s3_server,
+                                                                           tmp_path):
+    state = tmp_path / "crash"
+    n = 24
+    ids = [f"crash-{k:02d}" for k in range(n)]
+    with WebhookReceiver() as hook:
+        settings = settings_for(model, recordings, state, hook.url, workers=2, lease_s=3)
+        server = Server(settings, tmp_path / "server.log").start()
+        try:
+            client = httpx.Client(base_url=server.url, timeout=30)
+            for k, job_id in enumerate(ids):
+                assert client.post("/jobs", json=job(job_id, 1 + k % N_RECORDINGS, recordings)).status_code == 202
+            workers = server.wait_workers(2)
+            _wait_for(lambda: _count(client, "InProgress") > 0, 120)
+            os.kill(workers[0], signal.SIGKILL)  # one worker, mid-job
+            _wait_for(lambda: _count(client, "Completed") >= 6, 240)
+            assert client.get("/jobs/crash-00").status_code == 200  # answerable throughout
+            server.kill()  # the whole server, with jobs in flight
+            gone = [p for p in workers if Path(f"/proc/{p}").exists()]
+            _wait_for(lambda: not any(Path(f"/proc/{p}").exists() and "Z" not in _state(p) for p in gone), 30)
+            in_flight = _db_counts(state)
+            assert in_flight["Completed"] < n  # it did die with work left
+            server = Server(settings, tmp_path / "server.log").start()  # same port, same state
+            client = httpx.Client(base_url=server.url, timeout=30)
+            assert client.get(f"/jobs/{ids[-1]}").status_code == 200
+            docs = wait_final(client, ids, 420)
+            # the restarted service still refuses a duplicate and still knows every job
+            assert client.post("/jobs", json=job(ids[0], 1, recordings)).status_code == 200
+        finally:
+            server.stop()
+        assert all(d["status"] == "Completed" for d in docs.values()), {j: d for j, d in docs.items()
+                                                                         if d["status"] != "Completed"}
+        db = sqlite3.connect(state / "jobs.db")
+        rows = db.execute("SELECT job_id, completions, attempts, notified FROM jobs").fetchall()
+        assert sorted(r[0] for r in rows) == ids
+        assert all(r[1] == 1 for r in rows)  # each finished exactly once
+        assert all(r[3] == 1 for r in rows)  # and notified
+        assert any(r[2] > 1 for r in rows)  # some were taken again after a kill
+        results = s3_names(s3_server, f"{recordings['run']}/{state.name}/results/")
+        summaries = sorted(k.split("/")[-2] for k in results if k.endswith("/summary.json"))
+        assert summaries == ids  # one result per job
+        assert not [k for k in results if not k.endswith(("/summary.json", "/timeline.parquet"))]
+        notified = hook.by_job()
+        assert sorted(notified) == ids
+        assert all(d["status"] == "Completed" for docs_ in notified.values() for d in docs_)
+        duplicates = sum(len(v) - 1 for v in notified.values())
+        assert duplicates <= 2  # at-least-once: only a kill between a POST and its record repeats one
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return "Z"
+
+
+def _count(client, status: str) -> int:
+    return client.get("/jobs", params={"limit": 1}).json()["counts"][status]
+
+
+def _db_counts(state: Path) -> dict[str, int]:
+    db = sqlite3.connect(state / "jobs.db")
+    got = dict(db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall())
+    return {s: got.get(s, 0) for s in ("Queued", "InProgress", "Completed", "Failed", "Cancelled")}
+
+
+def _wait_for(condition, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"condition not met in {timeout_s} s")
