@@ -85,13 +85,14 @@ def _accepts(request: Request, media_type: str) -> bool:
 
 class AsyncJobs:
     """The asynchronous job modules (another part of the service), when they are installed:
-    ``jobs_router(settings)``, ``submit_job(settings, queue, body)``, ``JobQueue(path)`` and
-    ``WorkerSupervisor(settings)``."""
+    ``jobs_router(settings, queue)``, ``submit_job(settings, queue, body)``, ``JobQueue`` and
+    ``WorkerSupervisor(settings)``. One queue (opened at the first use) serves both the router and
+    ``/invocations``; the lifespan starts and stops the workers."""
 
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
-        self.router = self.submit = self.queue_class = self.supervisor_class = None
-        self.queue = self.supervisor = None
+        self.router = self.submit = self.supervisor = None
+        self._queue = None
         try:
             jobs_api = importlib.import_module("vitalflow.serve.jobs_api")
             queue = importlib.import_module("vitalflow.serve.queue")
@@ -100,30 +101,29 @@ class AsyncJobs:
             if exc.name not in _JOB_MODULES:
                 raise
             return
-        self.router = jobs_api.jobs_router(settings)
-        self.submit = getattr(jobs_api, "submit_job", None)
-        if self.submit is None:
-            self.submit = importlib.import_module("vitalflow.serve.jobs").submit_job
-        self.queue_class, self.supervisor_class = queue.JobQueue, worker.WorkerSupervisor
+        self._queue_class, self._supervisor_class = queue.JobQueue, worker.WorkerSupervisor
+        self.submit = jobs_api.submit_job
+        self.router = jobs_api.jobs_router(settings, self.queue)
 
     @property
     def available(self) -> bool:
         return self.router is not None
 
+    def queue(self):
+        if self._queue is None:
+            self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+            self._queue = self._queue_class(self.settings.database, self.settings.lease_s, self.settings.max_attempts)
+        return self._queue
+
     def start(self) -> None:
-        if not self.available:
-            return
-        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        self.queue = self.queue_class(self.settings.database)
-        self.supervisor = self.supervisor_class(self.settings)
-        self.supervisor.start()
+        if self.available:
+            self.queue()
+            self.supervisor = self._supervisor_class(self.settings)
+            self.supervisor.start()
 
     def stop(self) -> None:
         if self.supervisor is not None:
             self.supervisor.stop()
-        close = getattr(self.queue, "close", None)
-        if callable(close):
-            close()
 
 
 def create_app(settings: ServeSettings, host: ModelHost | None = None,
@@ -195,7 +195,7 @@ def create_app(settings: ServeSettings, host: ModelHost | None = None,
     async def _submit(document: dict) -> Response:
         if not async_jobs.available:
             raise Refused(503, JOBS_UNAVAILABLE)
-        status, doc = await asyncio.to_thread(async_jobs.submit, settings, async_jobs.queue, document)
+        status, doc = await asyncio.to_thread(async_jobs.submit, settings, async_jobs.queue(), document)
         return _json(doc, status)
 
     async def _windows_json(request: Request, document: dict) -> Response:
