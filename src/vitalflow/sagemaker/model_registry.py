@@ -120,6 +120,24 @@ def model_tarball(model_dir: Path) -> bytes:
     return buffer.getvalue()
 
 
+def is_model_tarball(uri: str) -> bool:
+    """Whether ``uri`` names an S3 ``model.tar.gz`` (used as it is) rather than a model directory.
+
+    >>> is_model_tarball("s3://b/models/vitalflow/3/model.tar.gz"), is_model_tarball("s3://b/models/m1")
+    (True, False)
+    """
+    return uri.startswith("s3://") and uri.endswith(".tar.gz")
+
+
+def upload_model(model_dir: Path, model_data_url: str, region: str) -> str:
+    """Put the model directory as ``model.tar.gz`` (:func:`model_tarball`) at ``model_data_url``;
+    returns the URL. What ``models push`` and ``vitalflow deploy`` upload."""
+    bucket, key = _split_s3(model_data_url)
+    s3 = _client("s3", region)
+    _call(f"upload of {model_data_url}", s3.put_object, Bucket=bucket, Key=key, Body=model_tarball(model_dir))
+    return model_data_url
+
+
 @dataclass(frozen=True)
 class Pushed:
     model_package_arn: str
@@ -141,12 +159,10 @@ def push(model_dir: Path, group: str, name: str, version: str, metrics: Mapping 
     check_group(group)
     image = inference_image(region)
     prefix = artifact_prefix(s3_prefix or default_prefix(region, _account(region)), name, version)
-    s3 = _client("s3", region)
-    model_data_url = f"{prefix}/{MODEL_TARBALL}"
-    bucket, key = _split_s3(model_data_url)
-    _call(f"upload of {model_data_url}", s3.put_object, Bucket=bucket, Key=key, Body=model_tarball(model_dir))
+    model_data_url = upload_model(model_dir, f"{prefix}/{MODEL_TARBALL}", region)
     metrics_url = None
     if metrics:
+        s3 = _client("s3", region)
         metrics_url = f"{prefix}/{METRICS_FILE}"
         bucket, key = _split_s3(metrics_url)
         _call(f"upload of {metrics_url}", s3.put_object, Bucket=bucket, Key=key,
