@@ -61,10 +61,14 @@ def vm_hwm_mb(pid: int) -> float:
 
 
 def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+    """Child processes started by any of ``pid``'s threads (the job workers come from a thread)."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
 
 
 def window(seed: int) -> np.ndarray:
@@ -195,7 +199,7 @@ def main() -> None:
     for r in results:
         print(f"| {r['kind']} | {r['concurrency']} | {r['requests']} | {r['errors']} | {r['throughput_rps']} | "
               f"{r['p50_ms']} | {r['p99_ms']} |")
-    print(f"\npeak RSS: server {rss:.0f} MB; job worker processes (idle) {workers} MB")
+    print(f"\npeak RSS: server {rss:.0f} MB; child processes (job workers, multiprocessing's helper) {workers} MB")
     print("in-process, one window (median ms): " + ", ".join(f"{k} {v}" for k, v in local.items()))
     for r in results:
         if r["errors"]:
