@@ -176,3 +176,44 @@ def test_a_feature_the_dataset_lacks_is_refused_naming_the_dataset(maskless_data
     # what it has, it reads
     batch = next(numpy_batches(ds, split, ["timeseries", "case_id"], batch_size=8))
     assert batch["timeseries"].shape == (8, 300, 16)
+
+
+@pytest.mark.parametrize("seed", [None, 0, 5])
+def test_the_parsed_window_cache_gives_the_same_windows_in_the_same_order(trainable_dataset, tmp_path, monkeypatch,
+                                                                          seed):
+    """The cache is an optimization only: with and without it, the same batches, byte for byte."""
+    monkeypatch.setenv("VITALFLOW_CACHE", str(tmp_path / "cache"))
+    dataset = open_dataset(str(trainable_dataset))
+    names = ["timeseries", "static", "target", "case_id", "window_start_s"]
+    kwargs = dict(batch_size=64, seed=seed, epoch=1)
+    plain = reader_windows(window_batches(dataset, SPLIT, names, **kwargs))
+    for attempt in range(2):  # the first builds the cache, the second reads it
+        cached = reader_windows(window_batches(dataset, SPLIT, names, cache=True, **kwargs))
+        assert len(cached) == len(plain)
+        for a, b in zip(plain, cached):
+            assert all(np.array_equal(a[k], b[k]) for k in names)
+    built = sorted(p.name for p in (tmp_path / "cache" / "parsed").rglob("*") if p.is_file())
+    parts = _card(trainable_dataset)["files"][SPLIT]
+    assert built == sorted([f"{p['sha256']}.index" for p in parts] + [f"{p['sha256']}.data-00000-of-00001"
+                                                                       for p in parts])
+
+
+def test_a_cache_build_killed_midway_is_never_taken_for_complete(trainable_dataset, tmp_path, monkeypatch):
+    """A build leaves only a temporary prefix until its index is renamed: a leftover (as a SIGKILL
+    leaves it) is removed and the cache rebuilt."""
+    from vitalflow.model.inputs import _cache_root, prepare_parsed_cache
+
+    monkeypatch.setenv("VITALFLOW_CACHE", str(tmp_path / "cache"))
+    dataset = open_dataset(str(trainable_dataset))
+    names = ["timeseries", "static", "target"]
+    root = _cache_root(dataset, names)
+    root.mkdir(parents=True)
+    sha = _card(trainable_dataset)["files"][SPLIT][0]["sha256"]
+    (root / f".{sha}.999.data-00000-of-00001").write_bytes(b"half written")
+    (root / f".{sha}.999.lockfile").write_bytes(b"")
+    prefixes = prepare_parsed_cache(dataset, SPLIT, names)
+    assert not list(root.glob(f".{sha}.*"))
+    assert Path(f"{prefixes[0]}.index").exists()
+    n = sum(len(b["target"]) for b in window_batches(dataset, SPLIT, names, batch_size=100, cache=True)
+            .as_numpy_iterator())
+    assert n == _card(trainable_dataset)["splits"][SPLIT]["windows"]

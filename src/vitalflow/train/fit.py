@@ -12,6 +12,7 @@ A stop request (SIGTERM, SIGINT) ends the epoch at the next batch; the partial e
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import time
 import warnings
@@ -32,6 +33,17 @@ log = logging.getLogger("vitalflow.progress")
 
 def make_deterministic() -> None:
     tf.config.experimental.enable_op_determinism()
+
+
+def release_freed_memory() -> None:
+    """Give memory freed by the last epoch's pipeline threads back to the system (glibc's
+    ``malloc_trim``): each epoch builds a new tf.data pipeline, and without this the freed blocks
+    stay scattered over glibc's per-thread arenas, so peak memory grew with epochs x windows
+    (bench/train.py: 1,270 MB for 100 cases against 922 MB with one arena). No-op elsewhere."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
@@ -68,16 +80,17 @@ def fit(model: keras.Model, config: TrainConfig, dataset: Dataset, checkpoints: 
     """Train from ``state`` until ``config.epochs``, early stopping or a stop request; returns the
     final state and whether the run was stopped. The model holds the last epoch's weights."""
     inputs = input_names(config)
-    validation = training_batches(dataset, "validation", inputs, batch_size=max(config.batch_size, 256))
+    validation = training_batches(dataset, "validation", inputs, batch_size=max(config.batch_size, 256), cache=True)
     early = config.early_stopping
     while state.epochs_done < config.epochs and not state.stopped_early:
         if stop.requested:
             return state, True
         epoch = state.epochs_done
         started = time.monotonic()
+        release_freed_memory()
         reseed_generators(model, config.seed, epoch)
         train = training_batches(dataset, "train", inputs, batch_size=config.batch_size, seed=config.seed,
-                                 epoch=epoch, shuffle_buffer=config.shuffle_buffer)
+                                 epoch=epoch, shuffle_buffer=config.shuffle_buffer, cache=True)
         with warnings.catch_warnings():  # Keras warns that a finite dataset "ran out of data": it is the epoch
             warnings.simplefilter("ignore", UserWarning)
             result = model.fit(train, validation_data=validation, epochs=1, verbose=0, shuffle=False,
