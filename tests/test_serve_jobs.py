@@ -310,3 +310,28 @@ def _wait_for(condition, timeout_s: float) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"condition not met in {timeout_s} s")
+
+
+def test_a_job_over_the_timeout_fails_with_the_reason_and_the_worker_comes_back(model, recordings, s3_server,
+                                                                                  tmp_path):
+    from vitalflow.synth import synth_corpus
+
+    synth_corpus(tmp_path / "long", 1, seed=62, hours=2.0, waves=False)
+    s3_server.client().upload_file(str(tmp_path / "long" / "0001.vital"), s3_server.bucket,
+                                   f"{recordings['run']}/in/long.vital")
+    state = tmp_path / "timeout"
+    with WebhookReceiver() as hook:
+        server = Server(settings_for(model, recordings, state, hook.url, workers=1, job_timeout_s=0.4),
+                        tmp_path / "server.log").start()
+        try:
+            client = httpx.Client(base_url=server.url, timeout=30)
+            first = server.wait_workers(1)
+            body = {"jobId": "too-long", "s3Key": "long.vital", "patient": recordings["patients"][1]}
+            assert client.post("/jobs", json=body).status_code == 202
+            doc = wait_final(client, ["too-long"], 120)["too-long"]
+            assert doc["status"] == "Failed" and "job timeout of 0.4 s" in doc["error"], doc
+            assert [d["status"] for d in hook.by_job()["too-long"]] == ["Failed"]
+            _wait_for(lambda: server.workers() and server.workers() != first, 60)  # restarted
+            healthy(client)
+        finally:
+            server.stop()

@@ -87,15 +87,19 @@ class _Heartbeat(threading.Thread):
         self.started_at = time.monotonic()
 
     def run(self) -> None:
-        every = max(0.05, min(self.settings.lease_s / 3, 10.0))
+        every = max(0.05, min(self.settings.lease_s / 3, 10.0))  # heartbeats
+        tick = min(every, max(0.05, self.settings.job_timeout_s / 10), 1.0)  # timeout checks
         job_id = self.claim.job.job_id
-        while not self.done.wait(every):
-            try:
-                if not self.queue.heartbeat(job_id, self.worker_id):
-                    self.lost.set()
-                    return
-            except Exception as exc:  # noqa: BLE001 - a busy database: try again at the next beat
-                log.warning("job %s: heartbeat failed (%s)", job_id, type(exc).__name__)
+        next_beat = time.monotonic() + every
+        while not self.done.wait(tick):
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + every
+                try:
+                    if not self.queue.heartbeat(job_id, self.worker_id):
+                        self.lost.set()
+                        return
+                except Exception as exc:  # noqa: BLE001 - a busy database: try again at the next beat
+                    log.warning("job %s: heartbeat failed (%s)", job_id, type(exc).__name__)
             if time.monotonic() - self.started_at > self.settings.job_timeout_s:
                 reason = (f"the job took longer than the job timeout of {self.settings.job_timeout_s:g} s "
                           "(MODEL_SERVER_TIMEOUT)")
