@@ -158,6 +158,7 @@ def test_jobs_complete_with_timeline_summary_and_one_notification(service, recor
             assert summary["targets"][name]["last_predicted"] == pytest.approx(expected.predicted[-1, j], abs=1e-5)
         assert summary["time_span"]["first_s"] == int(expected.time_s[0])
     # the flaky receiver refused the first two deliveries: retries got every job through, once
+    _wait_for(lambda: set(ids) <= set(hook.by_job()), 30)
     notified = hook.by_job()
     assert {j: [d["status"] for d in notified.get(j, [])] for j in ids} == {j: ["Completed"] for j in ids}
     listing = client.get("/jobs", params={"limit": 2}).json()
@@ -215,6 +216,7 @@ def test_bad_input_is_refused_or_fails_with_the_reason_and_the_service_stays_hea
         Bucket=s3_server.bucket, Key=f"{recordings['run']}/{state.name}/failures/garbage.json")["Body"].read())
     assert failure["status"] == "Failed" and failure["error"] == docs["garbage"]["error"]
     assert failure["attempts"] == 1 and failure["request"]["s3Key"] == "garbage.vital"
+    _wait_for(lambda: "garbage" in hook.by_job(), 30)  # notified just after the status changes
     assert [d["status"] for d in hook.by_job()["garbage"]] == ["Failed"]
     assert client.get("/jobs/never-submitted").status_code == 404
     assert client.delete("/jobs/never-submitted").status_code == 404
@@ -265,6 +267,8 @@ def test_sigkill_of_a_worker_and_of_the_server_loses_and_duplicates_nothing(mode
             docs = wait_final(client, ids, 420)
             # the restarted service still refuses a duplicate and still knows every job
             assert client.post("/jobs", json=job(ids[0], 1, recordings)).status_code == 200
+            _wait_for(lambda: sqlite3.connect(state / "jobs.db").execute(
+                "SELECT COUNT(*) FROM jobs WHERE notified = 0").fetchone()[0] == 0, 60)
         finally:
             server.stop()
         assert all(d["status"] == "Completed" for d in docs.values()), {j: d for j, d in docs.items()
@@ -279,7 +283,7 @@ def test_sigkill_of_a_worker_and_of_the_server_loses_and_duplicates_nothing(mode
         summaries = sorted(k.split("/")[-2] for k in results if k.endswith("/summary.json"))
         assert summaries == ids  # one result per job
         assert not [k for k in results if not k.endswith(("/summary.json", "/timeline.parquet"))]
-        notified = hook.by_job()
+        notified = hook.by_job()  # the server was stopped after every job was notified (notified = 1 above)
         assert sorted(notified) == ids
         assert all(d["status"] == "Completed" for docs_ in notified.values() for d in docs_)
         duplicates = sum(len(v) - 1 for v in notified.values())
@@ -330,6 +334,7 @@ def test_a_job_over_the_timeout_fails_with_the_reason_and_the_worker_comes_back(
             assert client.post("/jobs", json=body).status_code == 202
             doc = wait_final(client, ["too-long"], 120)["too-long"]
             assert doc["status"] == "Failed" and "job timeout of 0.4 s" in doc["error"], doc
+            _wait_for(lambda: "too-long" in hook.by_job(), 30)  # notified just after the status changes
             assert [d["status"] for d in hook.by_job()["too-long"]] == ["Failed"]
             _wait_for(lambda: server.workers() and server.workers() != first, 60)  # restarted
             healthy(client)
