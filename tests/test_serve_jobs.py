@@ -340,3 +340,26 @@ def test_a_job_over_the_timeout_fails_with_the_reason_and_the_worker_comes_back(
             healthy(client)
         finally:
             server.stop()
+
+
+def test_a_job_cancelled_while_it_runs_is_dropped_and_writes_nothing(model, recordings, tmp_path):
+    """In-process: the worker's own code with a job cancelled after it was claimed."""
+    import shutil
+
+    from vitalflow.model.predictor import load_model
+    from vitalflow.serve.queue import JobQueue
+    from vitalflow.serve.settings import ServeSettings
+    from vitalflow.serve.worker import run_claim
+
+    (tmp_path / "in").mkdir()
+    shutil.copy(recordings["root"] / "0001.vital", tmp_path / "in" / "0001.vital")
+    settings = ServeSettings(model=str(model), state_dir=tmp_path / "state", input_prefixes=(str(tmp_path / "in"),),
+                             lease_s=0.3)
+    queue = JobQueue(settings.database, settings.lease_s)
+    queue.submit("c", {"jobId": "c", "s3Key": "0001.vital", "patient": recordings["patients"][1]})
+    claim = queue.claim("w")
+    assert queue.cancel("c").status == "Cancelled"
+    assert run_claim(settings, queue, load_model(model), claim, "w") == "abandoned"
+    job = queue.get("c")
+    assert job.status == "Cancelled" and job.completions == 0 and job.result is None
+    assert not list((tmp_path / "state").glob("results/**/*.*"))
