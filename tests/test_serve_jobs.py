@@ -183,6 +183,8 @@ def test_bad_input_is_refused_or_fails_with_the_reason_and_the_service_stays_hea
     assert r.status_code == 422 and "unknown key(s): colour, s3key" in r.json()["error"]
     r = client.post("/jobs", json={**job("bad-patient", 1, recordings), "patient": {"agee": 3}})
     assert r.status_code == 422 and "agee" in r.json()["error"]
+    r = client.post("/jobs", json={**job("bad-age", 1, recordings), "patient": {"age": "old", "weight": 60}})
+    assert r.status_code == 422 and "age 'old' is not a number" in r.json()["error"]
     r = client.post("/jobs", json={"jobId": "no-location"})
     assert r.status_code == 422 and "exactly one of s3Key" in r.json()["error"]
     r = client.post("/jobs", json={"jobId": "../etc", "s3Key": "0001.vital"})

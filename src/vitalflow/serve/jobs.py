@@ -28,7 +28,8 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from vitalflow.predict.recording import PATIENT_KEYS, predict_recording
+from vitalflow.errors import CaseDataError
+from vitalflow.predict.recording import PATIENT_KEYS, patient_from, predict_recording
 from vitalflow.predict.table import CaseTable
 from vitalflow.serve.notify import redact
 from vitalflow.serve.queue import FINAL, Job
@@ -76,6 +77,10 @@ class JobRequest(BaseModel):
         unknown = sorted(set(value or {}) - set(PATIENT_KEYS))
         if unknown:
             raise ValueError(f"unknown patient key(s) {', '.join(unknown)} (known: {', '.join(PATIENT_KEYS)})")
+        try:
+            patient_from(value)  # a value that is not a number is refused now, not when the job runs
+        except CaseDataError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @model_validator(mode="after")
