@@ -20,31 +20,10 @@ import httpx
 
 SERVER = r"""
 import sys, uvicorn
+from vitalflow.serve.app import create_app
 from vitalflow.serve.settings import ServeSettings
 settings = ServeSettings.model_validate_json(sys.argv[1])
-try:
-    from vitalflow.serve.app import create_app
-    app = create_app(settings)
-except ImportError:
-    from contextlib import asynccontextmanager
-    from fastapi import FastAPI
-    from vitalflow.serve.jobs_api import jobs_router
-    from vitalflow.serve.worker import WorkerSupervisor
-    supervisor = WorkerSupervisor(settings)
-
-    @asynccontextmanager
-    async def lifespan(app):
-        supervisor.start()
-        yield
-        supervisor.stop()
-
-    app = FastAPI(lifespan=lifespan)
-    app.include_router(jobs_router(settings))
-
-    @app.get("/ping")
-    def ping():
-        return {"status": "ready"}
-uvicorn.run(app, host="127.0.0.1", port=settings.port, log_level="warning")
+uvicorn.run(create_app(settings), host="127.0.0.1", port=settings.port, log_level="warning")
 """
 
 

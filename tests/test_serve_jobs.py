@@ -365,3 +365,34 @@ def test_a_job_cancelled_while_it_runs_is_dropped_and_writes_nothing(model, reco
     job = queue.get("c")
     assert job.status == "Cancelled" and job.completions == 0 and job.result is None
     assert not list((tmp_path / "state").glob("results/**/*.*"))
+
+
+def test_in_a_sagemaker_container_a_job_runs_inside_the_invocation(model, recordings, tmp_path):
+    """SageMaker's asynchronous endpoint posts each request object to /invocations and stores the
+    answer (or, for an error status, the body at the failure path): so in container mode the job
+    runs inside the call and the answer is the finished status document; no job workers start."""
+    from vitalflow.predict.recording import predict_recording
+    from vitalflow.model.predictor import load_model
+
+    state = tmp_path / "sm"
+    settings = settings_for(model, recordings, state, None, sagemaker=True)
+    server = Server(settings, tmp_path / "sm.log").start()
+    try:
+        assert server.workers() == []
+        with httpx.Client(base_url=server.url, timeout=120) as client:
+            r = client.post("/invocations", json=job("sm-1", 2, recordings))
+            assert r.status_code == 200, r.text
+            doc = r.json()
+            assert doc["status"] == "Completed" and doc["jobId"] == "sm-1" and doc["result"]["rows"] > 0
+            expected = predict_recording((recordings["root"] / "0002.vital").read_bytes(), recordings["patients"][2],
+                                         load_model(model))
+            assert doc["result"]["rows"] == expected.rows
+            bad = client.post("/invocations", json={"jobId": "sm-2", "requestTime": "2026-01-01T00:00:00Z",
+                                                    "s3Key": "garbage.vital"})
+            assert bad.status_code in (400, 422) and bad.json()["status"] == "Failed" and bad.json()["error"]
+            outside = client.post("/invocations", json={"jobId": "sm-3", "requestTime": "2026-01-01T00:00:00Z",
+                                                        "inputUri": f"{recordings['prefix']}/secret/0001.vital"})
+            assert outside.status_code == 400 and outside.json()["status"] == "Failed"
+            assert client.get("/ping").status_code == 200
+    finally:
+        server.stop()

@@ -18,22 +18,25 @@ Every refusal is ``{"error": "<one line>"}`` with a 4xx status; the service stay
 from __future__ import annotations
 
 import asyncio
-import importlib
 import io
 import json
 import logging
 import math
+import time
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any, Callable
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from vitalflow import __version__
-from vitalflow.errors import CaseDataError, VitalReadError
+from vitalflow.errors import CaseDataError, VitalflowError, VitalReadError
+from vitalflow.serve import jobs_api
 from vitalflow.serve.auth import BearerAuth, BodyLimit, redact
 from vitalflow.serve.inputs import (
     CLINICAL,
@@ -44,8 +47,11 @@ from vitalflow.serve.inputs import (
     parse_windows_request,
     read_npy,
 )
+from vitalflow.serve.jobs import InputRefused, JobRequest, run_job, status_doc
 from vitalflow.serve.model_host import READY, ModelHost, ModelUnavailable
+from vitalflow.serve.queue import Job, JobQueue
 from vitalflow.serve.settings import ServeSettings
+from vitalflow.serve.worker import WorkerSupervisor
 from vitalflow.transform.normalize import denormalize_targets
 
 log = logging.getLogger("vitalflow.serve")
@@ -55,8 +61,6 @@ CSV, PARQUET = "text/csv", "application/vnd.apache.parquet"
 CONTENT_TYPES = (JSON, NPY, VITAL, OCTETS)
 #: Query parameters of an .npy request; a .vital request's are the patient's features.
 NPY_QUERY = ("static", "units")
-JOBS_UNAVAILABLE = "asynchronous jobs are not available in this installation (vitalflow.serve.jobs_api is missing)"
-_JOB_MODULES = ("vitalflow.serve.jobs_api", "vitalflow.serve.jobs", "vitalflow.serve.queue", "vitalflow.serve.worker")
 
 
 class Refused(Exception):
@@ -84,46 +88,55 @@ def _accepts(request: Request, media_type: str) -> bool:
 
 
 class AsyncJobs:
-    """The asynchronous job modules (another part of the service), when they are installed:
-    ``jobs_router(settings, queue)``, ``submit_job(settings, queue, body)``, ``JobQueue`` and
-    ``WorkerSupervisor(settings)``. One queue (opened at the first use) serves both the router and
-    ``/invocations``; the lifespan starts and stops the workers."""
+    """The asynchronous jobs: one queue (opened at the first use) serves both the ``/jobs`` router
+    and ``/invocations``; the lifespan starts and stops the workers. In a SageMaker container
+    (``settings.sagemaker``) SageMaker's asynchronous endpoint is the queue: it posts each request
+    object to ``/invocations`` and stores what the call returns, so there a job runs inside the
+    call (`run_here`) and no workers start."""
 
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
-        self.router = self.submit = self.supervisor = None
+        self.supervisor = None
         self._queue = None
-        try:
-            jobs_api = importlib.import_module("vitalflow.serve.jobs_api")
-            queue = importlib.import_module("vitalflow.serve.queue")
-            worker = importlib.import_module("vitalflow.serve.worker")
-        except ModuleNotFoundError as exc:
-            if exc.name not in _JOB_MODULES:
-                raise
-            return
-        self._queue_class, self._supervisor_class = queue.JobQueue, worker.WorkerSupervisor
         self.submit = jobs_api.submit_job
         self.router = jobs_api.jobs_router(settings, self.queue)
 
-    @property
-    def available(self) -> bool:
-        return self.router is not None
-
-    def queue(self):
+    def queue(self) -> JobQueue:
         if self._queue is None:
             self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-            self._queue = self._queue_class(self.settings.database, self.settings.lease_s, self.settings.max_attempts)
+            self._queue = JobQueue(self.settings.database, self.settings.lease_s, self.settings.max_attempts)
         return self._queue
 
     def start(self) -> None:
-        if self.available:
-            self.queue()
-            self.supervisor = self._supervisor_class(self.settings)
-            self.supervisor.start()
+        if self.settings.sagemaker:
+            return
+        self.queue()
+        self.supervisor = WorkerSupervisor(self.settings)
+        self.supervisor.start()
 
     def stop(self) -> None:
         if self.supervisor is not None:
             self.supervisor.stop()
+
+    def run_here(self, predictor, document: dict) -> tuple[int, dict]:
+        """Run a job in this call (SageMaker's asynchronous endpoint): 200 and the Completed
+        status document, or 4xx with the Failed one (SageMaker writes it to the failure path)."""
+        try:
+            request = JobRequest.model_validate(document)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            return 422, {"jobId": document.get("jobId"), "status": "Failed",
+                         "error": f"{'.'.join(map(str, first['loc']))}: {first['msg']}"}
+        now = time.time()
+        job = Job(job_id=request.jobId, request=document, status="InProgress", attempts=1, lease_owner=None,
+                  lease_expires=None, heartbeat_at=None, submitted_at=now, started_at=now, finished_at=None,
+                  result=None, error=None, completions=0, notified=False)
+        try:
+            result = run_job(self.settings, predictor, job)
+        except (VitalflowError, InputRefused) as exc:
+            failed = replace(job, status="Failed", finished_at=time.time(), error=redact(str(exc)))
+            return (400 if isinstance(exc, InputRefused) else 422), status_doc(failed)
+        return 200, status_doc(replace(job, status="Completed", finished_at=time.time(), result=result))
 
 
 def create_app(settings: ServeSettings, host: ModelHost | None = None,
@@ -193,9 +206,10 @@ def create_app(settings: ServeSettings, host: ModelHost | None = None,
             raise Refused(503, str(exc)) from None
 
     async def _submit(document: dict) -> Response:
-        if not async_jobs.available:
-            raise Refused(503, JOBS_UNAVAILABLE)
-        status, doc = await asyncio.to_thread(async_jobs.submit, settings, async_jobs.queue(), document)
+        if settings.sagemaker:
+            status, doc = await asyncio.to_thread(async_jobs.run_here, model.require(), document)
+        else:
+            status, doc = await asyncio.to_thread(async_jobs.submit, settings, async_jobs.queue(), document)
         return _json(doc, status)
 
     async def _windows_json(request: Request, document: dict) -> Response:
@@ -262,13 +276,7 @@ def create_app(settings: ServeSettings, host: ModelHost | None = None,
             return Response(table.parquet(), media_type=PARQUET)
         return _json(timeline_document(table))
 
-    if async_jobs.available:
-        app.include_router(async_jobs.router)
-    else:
-        @app.api_route("/jobs", methods=["GET", "POST"])
-        @app.api_route("/jobs/{job_id}", methods=["GET", "POST", "DELETE"])
-        async def no_jobs(job_id: str | None = None) -> Response:
-            raise Refused(503, JOBS_UNAVAILABLE)
+    app.include_router(async_jobs.router)
 
     app.add_middleware(BodyLimit, max_bytes=int(settings.max_payload_mb * 1e6))
     app.add_middleware(BearerAuth, token=settings.token)  # outermost: no body is read without the token

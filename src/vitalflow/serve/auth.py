@@ -24,19 +24,29 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: Paths answered without a token (SageMaker's health check carries none).
 PUBLIC_PATHS = ("/ping",)
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s:]+:[^/@\s]*@")
+_URI = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s?#]*@)?(?P<rest>[^\s?#]*)"
+                  r"(?P<query>\?[^\s#]*)?(?P<fragment>#\S*)?")
+_SECRET = re.compile(r"(?i)\b(aws_secret_access_key|aws_session_token|x-amz-security-token|x-amz-signature|"
+                     r"x-amz-credential|signature|token|password)=[^\s&]+")
 
 
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """``text`` without the given secrets and without passwords in URIs.
+    """``text`` without the given secrets, every URI without its user info, query string and
+    fragment, and every ``secret=...`` pair masked: what may go into a log, an error or a result.
 
     >>> redact("https://bob:hunter2@mlflow.example/api failed, token abc123", ["abc123"])
-    'https://***@mlflow.example/api failed, token ***'
+    'https://mlflow.example/api failed, token ***'
+    >>> redact("s3://AKIA:secret@bucket/k.vital?X-Amz-Signature=abc failed; token=xyz")
+    's3://bucket/k.vital failed; token=***'
+    >>> redact("https://user:pw@hooks.example/x?sig=1#frag")
+    'https://hooks.example/x'
     """
+    text = str(text)
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
-    return _USERINFO.sub(lambda m: m.group("scheme") + "***@", text)
+    text = _URI.sub(lambda m: m.group("scheme") + m.group("rest"), text)
+    return _SECRET.sub(lambda m: f"{m.group(1)}=***", text)
 
 
 async def send_json(send: Send, status: int, document: dict, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:

@@ -17,8 +17,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from vitalflow.serve.auth import redact
 from vitalflow.serve.jobs import InputRefused, JobRequest, input_location, status_doc
-from vitalflow.serve.notify import redact
 from vitalflow.serve.queue import STATUSES, JobQueue
 from vitalflow.serve.settings import ServeSettings
 

@@ -1,39 +1,18 @@
 """Notifications of a finished job: a POST to the webhook (httpx, short timeout, a few retries)
 and an SNS publish (boto3) to the success or error topic. A notification that cannot be
-delivered is logged (without credentials) and never fails the job.
-
-And `redact`: every URI in a message without its credentials and query string, so that no
-secret reaches a result, a log or an error document.
+delivered is logged (without credentials: `vitalflow.serve.auth.redact`) and never fails the job.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from typing import Any
 
+from vitalflow.serve.auth import redact
+
 log = logging.getLogger("vitalflow.serve")
-
-_URI = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s?#]*@)?(?P<rest>[^\s?#]*)"
-                  r"(?P<query>\?[^\s#]*)?(?P<fragment>#\S*)?")
-_SECRET = re.compile(r"(?i)\b(aws_secret_access_key|aws_session_token|x-amz-security-token|x-amz-signature|"
-                     r"x-amz-credential|signature|token|password)=[^\s&]+")
-
-
-def redact(text: str) -> str:
-    """``text`` with every URI's user info, query string and fragment removed, and any
-    ``secret=...`` pair masked.
-
-    >>> redact("s3://AKIA:secret@bucket/k.vital?X-Amz-Signature=abc failed; token=xyz")
-    's3://bucket/k.vital failed; token=***'
-    >>> redact("https://user:pw@hooks.example/x?sig=1#frag")
-    'https://hooks.example/x'
-    """
-    text = _URI.sub(lambda m: m.group("scheme") + m.group("rest"), str(text))
-    return _SECRET.sub(lambda m: f"{m.group(1)}=***", text)
-
 
 def post_webhook(url: str, document: dict[str, Any], attempts: int = 3, timeout_s: float = 5.0,
                  backoff_s: float = 0.3) -> bool:
