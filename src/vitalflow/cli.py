@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from vitalflow import __version__, deploy_cli, launch_cli, models_cli, predict_cli, serve_cli
+from vitalflow import __version__, app_cli, deploy_cli, launch_cli, models_cli, predict_cli, serve_cli
 from vitalflow.errors import VitalflowError
 
 if TYPE_CHECKING:
@@ -535,6 +535,7 @@ models_cli.register(app, _errors)
 predict_cli.register(app, _errors)
 serve_cli.register(app, _errors)
 deploy_cli.register(app, _errors)
+app_cli.register(app, _errors)
 
 
 def main() -> None:
