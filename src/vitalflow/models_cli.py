@@ -8,10 +8,6 @@ Registry in :mod:`vitalflow.sagemaker.model_registry`; this module parses and pr
 from __future__ import annotations
 
 import datetime as _dt
-import json
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Callable, Optional
 
 import typer
@@ -19,7 +15,9 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from vitalflow.errors import ModelError
+from vitalflow.evaluate.compare import ModelHandle as _Model
+from vitalflow.evaluate.compare import fmt as _fmt
+from vitalflow.evaluate.compare import short as _short
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -27,7 +25,6 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 #: The metric ``list`` shows for the test set: mean over targets of the model's MAE / persistence's
 #: on the change windows (below 1: better than carrying the last value forward).
 KEY_RATIO = "test.changed.mae_ratio.model"
-METRICS_PATH = "evaluation/{split}/metrics.json"
 
 
 def _wide() -> Console:
@@ -44,48 +41,8 @@ def _table(rows: list[list[str]], title: str, left: int = 1) -> Table:
     return table
 
 
-def _fmt(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:.{digits}g}"
-
-
 def _created(ms: int) -> str:
     return _dt.datetime.fromtimestamp(ms / 1000, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M") if ms else "-"
-
-
-def _short(text: str, keep: int = 15) -> str:
-    """``sha256:0123456789ab`` for a long hash (enough to tell models apart)."""
-    return text if len(text) <= keep else text[:keep]
-
-
-# --- what a model reference names ----------------------------------------------------------------
-
-class _Model:
-    """A model as the commands see it: its local (or s3://) directory, card, registry version."""
-
-    def __init__(self, reference: str):
-        from vitalflow.model.card import read_model_card
-        from vitalflow.registry.resolve import download_version
-        from vitalflow.registry.versions import ModelReference, find_version
-
-        self.reference = reference
-        parsed = ModelReference.parse(reference)
-        local = Path(reference).expanduser()
-        self.version = None
-        if parsed is not None and not (local / "model_card.json").is_file():
-            self.version = find_version(parsed)
-            self.uri = str(download_version(self.version))
-            self.label = self.version.reference
-        else:
-            self.uri = reference
-            self.label = reference
-        self.card = read_model_card(self.uri)
-
-    def metrics(self, split: str = "test") -> dict | None:
-        from vitalflow.store import Store
-
-        store = Store(self.uri)
-        name = METRICS_PATH.format(split=split)
-        return json.loads(store.read_bytes(name)) if store.exists(name) else None
 
 
 # --- commands --------------------------------------------------------------------------------------
@@ -126,16 +83,12 @@ def _lineage_rows(model: _Model) -> list[list[str]]:
     return rows
 
 
-def _print_metrics(metrics: dict, title: str, first: list[str] | None = None) -> None:
-    """The comparison tables of a metrics document; the columns ``first`` right after target, unit, n."""
+def _print_metrics(metrics: dict, title: str) -> None:
+    """The comparison tables of a metrics document."""
     from vitalflow.evaluate.report import comparison_table
 
     for kind, what in (("all", "all windows"), ("changed", "windows where the target changes within the horizon")):
         rows = comparison_table(metrics, kind)
-        if first:
-            order = [0, 1, 2] + [rows[0].index(c) for c in first] + \
-                [i for i, c in enumerate(rows[0]) if i > 2 and c not in first]
-            rows = [[row[i] for i in order] for row in rows]
         _wide().print(_table(rows, f"{title}, {what} (MAE, clinical units)", left=2))
 
 
@@ -180,12 +133,6 @@ def promote(
     out.print(f"{info.name}@{alias} -> {info.reference}{was}", markup=False)
 
 
-def _evaluate_into(models: list[_Model], dataset: str, split: str, tmp: Path) -> list[dict]:
-    from vitalflow.evaluate.run import evaluate_model
-
-    return [evaluate_model(m.uri, dataset, split, output=str(tmp / str(i))).metrics for i, m in enumerate(models)]
-
-
 def compare(
     a: str = typer.Argument(..., help="First model: NAME@ALIAS, NAME/VERSION or a model directory."),
     b: str = typer.Argument(..., help="Second model."),
@@ -194,50 +141,14 @@ def compare(
     split: str = typer.Option("test", "--split", help="The split (with --dataset)."),
 ) -> None:
     """Two models' metrics side by side on the same windows, with the baselines."""
-    first, second = _Model(a), _Model(b)
-    ca, cb = first.card, second.card
-    if ca.spec.hash != cb.spec.hash:
-        raise ModelError(f"{first.label} and {second.label} were trained on datasets of different specs "
-                         f"({ca.spec.name} v{ca.spec.version} {ca.spec.hash} and {cb.spec.name} v{cb.spec.version} "
-                         f"{cb.spec.hash}): their metrics are not comparable")
-    if ca.dataset.fingerprint != cb.dataset.fingerprint:
-        err.print(f"Warning: {first.label} and {second.label} were trained on different datasets (fingerprints "
-                  f"{_short(ca.dataset.fingerprint)} and {_short(cb.dataset.fingerprint)})"
-                  + ("" if dataset else ": their stored test windows differ; pass --dataset DS to score both on "
-                     "the same windows"), markup=False)
-    if dataset:
-        tmp = Path(tempfile.mkdtemp(prefix="vitalflow-compare-"))
-        try:
-            docs = _evaluate_into([first, second], dataset, split, tmp)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        docs = [first.metrics(), second.metrics()]
-        missing = [m.label for m, d in zip((first, second), docs) if d is None]
-        if missing:
-            raise ModelError(f"no test evaluation in {' and '.join(missing)}: pass --dataset DS to score both now")
-        if docs[0].get("dataset_fingerprint") != docs[1].get("dataset_fingerprint") \
-                or docs[0]["windows"] != docs[1]["windows"]:
-            raise ModelError(f"{first.label} and {second.label} were evaluated on different test windows "
-                             f"({docs[0].get('dataset', '?')}, {docs[1].get('dataset', '?')}): pass --dataset DS "
-                             "to score both on the same windows")
-    label_a, label_b = (first.label, second.label) if first.label != second.label else ("A", "B")
-    combined = {"split": docs[0]["split"], "windows": docs[0]["windows"], "units": docs[0]["units"],
-                "models": {label_a: docs[0]["models"]["model"], label_b: docs[1]["models"]["model"],
-                           **{k: v for k, v in docs[0]["models"].items() if k != "model"}}}
-    from vitalflow.registry.log import evaluation_metrics
+    from vitalflow.evaluate.compare import compare_models
 
-    rows = [["", label_a, label_b]]
-    rows.append(["val_loss (normalized, best epoch)", _fmt(ca.metrics.get("val_loss"), 5),
-                 _fmt(cb.metrics.get("val_loss"), 5)])
-    for kind in ("all", "changed"):
-        ratio = [evaluation_metrics(d).get(f"{d['split']}.{kind}.mae_ratio.model") for d in docs]
-        rows.append([f"mean MAE / persistence, {kind} windows", _fmt(ratio[0]), _fmt(ratio[1])])
-    rows.append(["dataset fingerprint", _short(ca.dataset.fingerprint), _short(cb.dataset.fingerprint)])
-    out.print(f"{label_a} vs {label_b} on the {combined['split']} split of "
-              f"{dataset or docs[0].get('dataset', '?')}: {combined['windows']} windows, the same for both", markup=False)
-    _wide().print(_table(rows, "Summary"))
-    _print_metrics(combined, f"{label_a} vs {label_b}", first=[label_a, label_b])
+    result = compare_models(a, b, dataset, split, warn=lambda text: err.print(text, markup=False))
+    label_a, label_b = result.labels
+    out.print(result.headline, markup=False)
+    _wide().print(_table(result.summary, "Summary"))
+    for kind, what in (("all", "all windows"), ("changed", "windows where the target changes within the horizon")):
+        _wide().print(_table(result.table(kind), f"{label_a} vs {label_b}, {what} (MAE, clinical units)", left=2))
 
 
 def push(
