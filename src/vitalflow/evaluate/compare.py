@@ -22,7 +22,9 @@ METRICS_PATH = "evaluation/{split}/metrics.json"
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
-    """>>> fmt(0.123456), fmt(None), fmt(0.123456, 2)
+    """A metric for a table: ``digits`` significant digits, "-" for None.
+
+    >>> fmt(0.123456), fmt(None), fmt(0.123456, 2)
     ('0.1235', '-', '0.12')
     """
     return "-" if value is None else f"{value:.{digits}g}"
