@@ -37,6 +37,9 @@ boto3 = pytest.importorskip("boto3")
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = f"s3://{BUCKET}/async/out"
+INPUT = f"s3://{BUCKET}/rec"
+SERVE_ENV = {"VITALFLOW_SERVE_INPUT_PREFIXES": INPUT, "VITALFLOW_SERVE_OUTPUT_PREFIX": f"{OUTPUT}/timelines"}
+PATIENT = "age=63,sex=F,height=160,weight=58,bmi=22.7,asa=2"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/vitalflow:test"
 runner = CliRunner()
 
@@ -98,7 +101,7 @@ def model_dir(tmp_path) -> Path:
 
 def options(**kw) -> dp.DeployOptions:
     base = dict(name="vf-async", model_data_url=f"s3://{BUCKET}/models/model.tar.gz", output=OUTPUT, role=ROLE,
-                region=REGION, image=IMAGE, stamp="20260102-030405")
+                region=REGION, image=IMAGE, stamp="20260102-030405", input_prefixes=(INPUT,))
     return dp.DeployOptions(**{**base, **kw})
 
 
@@ -108,8 +111,8 @@ def topics() -> tuple[str, str]:
 
 
 def deploy_args(model, *extra) -> list:
-    return ["deploy", "--model", model, "--name", "vf-async", "--async", "--output", OUTPUT, "--role", ROLE,
-            "--image", IMAGE, "--poll", "0.01", *extra]
+    return ["deploy", "--model", model, "--name", "vf-async", "--async", "--output", OUTPUT, "--input-prefix", INPUT,
+            "--role", ROLE, "--image", IMAGE, "--poll", "0.01", *extra]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,7 +132,7 @@ def test_the_requests_of_a_deployment():
     model, config, endpoint, target, tracking, wake, alarm = (c.request for c in calls)
     assert model["ModelName"] == "vf-async-20260102-030405" and model["ExecutionRoleArn"] == ROLE
     assert model["PrimaryContainer"] == {"Image": IMAGE, "ModelDataUrl": f"s3://{BUCKET}/models/model.tar.gz",
-                                         "Environment": {"MODEL_SERVER_TIMEOUT": "900"}}
+                                         "Environment": {**SERVE_ENV, "MODEL_SERVER_TIMEOUT": "900"}}
     assert {t["Key"]: t["Value"] for t in model["Tags"]}["vitalflow:model"] == "vitalflow@champion"
     assert config["ProductionVariants"] == [{"VariantName": "AllTraffic", "ModelName": "vf-async-20260102-030405",
                                              "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}]
@@ -172,7 +175,9 @@ def test_request_defaults_and_the_model_upload():
                                                               "S3FailurePath": f"{OUTPUT}/failures"}
     assert config["AsyncInferenceConfig"]["ClientConfig"] == {"MaxConcurrentInvocationsPerInstance": 4}
     assert config["ProductionVariants"][0]["InitialInstanceCount"] == 2
-    assert "Environment" not in calls[1].request["PrimaryContainer"]
+    assert calls[1].request["PrimaryContainer"]["Environment"] == SERVE_ENV  # deploy's own, no --env
+    two = dp.model_request(options(input_prefixes=(INPUT, f"s3://{BUCKET}/more/")), IMAGE)
+    assert two["PrimaryContainer"]["Environment"]["VITALFLOW_SERVE_INPUT_PREFIXES"] == f"{INPUT},s3://{BUCKET}/more/"
     assert dp.default_model_data_url(OUTPUT, "vf-async", "20260102-030405") == \
         f"{OUTPUT}/_models/vf-async-20260102-030405/model.tar.gz"
     assert dp.dry_run_image(options(image=None)) == "<account>.dkr.ecr.us-east-1.amazonaws.com/vitalflow:" + \
@@ -197,6 +202,13 @@ def test_request_defaults_and_the_model_upload():
     (dict(max_concurrent_invocations=1001), "--max-concurrent-invocations must be 1-1000 (got 1001)"),
     (dict(target_backlog=0.0), "--target-backlog must be above 0"),
     (dict(model_data_url="s3://b/models/m1"), "must be an s3:// model.tar.gz"),
+    (dict(input_prefixes=()), "--input-prefix is required with --async: where the endpoint's jobs may read"),
+    (dict(input_prefixes=("/data/rec",)), "--input-prefix must be an s3:// URI such as s3://bucket/prefix"),
+    (dict(input_prefixes=(INPUT, "s3://lab/a,b")), "--input-prefix 's3://lab/a,b': a comma is not allowed"),
+    (dict(environment={"VITALFLOW_SERVE_INPUT_PREFIXES": "s3://b/x"}),
+     "--env VITALFLOW_SERVE_INPUT_PREFIXES: deploy sets it from --input-prefix"),
+    (dict(environment={"VITALFLOW_SERVE_OUTPUT_PREFIX": "s3://b/x"}),
+     "--env VITALFLOW_SERVE_OUTPUT_PREFIX: deploy sets it from --output"),
 ])
 def test_validation_names_the_bad_option(kw, message):
     with pytest.raises(LaunchError, match=re.escape(message)):
@@ -253,7 +265,10 @@ def test_deploy_creates_the_endpoint_and_its_scaling_to_zero(aws, model_dir):
     data_url = f"{OUTPUT}/_models/vf-async-{stamp}/model.tar.gz"
     assert model["PrimaryContainer"]["Image"] == IMAGE
     assert model["PrimaryContainer"]["ModelDataUrl"] == data_url
-    assert model["PrimaryContainer"]["Environment"] == {"MODEL_SERVER_TIMEOUT": "900"}
+    # the container learns where its jobs may read and where their timelines go (the service's settings)
+    assert model["PrimaryContainer"]["Environment"] == {
+        "VITALFLOW_SERVE_INPUT_PREFIXES": INPUT, "VITALFLOW_SERVE_OUTPUT_PREFIX": f"{OUTPUT}/timelines",
+        "MODEL_SERVER_TIMEOUT": "900"}
     assert model["ExecutionRoleArn"] == ROLE
     # the model directory, packed as a training job uploads /opt/ml/model: no _checkpoints, no dot files
     body = boto3.client("s3").get_object(Bucket=BUCKET, Key=data_url.split("/", 3)[3])["Body"].read()
@@ -339,7 +354,7 @@ def test_dry_run_needs_no_credentials_and_shows_the_default_image(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("VITALFLOW_SERVE_IMAGE", raising=False)
     result = cli("deploy", "--model", f"s3://{BUCKET}/m1", "--name", "vf", "--async", "--output", OUTPUT,
-                 "--role", ROLE, "--region", "eu-west-1", "--dry-run")
+                 "--input-prefix", INPUT, "--role", ROLE, "--region", "eu-west-1", "--dry-run")
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
     assert printed[0]["request"]["Body"] == f"<model.tar.gz of s3://{BUCKET}/m1>"  # an S3 model dir: not downloaded
@@ -348,11 +363,12 @@ def test_dry_run_needs_no_credentials_and_shows_the_default_image(monkeypatch):
     assert "the image's <account> is the account STS names when deploying" in result.stderr
     monkeypatch.setenv("VITALFLOW_SERVE_IMAGE", "my/image:1")
     result = cli("deploy", "--model", f"s3://{BUCKET}/m1/model.tar.gz", "--name", "vf", "--async", "--output",
-                 OUTPUT, "--role", ROLE, "--region", "eu-west-1", "--dry-run")
+                 OUTPUT, "--input-prefix", INPUT, "--role", ROLE, "--region", "eu-west-1", "--dry-run")
     printed = json.loads(result.stdout)
     assert printed[0]["operation"] == "CreateModel"  # a model.tar.gz is used as it is: no upload
     assert printed[0]["request"]["PrimaryContainer"] == {"Image": "my/image:1",
-                                                         "ModelDataUrl": f"s3://{BUCKET}/m1/model.tar.gz"}
+                                                         "ModelDataUrl": f"s3://{BUCKET}/m1/model.tar.gz",
+                                                         "Environment": SERVE_ENV}
 
 
 @pytest.mark.parametrize("change, message", [
@@ -368,10 +384,18 @@ def test_dry_run_needs_no_credentials_and_shows_the_default_image(monkeypatch):
     (dict(extra=["--max-concurrent-invocations", "0"]), "Error: --max-concurrent-invocations must be 1-1000"),
     (dict(model="no/such/dir"), "Error: "),
     (dict(model="https://x/model"), "Error: --model 'https://x/model': a model is NAME@ALIAS"),
+    (dict(drop="--input-prefix"), "Error: --input-prefix is required with --async: where the endpoint's jobs may "
+                                  "read recordings (s3://bucket/prefix; repeatable); without it the service "
+                                  "refuses every job"),
+    (dict(extra=["--input-prefix", "rec/"]), "Error: --input-prefix must be an s3:// URI"),
+    (dict(extra=["--env", "VITALFLOW_SERVE_OUTPUT_PREFIX=/tmp"]),
+     "Error: --env VITALFLOW_SERVE_OUTPUT_PREFIX: deploy sets it from --output"),
 ])
 def test_bad_options_are_one_error_line_and_nothing_is_sent(aws, model_dir, change, message):
     args = deploy_args(change.get("model", model_dir), *change.get("extra", []))
-    if "drop" in change:
+    if change.get("drop") == "--input-prefix":
+        del args[args.index("--input-prefix"):args.index("--input-prefix") + 2]
+    elif "drop" in change:
         args.remove(change["drop"])
     if "name" in change:
         args[args.index("vf-async")] = change["name"]
@@ -394,9 +418,22 @@ def test_missing_credentials_create_nothing(aws, model_dir, monkeypatch):
 # vitalflow invoke
 # ---------------------------------------------------------------------------------------------
 
+def test_the_container_environment_is_what_the_service_reads():
+    """deploy writes the variables `vitalflow serve` reads in the container (two sibling layers:
+    the names are kept in both, and must agree)."""
+    from vitalflow.serve import settings
+
+    assert dp.SERVE_INPUT_PREFIXES_ENV == settings.INPUT_PREFIXES_ENV
+    assert dp.SERVE_OUTPUT_PREFIX_ENV == settings.OUTPUT_PREFIX_ENV
+    env = dp.container_environment(options(input_prefixes=(INPUT, f"s3://{BUCKET}/more")))
+    assert settings.prefixes_from(env[dp.SERVE_INPUT_PREFIXES_ENV]) == (INPUT, f"s3://{BUCKET}/more")
+
+
 def test_job_body_and_invoke_request():
     body = dp.job_body("j-1", "s3://b/rec/0001.vital")
     assert list(body) == ["jobId", "requestTime", "inputUri"]
+    with_patient = dp.job_body("j-1", "s3://b/rec/0001.vital", patient=dp.parse_patient(PATIENT))
+    assert with_patient["patient"] == {"age": 63, "sex": "F", "height": 160, "weight": 58, "bmi": 22.7, "asa": 2}
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", body["requestTime"])
     assert dp.invoke_request("vf-async", "s3://b/async/out/requests/j-1.json", "j-1") == {
         "EndpointName": "vf-async", "InputLocation": "s3://b/async/out/requests/j-1.json",
@@ -428,6 +465,29 @@ def test_waiting_for_a_result_polls_both_locations_until_one_appears():
     assert sleeps == [4, 4]
 
 
+@pytest.mark.parametrize("text, message", [
+    (None, "--patient is required: the patient's features, at least weight=KG"),
+    ("age=63,sex=F", "--patient needs weight=KG (drug rates are per kg"),
+    ("weight=58,agee=63", "--patient: unknown key 'agee' (known: age, height, weight, bmi, asa, anestart, aneend, "
+                          "caseend, sex, subjectid)"),
+    ("weight=58,weight=60", "--patient: weight given twice"),
+    ("weight=heavy", "--patient: weight 'heavy' is not a number"),
+    ("weight=nan", "--patient: weight 'nan' is not a number"),
+    ("weight=58,sex=X", "--patient: sex 'X' is not F or M"),
+    ("weight=58;age=63", "--patient: weight '58;age=63' is not a number"),
+    ("weight=58,age", "--patient 'age': use KEY=VALUE pairs"),
+    ("weight=58,age=", "--patient 'age=': use KEY=VALUE pairs"),
+])
+def test_a_bad_patient_is_refused(text, message):
+    with pytest.raises(LaunchError, match=re.escape(message)):
+        dp.parse_patient(text)
+
+
+def test_patient_values():
+    assert dp.parse_patient(" weight = 58.5 , subjectid=S-17, sex=m, anestart=120") == {
+        "weight": 58.5, "subjectid": "S-17", "sex": "M", "anestart": 120}
+
+
 def _moto_async_results(server, *results: dict) -> None:
     """Queue what moto's InvokeEndpointAsync writes next (``{"data": ..., "is_failure": bool}``)."""
     request = urllib.request.Request(server.endpoint + "/moto-api/static/sagemaker/async-endpoint-results",
@@ -444,16 +504,17 @@ def test_invoke_submits_the_femo_job_and_prints_the_result(aws):
                                              "error": "s3://vf-launch/rec/0002.vital is not a .vital file"}),
                          "is_failure": True})
     result = cli("invoke", "vf-async", "--input", f"s3://{BUCKET}/rec/0001.vital", "--job-id", "job-1",
-                 "--poll", "0.01")
+                 "--patient", PATIENT, "--poll", "0.01")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == prediction
     assert "job job-1 submitted to vf-async: request s3://vf-launch/async/out/requests/job-1.json" in result.stderr
     assert "job job-1 completed: s3://sagemaker-output-" in result.stderr
-    # the request object is the FeMo job body, below the endpoint's S3OutputPath
+    # the request object is the FeMo job body with the patient, below the endpoint's S3OutputPath
     request = json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key="async/out/requests/job-1.json")[
         "Body"].read())
     assert {k: v for k, v in request.items() if k != "requestTime"} == {
-        "jobId": "job-1", "inputUri": f"s3://{BUCKET}/rec/0001.vital"}
+        "jobId": "job-1", "inputUri": f"s3://{BUCKET}/rec/0001.vital",
+        "patient": {"age": 63, "sex": "F", "height": 160, "weight": 58, "bmi": 22.7, "asa": 2}}
     [call] = [r for r in recorded(aws) if r["url"].endswith("/endpoints/vf-async/async-invocations")]
     assert call["method"] == "POST"
     assert call["headers"]["x-amzn-sagemaker-inputlocation"] == f"s3://{BUCKET}/async/out/requests/job-1.json"
@@ -461,14 +522,15 @@ def test_invoke_submits_the_femo_job_and_prints_the_result(aws):
     assert call["headers"]["x-amzn-sagemaker-content-type"] == "application/json"
 
     failed = cli("invoke", "vf-async", "--input", f"s3://{BUCKET}/rec/0002.vital", "--job-id", "job-2",
-                 "--poll", "0.01")
+                 "--patient", "weight=70", "--poll", "0.01")
     assert failed.exit_code == 1, failed.output
     submitted, line = failed.stderr.strip().splitlines()  # after the submission line: the reason, one line
     assert submitted.startswith("job job-2 submitted to vf-async")
     assert line.startswith("Error: job job-2 failed: s3://vf-launch/rec/0002.vital is not a .vital file "
                            "(s3://sagemaker-output-")
 
-    later = cli("invoke", "vf-async", "--input", f"s3://{BUCKET}/rec/0003.vital", "--job-id", "job-3", "--no-wait")
+    later = cli("invoke", "vf-async", "--input", f"s3://{BUCKET}/rec/0003.vital", "--job-id", "job-3", "--no-wait",
+                "-p", "weight=70")
     assert later.exit_code == 0, later.output
     answer = json.loads(later.stdout)
     assert answer["jobId"] == "job-3" and answer["request"] == f"s3://{BUCKET}/async/out/requests/job-3.json"
@@ -476,12 +538,22 @@ def test_invoke_submits_the_femo_job_and_prints_the_result(aws):
 
 
 def test_invoke_errors_are_one_line(aws):
-    line = error_line(cli("invoke", "vf-async", "--input", "/local/rec.vital"))
+    line = error_line(cli("invoke", "vf-async", "--input", "/local/rec.vital", "--patient", PATIENT))
     assert line == "Error: --input must be an s3:// URI such as s3://bucket/prefix (got '/local/rec.vital')"
-    line = error_line(cli("invoke", "no-such-endpoint", "--input", f"s3://{BUCKET}/rec/0001.vital"))
+    line = error_line(cli("invoke", "no-such-endpoint", "--input", f"s3://{BUCKET}/rec/0001.vital", "-p", PATIENT))
     assert line.startswith("Error: DescribeEndpoint no-such-endpoint: ValidationException: Could not find endpoint")
-    line = error_line(cli("invoke", "vf-async", "--input", f"s3://{BUCKET}/r.vital", "--timeout", "0"))
+    line = error_line(cli("invoke", "vf-async", "--input", f"s3://{BUCKET}/r.vital", "--timeout", "0", "-p", PATIENT))
     assert line == "Error: --timeout must be at least 1 s (got '0')"
+    # a bad patient is refused before anything is sent (not even the endpoint is looked up)
+    assert cli(*deploy_args(f"s3://{BUCKET}/m/model.tar.gz")).exit_code == 0
+    before = recorded(aws)
+    for patient, message in ((None, "Error: --patient is required"),
+                             ("age=63,sex=F,weight=58,wieght=58", "Error: --patient: unknown key 'wieght'"),
+                             ("age=63,sex=F", "Error: --patient needs weight=KG")):
+        extra = ["--patient", patient] if patient else []
+        line = error_line(cli("invoke", "vf-async", "--input", f"s3://{BUCKET}/rec/0001.vital", *extra))
+        assert line.startswith(message), line
+    assert recorded(aws) == before
 
 
 # ---------------------------------------------------------------------------------------------

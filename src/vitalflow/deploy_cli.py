@@ -3,7 +3,9 @@
 ``deploy`` turns ``--model`` into the S3 ``model.tar.gz`` the endpoint serves (a registry
 reference or a model directory is packed and uploaded; an ``s3://...model.tar.gz`` is used as
 it is), then hands everything to :func:`vitalflow.sagemaker.deploy.deploy`; ``--dry-run`` prints
-every request as JSON and sends nothing. ``invoke`` submits one FeMo job and waits for its result.
+every request as JSON and sends nothing. The model's container gets, in its environment, where
+jobs may read (``--input-prefix``, required) and where their timelines go (``<output>/timelines``).
+``invoke`` submits one FeMo job (the recording and ``--patient``) and waits for its result.
 Everything AWS lives in :mod:`vitalflow.sagemaker.deploy`; this module parses, resolves the model
 and prints.
 """
@@ -78,7 +80,10 @@ def deploy(
                              "are <name>-<UTC time>)."),
     asynchronous: bool = typer.Option(False, "--async", help="An asynchronous endpoint (required: the only kind "
                                       "made; it queues requests and scales to zero)."),
-    output: str = typer.Option(..., "--output", help="S3OutputPath: where results go (s3://bucket/prefix)."),
+    output: str = typer.Option(..., "--output", help="S3OutputPath: where results go (s3://bucket/prefix); "
+                               "each job's timeline and summary go to <output>/timelines."),
+    input_prefix: Optional[List[str]] = typer.Option(None, "--input-prefix", help="Where the endpoint's jobs may "
+                                                     "read recordings (s3://bucket/prefix; repeatable; required)."),
     failure_output: Optional[str] = typer.Option(None, "--failure-output", help="S3FailurePath: where failures go "
                                                  "(default: <output>/failures)."),
     sns_success: Optional[str] = typer.Option(None, "--sns-success", help="SNS topic ARN notified of each result."),
@@ -114,6 +119,7 @@ def deploy(
     environment = dp.parse_env(env or [])
     timeout_s = _seconds(timeout, "--timeout")
     dp.check_s3("--output", output)
+    dp.check_input_prefixes(tuple(input_prefix or ()))
     if model_prefix is not None:
         dp.check_s3("--model-prefix", model_prefix)
     tarball = dp.is_model_tarball(model)
@@ -127,7 +133,8 @@ def deploy(
         failure_output=failure_output, sns_success=sns_success, sns_error=sns_error,
         min_instances=min_instances, max_instances=max_instances, instance_type=instance_type,
         max_concurrent_invocations=max_concurrent, target_backlog=target_backlog, environment=environment,
-        model_reference=model, upload_from=None if tarball else model, stamp=when), os.environ)
+        input_prefixes=tuple(input_prefix or ()), model_reference=model, upload_from=None if tarball else model,
+        stamp=when), os.environ)
     dp.validate(options)
     with _model_directory(model, dry_run) as local:
         if dry_run:
@@ -142,16 +149,24 @@ def deploy(
     out.print(f"endpoint {done.name} InService in {done.region}: {done.endpoint_arn}", markup=False)
     out.print(f"  image:   {done.image}", markup=False)
     out.print(f"  model:   {done.model_data_url}" + (" (uploaded)" if done.uploaded else ""), markup=False)
-    out.print(f"  results: {options.output} (failures: {options.failure_path})", markup=False)
+    out.print(f"  results: {options.output} (failures: {options.failure_path}; timelines: "
+              f"{options.timelines_path})", markup=False)
+    out.print(f"  reads:   {', '.join(options.input_prefixes)}", markup=False)
     out.print(f"  scaling: {options.min_instances}-{options.max_instances} x {options.instance_type}, "
               f"{dp.BACKLOG_METRIC} target {options.target_backlog:g}; alarm {done.alarm_name} "
               f"({dp.WAKE_METRIC} >= 1) wakes it from zero", markup=False)
-    out.print(f"submit a job: vitalflow invoke {done.name} --input s3://.../recording.vital", markup=False)
+    out.print(f"submit a job: vitalflow invoke {done.name} --input {options.input_prefixes[0].rstrip('/')}/"
+              "RECORDING.vital --patient age=63,sex=F,height=160,weight=58,bmi=22.7,asa=2", markup=False)
 
 
 def invoke(
     endpoint: str = typer.Argument(..., help="The asynchronous endpoint's name."),
-    input_uri: str = typer.Option(..., "--input", "-i", help="The recording to analyse (s3://...)."),
+    input_uri: str = typer.Option(..., "--input", "-i", help="The recording to analyse (s3://..., below one of "
+                                  "the endpoint's --input-prefix)."),
+    patient: Optional[str] = typer.Option(None, "--patient", "-p", help="The patient's features as KEY=VALUE,... "
+                                          "(keys: age, sex, height, weight, bmi, asa, anestart, aneend, caseend, "
+                                          "subjectid); weight is required: --patient "
+                                          "age=63,sex=F,height=160,weight=58,bmi=22.7,asa=2."),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for the result and print it."),
     timeout: str = typer.Option("600", "--timeout", help="How long to wait: seconds, or e.g. 10m."),
     poll: float = typer.Option(5.0, "--poll", min=0.01, help="Seconds between checks for the result."),
@@ -165,12 +180,13 @@ def invoke(
     from vitalflow.sagemaker import deploy as dp
     from vitalflow.sagemaker.launch import resolve_region
 
+    features = dp.parse_patient(patient)
     timeout_s = _seconds(timeout, "--timeout")
     region = resolve_region(region)
     if not region:
         raise LaunchError("no AWS region: pass --region or set AWS_REGION or AWS_DEFAULT_REGION "
                           "(or a region in your AWS profile)")
-    job = dp.submit_job(endpoint, input_uri, region, request_prefix=request_prefix, job_id=job_id)
+    job = dp.submit_job(endpoint, input_uri, region, patient=features, request_prefix=request_prefix, job_id=job_id)
     err.print(f"job {job.job_id} submitted to {endpoint}: request {job.request_uri}", markup=False)
     if not wait:
         out.print(json.dumps({"jobId": job.job_id, "request": job.request_uri, "output": job.output_location,

@@ -4,6 +4,9 @@ Also the container's entry: SageMaker runs the image with the single argument ``
 ``--model``, a model in ``/opt/ml/model`` (where SageMaker unpacks ``model.tar.gz``) is served on
 0.0.0.0, port ``SAGEMAKER_BIND_TO_PORT`` (default 8080), and a token is optional there (see
 `vitalflow.serve.settings`: SageMaker authenticates every call with IAM and forwards no token).
+Options not given fall back to the environment (`vitalflow.serve.settings.from_environment`):
+in a container, ``VITALFLOW_SERVE_INPUT_PREFIXES`` and ``VITALFLOW_SERVE_OUTPUT_PREFIX`` (which
+``vitalflow deploy`` sets) say where jobs may read and where their timelines go.
 """
 
 from __future__ import annotations
@@ -88,13 +91,17 @@ def serve(
     import uvicorn
 
     from vitalflow.serve.app import create_app
+    from vitalflow.serve.auth import redact
 
     app = create_app(settings)
     guard = "a bearer token is required" if settings.token else (
         "no token: SageMaker's network" if settings.sagemaker else "no token: loopback only")
-    jobs = "jobs on" if app.state.jobs.available else "jobs not available"
-    out.print(f"serving {settings.model} on http://{settings.host}:{settings.port} ({guard}; {jobs}); "
-              "GET /ping says when the model is loaded", markup=False)
+    jobs = ("jobs run inside /invocations" if settings.sagemaker else
+            f"jobs: {settings.workers} worker{'s' if settings.workers > 1 else ''}")
+    reads = ", ".join(settings.input_prefixes) or "nothing (no input prefix)"
+    out.print(redact(f"serving {settings.model} on http://{settings.host}:{settings.port} ({guard}; {jobs}, "
+                     f"reading {reads}, results to {settings.results}); GET /ping says when the model is loaded",
+                     [settings.token]), markup=False)
     logging.getLogger("vitalflow.serve").setLevel(logging.INFO)
     uvicorn.run(app, host=settings.host, port=settings.port, access_log=access_log, log_level="warning",
                 timeout_graceful_shutdown=10)

@@ -8,7 +8,11 @@
 2. ``CreateModel`` (:func:`model_request`): the **vitalflow serving image** (the repository's
    ``Dockerfile``: ``vitalflow serve`` answering SageMaker's container contract, ``GET /ping``
    and ``POST /invocations`` on port 8080, the model unpacked by SageMaker into
-   ``/opt/ml/model``), the model data URL, the execution role, and any ``--env`` variables;
+   ``/opt/ml/model``), the model data URL, the execution role, and the container's environment:
+   where jobs may read (``VITALFLOW_SERVE_INPUT_PREFIXES``, from the required ``--input-prefix``)
+   and where their timelines go (``VITALFLOW_SERVE_OUTPUT_PREFIX`` = ``<output>/timelines``, so
+   a result names S3 objects, not files that die with the instance), then any ``--env``
+   variables (:func:`container_environment`);
 3. ``CreateEndpointConfig`` (:func:`endpoint_config_request`): one production variant
    ``AllTraffic`` and an ``AsyncInferenceConfig``: results under ``S3OutputPath``, failures
    under ``S3FailurePath``, optional SNS ``SuccessTopic``/``ErrorTopic``, and
@@ -41,7 +45,8 @@ The image defaults to ``<account>.dkr.ecr.<region>.amazonaws.com/vitalflow:<vita
 comes from STS when deploying), else ``$VITALFLOW_SERVE_IMAGE`` or ``--image``.
 
 ``vitalflow invoke`` (:func:`submit_job`, :func:`wait_for_result`) writes the FeMo job body
-``{"jobId", "requestTime", "inputUri"}`` (:func:`job_body`) as the request object in S3 (an
+``{"jobId", "requestTime", "inputUri", "patient"}`` (:func:`job_body`; the patient from
+``--patient``, :func:`parse_patient`) as the request object in S3 (an
 asynchronous endpoint takes an ``InputLocation``, not a body), calls ``InvokeEndpointAsync``
 (sagemaker-runtime; ``InferenceId`` = the job id) and polls the returned ``OutputLocation`` and
 ``FailureLocation`` until one exists.
@@ -88,6 +93,11 @@ WAKE_POLICY_ARN_PLACEHOLDER = f"<PolicyARN returned by PutScalingPolicy {WAKE_PO
 FAILURES_DIR = "failures"  # default S3FailurePath: <output>/failures
 REQUESTS_DIR = "requests"  # invoke's default request prefix: <S3OutputPath>/requests
 MODELS_DIR = "_models"  # deploy's default model prefix: <output>/_models/<model name>/model.tar.gz
+TIMELINES_DIR = "timelines"  # where the container's jobs write timelines and summaries: <output>/timelines
+# The service's settings from the environment (vitalflow.serve.settings, a sibling layer this
+# module does not import; tests/test_deploy.py checks that the names agree).
+SERVE_INPUT_PREFIXES_ENV = "VITALFLOW_SERVE_INPUT_PREFIXES"  # comma-separated
+SERVE_OUTPUT_PREFIX_ENV = "VITALFLOW_SERVE_OUTPUT_PREFIX"
 STAMP_CHARS = len("-20260102-030405")
 _S3 = re.compile(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/\S*)?")
 _SNS_ARN = re.compile(r"arn:aws[a-z\-]*:sns:[a-z0-9\-]+:\d{12}:[A-Za-z0-9_\-]{1,256}")
@@ -129,6 +139,24 @@ def check_s3(option: str, uri: str) -> str:
     if not _S3.fullmatch(str(uri)):
         raise LaunchError(f"{option} must be an s3:// URI such as s3://bucket/prefix (got {uri!r})")
     return uri
+
+
+def check_input_prefixes(prefixes: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """``--input-prefix`` values: at least one, each ``s3://bucket[/prefix]`` without a comma
+    (the container reads them as one comma-separated variable).
+
+    >>> check_input_prefixes(["s3://lab/ward3", "s3://lab/ward4/"])
+    ('s3://lab/ward3', 's3://lab/ward4/')
+    """
+    if not prefixes:
+        raise LaunchError("--input-prefix is required with --async: where the endpoint's jobs may read recordings "
+                          "(s3://bucket/prefix; repeatable); without it the service refuses every job")
+    for prefix in prefixes:
+        check_s3("--input-prefix", prefix)
+        if "," in prefix:
+            raise LaunchError(f"--input-prefix {prefix!r}: a comma is not allowed (the container gets the prefixes "
+                              f"as one comma-separated {SERVE_INPUT_PREFIXES_ENV})")
+    return tuple(prefixes)
 
 
 def check_endpoint_name(name: str, max_chars: int = 63) -> str:
@@ -176,7 +204,8 @@ class DeployOptions:
     instance_type: str = DEFAULT_INSTANCE_TYPE
     max_concurrent_invocations: int = DEFAULT_MAX_CONCURRENT
     target_backlog: float = DEFAULT_TARGET_BACKLOG
-    environment: Mapping[str, str] = field(default_factory=dict)
+    environment: Mapping[str, str] = field(default_factory=dict)  # --env: added to what deploy sets
+    input_prefixes: tuple[str, ...] = ()  # --input-prefix: where the endpoint's jobs may read
     model_reference: str | None = None  # what --model said: kept as a tag
     upload_from: str | None = None  # the model directory (folder or s3:// prefix) packed as model_data_url
     stamp: str = field(default_factory=stamp)
@@ -200,6 +229,11 @@ class DeployOptions:
     @property
     def failure_path(self) -> str:
         return self.failure_output or f"{self.output.rstrip('/')}/{FAILURES_DIR}"
+
+    @property
+    def timelines_path(self) -> str:
+        """Where the container writes each job's timeline and summary (``<output>/timelines``)."""
+        return f"{self.output.rstrip('/')}/{TIMELINES_DIR}"
 
     @property
     def initial_instances(self) -> int:
@@ -237,6 +271,10 @@ def validate(o: DeployOptions) -> None:
     check_s3("--output", o.output)
     if o.failure_output is not None:
         check_s3("--failure-output", o.failure_output)
+    check_input_prefixes(o.input_prefixes)
+    for name, option in ((SERVE_INPUT_PREFIXES_ENV, "--input-prefix"), (SERVE_OUTPUT_PREFIX_ENV, "--output")):
+        if name in o.environment:
+            raise LaunchError(f"--env {name}: deploy sets it from {option}")
     if not o.model_data_url.endswith(".tar.gz"):
         raise LaunchError(f"model data {o.model_data_url!r} must be an s3:// model.tar.gz")
     check_s3("--model", o.model_data_url)
@@ -269,11 +307,25 @@ def _tags(o: DeployOptions) -> list[dict[str, str]]:
     return tags
 
 
+def container_environment(o: DeployOptions) -> dict[str, str]:
+    """The serving container's environment: where jobs may read and where timelines go (the
+    service reads them in ``vitalflow.serve.settings.from_environment``), then ``--env``.
+
+    >>> container_environment(DeployOptions("e", "s3://b/m/model.tar.gz", "s3://b/out/",
+    ...                                     input_prefixes=("s3://b/in", "s3://c/in"), environment={"A": "1"}))
+    {'VITALFLOW_SERVE_INPUT_PREFIXES': 's3://b/in,s3://c/in', 'VITALFLOW_SERVE_OUTPUT_PREFIX': 's3://b/out/timelines', 'A': '1'}
+    """
+    env = {SERVE_OUTPUT_PREFIX_ENV: o.timelines_path}
+    if o.input_prefixes:
+        env = {SERVE_INPUT_PREFIXES_ENV: ",".join(o.input_prefixes), **env}
+    return {**env, **o.environment}
+
+
 def model_request(o: DeployOptions, image: str) -> dict[str, Any]:
-    """``CreateModel``: the serving image with the model data; SageMaker unpacks it into /opt/ml/model."""
-    container: dict[str, Any] = {"Image": image, "ModelDataUrl": o.model_data_url}
-    if o.environment:
-        container["Environment"] = dict(o.environment)
+    """``CreateModel``: the serving image with the model data (SageMaker unpacks it into
+    /opt/ml/model) and the container's environment (:func:`container_environment`)."""
+    container: dict[str, Any] = {"Image": image, "ModelDataUrl": o.model_data_url,
+                                 "Environment": container_environment(o)}
     return {"ModelName": o.model_name, "ExecutionRoleArn": o.role, "PrimaryContainer": container, "Tags": _tags(o)}
 
 
@@ -514,15 +566,71 @@ def check_job_id(job_id: str) -> str:
     return job_id
 
 
-def job_body(job_id: str, input_uri: str, now: _dt.datetime | None = None) -> dict[str, str]:
+def parse_patient(text: str | None) -> dict[str, Any]:
+    """``--patient age=63,sex=F,height=160,weight=58,bmi=22.7,asa=2``: the job's ``patient`` object.
+
+    Keys are those a job takes (``vitalflow.predict.recording.PATIENT_KEYS``), each once; numbers
+    become JSON numbers, ``sex`` is F or M, ``subjectid`` stays text. ``weight`` is required (drug
+    rates are per kg: the job would fail without it); the others missing take the spec's defaults.
+    Checked before anything is sent: a bad value is one :class:`LaunchError` naming it.
+
+    >>> parse_patient("age=63, sex=f,height=160,weight=58.5,bmi=22.7,asa=2")
+    {'age': 63, 'sex': 'F', 'height': 160, 'weight': 58.5, 'bmi': 22.7, 'asa': 2}
+    >>> parse_patient("weight=58,agee=63")
+    Traceback (most recent call last):
+    ...
+    vitalflow.errors.LaunchError: --patient: unknown key 'agee' (known: age, height, weight, bmi, asa, anestart, aneend, caseend, sex, subjectid)
+    """
+    import math
+
+    from vitalflow.predict.recording import PATIENT_KEYS, PATIENT_NUMBERS
+
+    example = "e.g. --patient age=63,sex=F,height=160,weight=58,bmi=22.7,asa=2"
+    if not text or not text.strip():
+        raise LaunchError(f"--patient is required: the patient's features, at least weight=KG ({example})")
+    patient: dict[str, Any] = {}
+    for item in text.split(","):
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not key or not value:
+            raise LaunchError(f"--patient {item.strip()!r}: use KEY=VALUE pairs separated by commas ({example})")
+        if key not in PATIENT_KEYS:
+            raise LaunchError(f"--patient: unknown key {key!r} (known: {', '.join(PATIENT_KEYS)})")
+        if key in patient:
+            raise LaunchError(f"--patient: {key} given twice")
+        if key in PATIENT_NUMBERS:
+            try:
+                number = float(value)
+            except ValueError:
+                number = math.nan
+            if not math.isfinite(number):
+                raise LaunchError(f"--patient: {key} {value!r} is not a number")
+            patient[key] = int(number) if number.is_integer() and "." not in value else number
+        elif key == "sex":
+            if value.upper() not in ("F", "M"):
+                raise LaunchError(f"--patient: sex {value!r} is not F or M")
+            patient[key] = value.upper()
+        else:
+            patient[key] = value
+    if "weight" not in patient:
+        raise LaunchError(f"--patient needs weight=KG (drug rates are per kg; {example})")
+    return patient
+
+
+def job_body(job_id: str, input_uri: str, now: _dt.datetime | None = None,
+             patient: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The FeMo job format the service takes at ``/invocations``.
 
-    >>> job_body("j1", "s3://b/rec/0001.vital", _dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=_dt.timezone.utc))
-    {'jobId': 'j1', 'requestTime': '2026-01-02T03:04:05Z', 'inputUri': 's3://b/rec/0001.vital'}
+    >>> job_body("j1", "s3://b/rec/0001.vital", _dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=_dt.timezone.utc),
+    ...          {"weight": 58})
+    {'jobId': 'j1', 'requestTime': '2026-01-02T03:04:05Z', 'inputUri': 's3://b/rec/0001.vital', 'patient': {'weight': 58}}
     """
     now = now or _dt.datetime.now(_dt.timezone.utc)
-    return {"jobId": job_id, "requestTime": now.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "inputUri": input_uri}
+    body: dict[str, Any] = {"jobId": job_id,
+                            "requestTime": now.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                            "inputUri": input_uri}
+    if patient is not None:
+        body["patient"] = dict(patient)
+    return body
 
 
 def request_location(prefix: str, job_id: str) -> str:
@@ -560,19 +668,20 @@ class Submitted:
     request_uri: str
     output_location: str
     failure_location: str | None
-    body: dict[str, str]
+    body: dict[str, Any]
 
 
-def submit_job(endpoint: str, input_uri: str, region: str, *, request_prefix: str | None = None,
-               job_id: str | None = None, now: _dt.datetime | None = None) -> Submitted:
-    """Write the job body to S3 and ``InvokeEndpointAsync`` it."""
+def submit_job(endpoint: str, input_uri: str, region: str, *, patient: Mapping[str, Any] | None = None,
+               request_prefix: str | None = None, job_id: str | None = None,
+               now: _dt.datetime | None = None) -> Submitted:
+    """Write the job body (with ``patient``, from :func:`parse_patient`) to S3 and ``InvokeEndpointAsync`` it."""
     check_endpoint_name(endpoint)
     check_s3("--input", input_uri)
     job_id = check_job_id(job_id or new_job_id())
     if request_prefix is not None:
         check_s3("--request-prefix", request_prefix)
     prefix = request_prefix or default_request_prefix(endpoint, region)
-    body = job_body(job_id, input_uri, now)
+    body = job_body(job_id, input_uri, now, patient)
     location = request_location(prefix, job_id)
     bucket, key = _split_s3(location)
     _call(f"upload of {location}", _client("s3", region).put_object, Bucket=bucket, Key=key,

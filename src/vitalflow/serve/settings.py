@@ -1,5 +1,9 @@
-"""The service's settings: one validated object, from command-line options and SageMaker's
-environment (``SAGEMAKER_BIND_TO_PORT``, ``MODEL_SERVER_TIMEOUT``, ...).
+"""The service's settings: one validated object, from command-line options and the environment:
+SageMaker's (``SAGEMAKER_BIND_TO_PORT``, ``MODEL_SERVER_TIMEOUT``) and vitalflow's
+(``VITALFLOW_SERVE_TOKEN``, ``VITALFLOW_SERVE_INPUT_PREFIXES`` (comma-separated),
+``VITALFLOW_SERVE_OUTPUT_PREFIX``, ``VITALFLOW_SERVE_FAILURE_PREFIX``). An option given wins over
+its variable. In a SageMaker container the environment is the only way in (the container is
+started as ``serve`` alone): ``vitalflow deploy`` sets the prefixes in the model's environment.
 
 Security defaults: the service binds to 127.0.0.1; binding anywhere else needs a bearer token
 (every request must then carry ``Authorization: Bearer <token>``); asynchronous jobs may read
@@ -26,6 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from vitalflow.errors import VitalflowError
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+TOKEN_ENV = "VITALFLOW_SERVE_TOKEN"
+INPUT_PREFIXES_ENV = "VITALFLOW_SERVE_INPUT_PREFIXES"  # comma-separated
+OUTPUT_PREFIX_ENV = "VITALFLOW_SERVE_OUTPUT_PREFIX"
+FAILURE_PREFIX_ENV = "VITALFLOW_SERVE_FAILURE_PREFIX"
 
 
 class ServeSettingsError(VitalflowError):
@@ -73,13 +81,39 @@ class ServeSettings(BaseModel):
         return self.state_dir / "jobs.db"
 
 
+def prefixes_from(text: str | None) -> tuple[str, ...] | None:
+    """``VITALFLOW_SERVE_INPUT_PREFIXES``: comma-separated, blanks around each and empty items
+    dropped; None when unset or empty.
+
+    >>> prefixes_from(" s3://b/ward3, s3://b/ward4/ ,")
+    ('s3://b/ward3', 's3://b/ward4/')
+    >>> prefixes_from("") is None
+    True
+    """
+    items = tuple(p.strip() for p in (text or "").split(",") if p.strip())
+    return items or None
+
+
+def _number(env, name: str, kind):
+    if name not in env:
+        return None
+    try:
+        return kind(env[name])
+    except ValueError:
+        raise ServeSettingsError(f"{name}: {env[name]!r} is not a number") from None
+
+
 def from_environment(**options) -> ServeSettings:
-    """Settings from options, with SageMaker's and vitalflow's environment variables as defaults."""
+    """Settings from options, with SageMaker's and vitalflow's environment variables as defaults
+    (an option that is not None wins over its variable; an empty variable counts as unset)."""
     env = os.environ
     defaults = {
-        "port": int(env["SAGEMAKER_BIND_TO_PORT"]) if "SAGEMAKER_BIND_TO_PORT" in env else None,
-        "job_timeout_s": float(env["MODEL_SERVER_TIMEOUT"]) if "MODEL_SERVER_TIMEOUT" in env else None,
-        "token": env.get("VITALFLOW_SERVE_TOKEN"),
+        "port": _number(env, "SAGEMAKER_BIND_TO_PORT", int),
+        "job_timeout_s": _number(env, "MODEL_SERVER_TIMEOUT", float),
+        "token": env.get(TOKEN_ENV) or None,
+        "input_prefixes": prefixes_from(env.get(INPUT_PREFIXES_ENV)),
+        "output_prefix": env.get(OUTPUT_PREFIX_ENV, "").strip() or None,
+        "failure_prefix": env.get(FAILURE_PREFIX_ENV, "").strip() or None,
     }
     merged = {k: v for k, v in defaults.items() if v is not None}
     merged.update({k: v for k, v in options.items() if v is not None})
