@@ -23,6 +23,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from vitalflow import __version__
 from vitalflow.api.auth import SameOrigin, TokenAuth, session_cookie
+from vitalflow.api.commands import ROOTS
 from vitalflow.api.pages import STATIC, templates
 from vitalflow.api.settings import LOOPBACK, AppSettings
 
@@ -30,6 +31,20 @@ log = logging.getLogger("vitalflow.app")
 
 #: Routers of the data pages, included when their module exists.
 OPTIONAL_ROUTERS = ("vitalflow.api.datasets", "vitalflow.api.models", "vitalflow.api.predictions")
+
+
+class _Roots:
+    """Sets `vitalflow.api.commands.ROOTS` for the request: the roots request bodies are checked against."""
+
+    def __init__(self, app, roots: tuple[str, ...]) -> None:
+        self.app, self.roots = app, roots
+
+    async def __call__(self, scope, receive, send) -> None:
+        token = ROOTS.set(self.roots)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            ROOTS.reset(token)
 
 
 def _local(target: str) -> str:
@@ -89,6 +104,7 @@ def create_app(settings: AppSettings, runner=None) -> FastAPI:
     async def home(request: Request):
         return RedirectResponse("/jobs", status_code=303)
 
+    app.add_middleware(_Roots, roots=settings.roots)
     # outermost last: the Host check, then the token, then the same-origin rule for posts
     app.add_middleware(SameOrigin)
     app.add_middleware(TokenAuth, token=settings.token)

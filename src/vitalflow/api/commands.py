@@ -1,0 +1,337 @@
+"""What a job runs: one validated request model per kind, and the command built from it.
+
+The request models are the API's bodies (``POST /api/jobs/<kind>``) and the forms' fields. They
+validate as the CLI does, with the CLI's own code and messages: `parse_case_selection` for
+``cases``, `load_config` for a run config, `load_train_config` for a train config; and every path
+must lie inside the app's roots (`vitalflow.api.paths`; the roots come in as the validation
+context). A command is a list of arguments built from the validated fields (``vitalflow <kind>
+--option value ...``, or ``vitalflow launch <kind> ...`` for SageMaker), never a shell string.
+"""
+
+from __future__ import annotations
+
+import re
+from contextvars import ContextVar
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from vitalflow.api.paths import PathRefused, check_path
+from vitalflow.errors import VitalflowError
+
+KINDS = ("preprocess", "train", "evaluate", "predict")
+#: Kinds that `vitalflow launch` can run on SageMaker.
+SAGEMAKER_KINDS = ("preprocess", "train", "predict")
+#: A registry reference: NAME@ALIAS or NAME/VERSION.
+REGISTRY_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(@[A-Za-z0-9][A-Za-z0-9_-]*|/[0-9]+)$")
+INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+
+
+#: The roots of the app serving the current request (set per request by `vitalflow.api.app`), for
+#: bodies FastAPI validates itself; `validate_request` passes them as the validation context.
+ROOTS: ContextVar[tuple[str, ...]] = ContextVar("vitalflow_app_roots", default=())
+
+
+def _roots(info: ValidationInfo) -> tuple[str, ...]:
+    roots = (info.context or {}).get("roots") or ROOTS.get()
+    if not roots:
+        raise ValueError("no roots to check paths against")
+    return tuple(roots)
+
+
+def _check(value: Any, info: ValidationInfo, *, must_exist: bool) -> Optional[str]:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    sagemaker = (info.data or {}).get("target") == "sagemaker"
+    try:
+        return check_path(str(value), _roots(info), must_exist=must_exist and not sagemaker)
+    except PathRefused as exc:
+        raise ValueError(str(exc)) from None
+
+
+class JobRequest(BaseModel):
+    """What every kind shares: where the job runs, and for SageMaker, on what."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: Literal["local", "sagemaker"] = Field("local", description="Run as a child process of the app, or "
+                                                  "submit it as a SageMaker job (`vitalflow launch`).")
+    instance_type: Optional[str] = Field(None, description="SageMaker: instance type (default: the kind's).")
+    instance_count: int = Field(1, ge=1, le=100, description="SageMaker: instances.")
+    spot: bool = Field(False, description="SageMaker: managed spot.")
+
+    @field_validator("instance_type")
+    @classmethod
+    def _instance_type(cls, value: Optional[str]) -> Optional[str]:
+        if value in (None, ""):
+            return None
+        if not INSTANCE_TYPE.match(value):
+            raise ValueError(f"{value!r} is not a SageMaker instance type (e.g. ml.m5.xlarge)")
+        return value
+
+    @model_validator(mode="after")
+    def _sagemaker(self):
+        if self.target == "sagemaker":
+            if self.kind not in SAGEMAKER_KINDS:
+                raise ValueError(f"{self.kind} jobs run only locally (vitalflow launch has no {self.kind} kind)")
+            for name in self.path_fields:
+                value = getattr(self, name)
+                if value is not None and not value.startswith("s3://") and name not in self.local_on_sagemaker:
+                    raise ValueError(f"{name}: a SageMaker job reads and writes s3:// URIs, not {value}")
+        return self
+
+    #: what subclasses define: the kind (a field, the discriminator), the fields that are paths,
+    #: and those a SageMaker job may take from a local file (the launcher sends them inline)
+    kind: str
+    path_fields: ClassVar[tuple[str, ...]] = ()
+    local_on_sagemaker: ClassVar[tuple[str, ...]] = ()
+
+    def arguments(self) -> list[str]:
+        """The command's arguments after ``vitalflow <kind>`` (or ``vitalflow launch <kind>``)."""
+        raise NotImplementedError
+
+    def argv(self, resume: bool = False) -> list[str]:
+        """``vitalflow``'s arguments for this job; ``resume`` leaves out ``--overwrite`` (a resumed
+        run continues what is there)."""
+        args = self.arguments()
+        if resume:
+            args = [a for a in args if a != "--overwrite"]
+        if self.target == "sagemaker":
+            extra = ["--instance-count", str(self.instance_count)]
+            if self.instance_type:
+                extra += ["--instance-type", self.instance_type]
+            if self.spot:
+                extra.append("--spot")
+            return ["launch", self.kind, *args, *extra]
+        return [self.kind, *args]
+
+
+def _opt(flag: str, value: Any) -> list[str]:
+    return [] if value is None else [flag, str(value)]
+
+
+def _flag(flag: str, on: bool) -> list[str]:
+    return [flag] if on else []
+
+
+class _Cases(BaseModel):
+    cases: Optional[str] = Field(None, description='Cases, e.g. "1-10,17,0022" (default: all files).',
+                                 examples=["1-10,17"])
+
+    @field_validator("cases")
+    @classmethod
+    def _cases(cls, value: Optional[str]) -> Optional[str]:
+        from vitalflow.run.cases import parse_case_selection
+
+        if value is None or not value.strip():
+            return None
+        try:
+            parse_case_selection(value.strip())
+        except VitalflowError as exc:
+            raise ValueError(str(exc)) from None
+        return value.strip()
+
+
+def _run_config(value: Optional[str]) -> Optional[str]:
+    from vitalflow.spec import load_config
+
+    if value is not None:
+        try:
+            load_config(value)
+        except (VitalflowError, OSError) as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+class PreprocessRequest(JobRequest, _Cases):
+    """``vitalflow preprocess``: recordings + clinical table -> a dataset."""
+
+    kind: Literal["preprocess"] = "preprocess"
+    input: str = Field(..., description="Folder (or s3:// prefix) of <caseid>.vital files.")
+    clinical: str = Field(..., description="The clinical table (CSV).")
+    output: str = Field(..., description="Output folder (or s3:// prefix).")
+    config: Optional[str] = Field(None, description="Run config YAML.")
+    workers: int = Field(1, ge=1, le=256, description="Worker processes.")
+    merge: bool = Field(False, description="Also write single split files.")
+    retry_failed: bool = Field(False, description="On resume, run failed cases again.")
+    overwrite: bool = Field(False, description="Delete what is in the output and start fresh.")
+    path_fields: ClassVar[tuple[str, ...]] = ("input", "clinical", "output", "config")
+
+    @field_validator("input", "clinical", "config", mode="before")
+    @classmethod
+    def _existing(cls, value, info: ValidationInfo):
+        return _check(value, info, must_exist=True)
+
+    @field_validator("output", mode="before")
+    @classmethod
+    def _output(cls, value, info: ValidationInfo):
+        return _check(value, info, must_exist=False)
+
+    @field_validator("config")
+    @classmethod
+    def _config(cls, value):
+        return _run_config(value)
+
+    def arguments(self) -> list[str]:
+        args = ["--input", self.input, "--clinical", self.clinical, "--output", self.output,
+                *_opt("--cases", self.cases), *_opt("--config", self.config), "--workers", str(self.workers)]
+        if self.target == "local":
+            args += [*_flag("--merge", self.merge), *_flag("--retry-failed", self.retry_failed),
+                     *_flag("--overwrite", self.overwrite), "--log-format", "json", "--progress-interval", "2"]
+        return args
+
+
+class TrainRequest(JobRequest):
+    """``vitalflow train``: a dataset -> a model directory (registered in the registry)."""
+
+    kind: Literal["train"] = "train"
+    dataset: str = Field(..., description="A verified preprocess output.")
+    output: str = Field(..., description="The model directory to write.")
+    config: Optional[str] = Field(None, description="Training config YAML (default: built-in).")
+    register_model: bool = Field(True, description="Evaluate on the test split and register the model "
+                                 "(`--register/--no-register`).")
+    overwrite: bool = Field(False, description="Discard checkpoints and model and train from scratch.")
+    path_fields: ClassVar[tuple[str, ...]] = ("dataset", "output", "config")
+    local_on_sagemaker: ClassVar[tuple[str, ...]] = ("config",)
+
+    @field_validator("dataset", "config", mode="before")
+    @classmethod
+    def _existing(cls, value, info: ValidationInfo):
+        return _check(value, info, must_exist=True)
+
+    @field_validator("output", mode="before")
+    @classmethod
+    def _output(cls, value, info: ValidationInfo):
+        return _check(value, info, must_exist=False)
+
+    @field_validator("config")
+    @classmethod
+    def _config(cls, value):
+        from vitalflow.model.config import load_train_config
+
+        if value is not None:
+            try:
+                load_train_config(value)
+            except (VitalflowError, OSError) as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    def arguments(self) -> list[str]:
+        if self.target == "sagemaker":
+            return ["--dataset", self.dataset, "--output", self.output, *_opt("--config", self.config)]
+        return [self.dataset, "--output", self.output, *_opt("--config", self.config),
+                *_flag("--overwrite", self.overwrite), *_flag("--no-register", not self.register_model)]
+
+
+def _model(value: Any, info: ValidationInfo) -> str:
+    """A model reference: a model directory inside the roots, else NAME@ALIAS or NAME/VERSION."""
+    from vitalflow.model.card import CARD_NAME
+
+    text = str(value or "").strip()
+    if not text:
+        raise ValueError("a model is needed: NAME@ALIAS, NAME/VERSION or a model directory")
+    try:
+        path = check_path(text, _roots(info), must_exist=False)
+    except PathRefused as exc:
+        if REGISTRY_REFERENCE.match(text):
+            return text
+        raise ValueError(str(exc)) from None
+    if path.startswith("s3://") or REGISTRY_REFERENCE.match(text) is None:
+        return path
+    from pathlib import Path
+
+    return path if (Path(path) / CARD_NAME).is_file() else text  # a local folder wins, as in the CLI
+
+
+class EvaluateRequest(JobRequest):
+    """``vitalflow evaluate``: a model on a dataset's split, against the baselines."""
+
+    kind: Literal["evaluate"] = "evaluate"
+    model: str = Field(..., description="NAME@ALIAS, NAME/VERSION or a model directory.")
+    dataset: str = Field(..., description="A verified preprocess output made with the model's spec.")
+    split: Literal["train", "validation", "test"] = "test"
+    output: Optional[str] = Field(None, description="Where metrics and report go (default: <model>/evaluation/<split>).")
+    path_fields: ClassVar[tuple[str, ...]] = ("dataset", "output")
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model(cls, value, info: ValidationInfo):
+        return _model(value, info)
+
+    @field_validator("dataset", mode="before")
+    @classmethod
+    def _existing(cls, value, info: ValidationInfo):
+        return _check(value, info, must_exist=True)
+
+    @field_validator("output", mode="before")
+    @classmethod
+    def _output(cls, value, info: ValidationInfo):
+        return _check(value, info, must_exist=False)
+
+    def arguments(self) -> list[str]:
+        return [self.model, self.dataset, "--split", self.split, *_opt("--output", self.output)]
+
+
+class PredictRequest(JobRequest, _Cases):
+    """``vitalflow predict``: a model over recordings -> per-case prediction timelines."""
+
+    kind: Literal["predict"] = "predict"
+    model: str = Field(..., description="NAME@ALIAS, NAME/VERSION or a model directory.")
+    input: str = Field(..., description="Folder (or s3:// prefix) of <caseid>.vital files.")
+    clinical: str = Field(..., description="The clinical table (CSV).")
+    output: str = Field(..., description="Output folder (or s3:// prefix).")
+    config: Optional[str] = Field(None, description="Run config YAML (crop, window step, limits).")
+    workers: int = Field(1, ge=1, le=256, description="Worker processes.")
+    csv: bool = Field(False, description="Also write each case's table as CSV.")
+    plots: bool = Field(False, description="Also write a PNG timeline per case.")
+    overwrite: bool = Field(False, description="Delete this run's predictions and start fresh.")
+    path_fields: ClassVar[tuple[str, ...]] = ("input", "clinical", "output", "config")
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model(cls, value, info: ValidationInfo):
+        return _model(value, info)
+
+    @field_validator("input", "clinical", "config", mode="before")
+    @classmethod
+    def _existing(cls, value, info: ValidationInfo):
+        return _check(value, info, must_exist=True)
+
+    @field_validator("output", mode="before")
+    @classmethod
+    def _output(cls, value, info: ValidationInfo):
+        return _check(value, info, must_exist=False)
+
+    @field_validator("config")
+    @classmethod
+    def _config(cls, value):
+        return _run_config(value)
+
+    def arguments(self) -> list[str]:
+        args = ["--model", self.model, "--input", self.input, "--clinical", self.clinical, "--output", self.output,
+                *_opt("--cases", self.cases), *_opt("--config", self.config), "--workers", str(self.workers)]
+        if self.target == "local":
+            args += [*_flag("--csv", self.csv), *_flag("--plots", self.plots), *_flag("--overwrite", self.overwrite)]
+        return args
+
+
+REQUESTS: dict[str, type[JobRequest]] = {"preprocess": PreprocessRequest, "train": TrainRequest,
+                                         "evaluate": EvaluateRequest, "predict": PredictRequest}
+AnyRequest = Annotated[Union[PreprocessRequest, TrainRequest, EvaluateRequest, PredictRequest],
+                       Field(discriminator="kind")]
+
+
+def validate_request(kind: str, data: dict, roots: tuple[str, ...]) -> JobRequest:
+    """The request of ``kind`` from ``data`` (a form's or a JSON body's fields), checked against ``roots``;
+    raises pydantic's ValidationError."""
+    model = REQUESTS[kind]
+    return model.model_validate({**data, "kind": kind}, context={"roots": roots})
+
+
+def describe_errors(errors: list[dict]) -> str:
+    """A ValidationError's errors as one line: ``field: message; ...`` (pydantic's ``Value error, `` cut)."""
+    parts = []
+    for e in errors:
+        where = ".".join(str(p) for p in e["loc"] if p not in ("body",)) or "request"
+        parts.append(f"{where}: {str(e['msg']).removeprefix('Value error, ')}")
+    return "; ".join(parts)
