@@ -467,3 +467,165 @@ def case_timeline_path(folder: Path, case_id: int | None) -> Path:
     if path is None or not path.is_file():
         raise NotFound(f"no timeline {name} in this prediction output")
     return path
+
+
+# --- models ----------------------------------------------------------------------------------------
+
+#: The run metrics the models table shows (`vitalflow.registry.log`): name -> MLflow key.
+MODEL_METRICS = {
+    "val_loss": "best.val_loss",
+    "ratio_all": "test.all.mae_ratio.model",  # mean over targets of MAE / persistence's MAE
+    "ratio_changed": "test.changed.mae_ratio.model",
+    "xgboost_ratio_all": "test.all.mae_ratio.xgboost",
+    "xgboost_ratio_changed": "test.changed.mae_ratio.xgboost",
+}
+EVALUATION_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}\.png$")
+
+
+def _created(ms: int) -> str:
+    import datetime as _dt
+
+    return _dt.datetime.fromtimestamp(ms / 1000, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M") if ms else "-"
+
+
+def _version_row(v, datasets: dict[str, str]) -> dict:
+    from vitalflow.serve.auth import redact
+
+    fingerprint = v.tags.get("dataset.fingerprint")
+    return {"reference": v.reference, "name": v.name, "version": v.version, "aliases": list(v.aliases),
+            "created_utc": _created(v.created_ms), "run_id": v.run_id,
+            **{k: v.metrics.get(key) for k, key in MODEL_METRICS.items()},
+            "spec": f"{v.tags.get('spec.name', '?')} v{v.tags.get('spec.version', '?')}",
+            "spec_hash": v.tags.get("spec.hash"), "config_hash": v.tags.get("config.hash"),
+            "dataset_fingerprint": fingerprint, "dataset_id": datasets.get(fingerprint or ""),
+            "dataset_uri": redact(v.tags.get("dataset.uri", "")) or None,
+            "model_package": v.tags.get("sagemaker.model_package_arn")}
+
+
+def list_models(roots: Sequence[str]) -> dict:
+    """The registry as the models table shows it: every version with its aliases, val_loss, test
+    MAE ratios against persistence and lineage (the dataset's id when it is below the roots).
+    A registry that cannot be opened is an ``error``, not an exception."""
+    from vitalflow.errors import ModelError
+    from vitalflow.registry.tracking import tracking_uri
+    from vitalflow.registry.versions import list_versions
+    from vitalflow.serve.auth import redact
+
+    where = redact(tracking_uri())
+    try:
+        versions = list_versions()
+    except ModelError as exc:
+        return {"tracking_uri": where, "versions": [], "error": redact(str(exc))}
+    datasets = datasets_by_fingerprint(roots)
+    return {"tracking_uri": where, "versions": [_version_row(v, datasets) for v in versions], "error": None}
+
+
+def model_reference(name: str, version: str) -> str:
+    """``NAME/VERSION`` if both are valid, else `BadId`."""
+    from vitalflow.registry.versions import ModelReference
+
+    parsed = ModelReference.parse(f"{name}/{version}")
+    if parsed is None or parsed.version is None:
+        raise BadId(f"{name}/{version} is not a registered model version (NAME/VERSION)")
+    return str(parsed)
+
+
+def model_handle(name: str, version: str):
+    """The version's `ModelHandle` (its directory: the registry's copy in the cache), or
+    `NotFound` naming what exists."""
+    return _registered_handle(model_reference(name, version))
+
+
+def evaluation_images(model_dir: Path) -> dict[str, list[str]]:
+    """Split -> the PNG files of ``<model>/evaluation/<split>/``."""
+    from vitalflow.spec.model import SPLITS
+
+    out = {}
+    for split in SPLITS:
+        folder = model_dir / "evaluation" / split
+        if folder.is_dir():
+            names = sorted(p.name for p in folder.iterdir() if p.is_file() and EVALUATION_FILE.match(p.name))
+            if names:
+                out[split] = names
+    return out
+
+
+def model_detail(name: str, version: str, roots: Sequence[str]) -> dict:
+    """A version's page: the registry row, the card (training, lineage), the test metrics against
+    the baselines (`vitalflow.evaluate.report.comparison_table`) and the report's images."""
+    from vitalflow.evaluate.report import comparison_table
+    from vitalflow.serve.auth import redact
+
+    handle = model_handle(name, version)
+    card = handle.card
+    row = _version_row(handle.version, datasets_by_fingerprint(roots))
+    metrics = handle.metrics("test")
+    tables = {kind: comparison_table(metrics, kind) for kind in ("all", "changed")} if metrics else None
+    t = card.training
+    return {
+        **row,
+        "card": {"created_utc": card.created_utc, "parameters": card.parameters, "epochs_run": t.epochs_run,
+                 "best_epoch": t.best_epoch, "stopped_early": t.stopped_early, "history": t.history,
+                 "val_loss": card.metrics.get("val_loss"), "val_mae": card.metrics.get("val_mae"),
+                 "targets": [{"name": f.name, "unit": f.unit} for f in card.targets],
+                 "window_s": card.window_s},
+        "lineage": [["dataset", redact(card.dataset.uri)], ["dataset fingerprint", card.dataset.fingerprint],
+                    ["dataset windows", ", ".join(f"{s} {n}" for s, n in card.dataset.windows.items())],
+                    ["spec", f"{card.spec.name} v{card.spec.version} ({card.spec.hash})"],
+                    ["config hash", card.config_hash],
+                    ["tool", f"vitalflow {card.tool.version}, TensorFlow {card.tool.tensorflow}, Keras {card.tool.keras}"],
+                    ["trained into", redact(handle.version.tags.get("model.uri", "-"))]],
+        "test": None if metrics is None else {"windows": metrics.get("windows"), "dataset": redact(str(metrics.get("dataset", "?"))),
+                                              "tables": tables},
+        "images": evaluation_images(Path(handle.uri)),
+    }
+
+
+def evaluation_image(name: str, version: str, split: str, filename: str) -> Path:
+    """A PNG of the version's ``evaluation/<split>/`` folder, and nothing else (`NotFound`)."""
+    from vitalflow.spec.model import SPLITS
+
+    if split not in SPLITS or not EVALUATION_FILE.match(filename):
+        raise NotFound(f"no image {split}/{filename}")
+    folder = (Path(model_handle(name, version).uri) / "evaluation" / split).resolve()
+    path = (folder / filename).resolve()
+    if path.parent != folder or not path.is_file():
+        raise NotFound(f"no image {split}/{filename}")
+    return path
+
+
+def _registered_handle(reference: str):
+    """A `ModelHandle` of a registry reference (``NAME@ALIAS`` or ``NAME/VERSION``); no path."""
+    from vitalflow.errors import ModelError
+    from vitalflow.evaluate.compare import ModelHandle
+    from vitalflow.registry.versions import ModelReference
+    from vitalflow.serve.auth import redact
+
+    if ModelReference.parse(reference) is None or (Path(reference) / "model_card.json").exists():
+        raise BadId(f"{reference!r} is not a registry reference: NAME@ALIAS or NAME/VERSION")
+    try:
+        return ModelHandle(reference)
+    except ModelError as exc:
+        raise NotFound(redact(str(exc))) from None
+
+
+def compare_versions(a: str, b: str) -> dict:
+    """Two models side by side (`vitalflow.evaluate.compare.compare_models` on their stored test
+    evaluations): what ``vitalflow models compare A B`` prints. A refusal is a `ModelError`."""
+    from vitalflow.evaluate.compare import compare_models
+    from vitalflow.serve.auth import redact
+
+    handles = [_registered_handle(ref) for ref in (a, b)]
+    warnings: list[str] = []
+    result = compare_models(*handles, warn=lambda text: warnings.append(redact(text)))
+    return {"labels": list(result.labels), "headline": redact(result.headline), "warnings": warnings,
+            "summary": result.summary, "tables": {kind: result.table(kind) for kind in ("all", "changed")}}
+
+
+def promote_version(reference: str, alias: str) -> dict:
+    """Point ``alias`` at ``reference`` (`vitalflow.registry.versions.promote`)."""
+    from vitalflow.registry.versions import promote
+
+    info, before = promote(reference, alias)
+    return {"alias": alias, "name": info.name, "version": info.version, "reference": info.reference,
+            "before": before}
