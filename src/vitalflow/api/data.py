@@ -417,7 +417,7 @@ def prediction_summary(folder: Path) -> dict:
     if _is_job(folder) and not any(PREDICTION_CARD.match(p.name) for p in folder.iterdir()):
         summary = json.loads((folder / JOB_SUMMARY).read_text())
         return {"kind": "job", "path": str(folder), "job_id": str(summary.get("jobId", folder.name)),
-                "summary": json.loads(redact(json.dumps(summary)))}
+                "summary": redacted(summary)}
     cards = prediction_cards(folder)
     first = cards[0]
     model = {k: (redact(v) if isinstance(v, str) else v) for k, v in first["model"].items()}
@@ -430,6 +430,19 @@ def prediction_summary(folder: Path) -> dict:
                          for c in cards for e in c["excluded"]],
             "failed": [{"case_id": e["case_id"], "stage": e.get("stage"), "error": redact(str(e.get("error")))}
                        for c in cards for e in c["failed"]]}
+
+
+def redacted(value):
+    """``value`` (JSON data) with every string passed through `vitalflow.serve.auth.redact`."""
+    from vitalflow.serve.auth import redact
+
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redacted(v) for v in value]
+    return value
 
 
 def _json_number(x: float) -> float | None:
