@@ -406,7 +406,7 @@ class JobRunner:
                     self._finish(self.store.get(job_id), code, process.progress)
             if self._closing.is_set():
                 return
-            running = sum(1 for j in self._processes if True)
+            running = len(self._processes)
             for job in reversed(self.store.list(status=(QUEUED,), limit=10_000)):  # oldest first
                 if job.target == "local" and running >= self.max_running:
                     continue
@@ -491,7 +491,9 @@ class JobRunner:
         if code == 0:
             status = SUBMITTED if job.target == "sagemaker" else SUCCEEDED
             error = None
-        elif code == EXIT_STOPPED:
+        elif code == EXIT_STOPPED or (job.stop_requested and code == -signal.SIGTERM):
+            # exit 75 is the graceful stop; SIGTERM before the command set its handlers (still starting)
+            # kills it outright, which every command survives as well (a rerun resumes)
             status = STOPPED
         elif code < 0 and job.target == "local" and code == -1 and self._exit_code(job.id) is None:
             status, error = INTERRUPTED, "the job's process is gone and left no exit code; resume it"
