@@ -111,3 +111,43 @@ def test_a_stop_request_before_the_start_runs_nothing_and_commits():
     stop.requested = "SIGTERM"
     _, tally = _run(Squares(), [1, 2, 3], committer, stop=stop)
     assert committer.added == [] and tally.done == 0 and not committer.aborted
+
+
+@dataclass(frozen=True)
+class StartsAThread:
+    """A job whose cases start a thread and allocate 64 MB (what reading from S3 does: fsspec starts
+    its event loop thread in each worker)."""
+
+    def size(self, case_id: int) -> int:
+        return 1
+
+    def run_case(self, case_id: int) -> CaseResult:
+        import threading
+
+        import numpy as np
+
+        box = []
+        t = threading.Thread(target=lambda: box.append(np.ones(8 * 2**20).sum()))
+        t.start()
+        t.join(30)
+        return CaseResult(case_id, False, windows=1, payload=box[0] if box else None)
+
+    def lost_case(self, case_id: int, reason: str) -> CaseResult:
+        return CaseResult(case_id, True, payload=None, reason=reason)
+
+
+def test_the_memory_limit_is_on_top_of_a_large_inherited_address_space():
+    """A parent that maps more than ``worker_memory_mb`` (TensorFlow reserves GBs it never touches)
+    must not leave its workers unable to start a thread or allocate: the limit is what a worker may
+    add. Before the fix the workers of such a parent hung in ``Thread.start``."""
+    import mmap
+
+    reserved = mmap.mmap(-1, 6 * 2**30, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, prot=0)  # PROT_NONE: reserved, never touched
+    try:
+        committer = Collect()
+        stats, tally = _run(StartsAThread(), [1, 2, 3], committer, limits=WorkerLimits(worker_memory_mb=1024))
+        done = {r.case_id: r for r in committer.added}
+        assert sorted(done) == [1, 2, 3]
+        assert all(not r.failed and r.payload == 8 * 2**20 for r in done.values()), [r.reason for r in done.values()]
+    finally:
+        reserved.close()

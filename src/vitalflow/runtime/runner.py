@@ -77,7 +77,7 @@ class Committer(Protocol):
 @dataclass(frozen=True)
 class WorkerLimits:
     case_timeout_s: float | None = None  # per case, in its worker (None: no limit)
-    worker_memory_mb: int | None = None  # each worker's address space (None: the system's)
+    worker_memory_mb: int | None = None  # address space each worker may add to what it inherits (None: no limit)
 
 
 @dataclass
@@ -92,6 +92,15 @@ _job: CaseJob | None = None
 _limits = WorkerLimits()
 
 
+def inherited_address_space() -> int:
+    """This process's virtual address space in bytes (``/proc/self/statm``; 0 where unknown)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[0]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def _init_worker(job: CaseJob, limits: WorkerLimits) -> None:
     """A worker's job, its memory limit (an allocation past it raises MemoryError in the case, not
     the kernel's OOM killer) and the per-case alarm."""
@@ -100,7 +109,11 @@ def _init_worker(job: CaseJob, limits: WorkerLimits) -> None:
     if limits.worker_memory_mb:
         try:
             hard = resource.getrlimit(resource.RLIMIT_AS)[1]
-            resource.setrlimit(resource.RLIMIT_AS, (limits.worker_memory_mb * 2**20, hard))
+            # on top of the address space the worker inherits: a parent that loaded TensorFlow
+            # (a notebook, the app, the tests) maps GBs it never touches, and a fixed limit below
+            # that would make every later mmap fail in the worker (even starting a thread)
+            soft = inherited_address_space() + limits.worker_memory_mb * 2**20
+            resource.setrlimit(resource.RLIMIT_AS, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
         except (ValueError, OSError):  # a hard limit below ours: keep the system's
             log.info("could not limit worker memory to %d MB", limits.worker_memory_mb)
     if limits.case_timeout_s:

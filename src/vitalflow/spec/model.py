@@ -273,7 +273,7 @@ class Limits(Strict):
     max_inflation_ratio: float = Field(default=100, gt=1)  # ... and this multiple of the file size (>= 1 MB)
     min_read_fraction: float = Field(default=0.5, ge=0, le=1)  # a read that stops early must cover this share
     case_timeout_s: float = Field(default=900, gt=0)  # one case's read + transform + encode
-    worker_memory_mb: int = Field(default=4096, ge=512)  # each worker's address space (RLIMIT_AS)
+    worker_memory_mb: int = Field(default=4096, ge=512)  # address space a worker may add to what it inherits (RLIMIT_AS)
 
     def max_inflated_bytes(self, file_bytes: int) -> int:
         """The decompression cap for a file of ``file_bytes``.
