@@ -110,3 +110,18 @@ def _registry_in_a_temp_dir(tmp_path_factory):
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+@pytest.fixture(scope="module")
+def own_registry(tmp_path_factory):
+    """A registry of the requesting module's own (its trainings' version numbers do not depend on
+    other modules): ``VITALFLOW_HOME`` in a module temp dir, ``MLFLOW_TRACKING_URI`` unset."""
+    saved = {k: os.environ.get(k) for k in ("VITALFLOW_HOME", "MLFLOW_TRACKING_URI")}
+    os.environ["VITALFLOW_HOME"] = str(tmp_path_factory.mktemp("home"))
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

@@ -7,7 +7,6 @@ Batch prediction runs in a subprocess (its case runner forks; this process holds
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
 import sys
 
@@ -27,18 +26,7 @@ def vitalflow(*args) -> subprocess.CompletedProcess:
     return r
 
 
-@pytest.fixture(scope="module", autouse=True)
-def registry_home(tmp_path_factory):
-    """Training registers its model: in a registry of this module's own."""
-    saved = {k: os.environ.get(k) for k in ("VITALFLOW_HOME", "MLFLOW_TRACKING_URI")}
-    os.environ["VITALFLOW_HOME"] = str(tmp_path_factory.mktemp("home"))
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+pytestmark = pytest.mark.usefixtures("own_registry")  # trainings here register in a registry of this module's own
 
 
 @pytest.fixture(scope="module")

@@ -35,17 +35,7 @@ N_RECORDINGS = 4
 STATUS_KEYS = {"jobId", "status", "processing_time_seconds", "output_type", "result", "completedTimeStamp", "error"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def registry_home(tmp_path_factory):
-    saved = {k: os.environ.get(k) for k in ("VITALFLOW_HOME", "MLFLOW_TRACKING_URI")}
-    os.environ["VITALFLOW_HOME"] = str(tmp_path_factory.mktemp("home"))
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+pytestmark = pytest.mark.usefixtures("own_registry")  # trainings here register in a registry of this module's own
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ import re
 from contextvars import ContextVar
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator,
+                      model_validator)
 
 from vitalflow.api.paths import PathRefused, check_path
 from vitalflow.errors import VitalflowError
@@ -143,34 +144,55 @@ def _run_config(value: Optional[str]) -> Optional[str]:
     return value
 
 
+def _existing(value: Any, info: ValidationInfo) -> Optional[str]:
+    return _check(value, info, must_exist=True)
+
+
+def _written(value: Any, info: ValidationInfo) -> Optional[str]:
+    return _check(value, info, must_exist=False)
+
+
+def _train_config(value: Optional[str]) -> Optional[str]:
+    from vitalflow.model.config import load_train_config
+
+    if value is not None:
+        try:
+            load_train_config(value)
+        except (VitalflowError, OSError) as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+def _model_reference(value: Any, info: ValidationInfo) -> str:
+    return _model(value, info)
+
+
+#: The path and reference fields of the requests: each checked once, here (inside the roots; a
+#: config also loaded and validated as the command would).
+ExistingPath = Annotated[str, BeforeValidator(_existing)]
+WrittenPath = Annotated[str, BeforeValidator(_written)]
+OptionalWrittenPath = Annotated[Optional[str], BeforeValidator(_written)]
+RunConfigPath = Annotated[Optional[str], BeforeValidator(_existing), AfterValidator(_run_config)]
+TrainConfigPath = Annotated[Optional[str], BeforeValidator(_existing), AfterValidator(_train_config)]
+ModelReference = Annotated[str, BeforeValidator(_model_reference)]
+
+
 class PreprocessRequest(JobRequest, _Cases):
     """``vitalflow preprocess``: recordings + clinical table -> a dataset."""
 
     kind: Literal["preprocess"] = "preprocess"
-    input: str = Field(..., description="Folder (or s3:// prefix) of <caseid>.vital files.")
-    clinical: str = Field(..., description="The clinical table (CSV).")
-    output: str = Field(..., description="Output folder (or s3:// prefix).")
-    config: Optional[str] = Field(None, description="Run config YAML.")
+    input: ExistingPath = Field(..., description="Folder (or s3:// prefix) of <caseid>.vital files.")
+    clinical: ExistingPath = Field(..., description="The clinical table (CSV).")
+    output: WrittenPath = Field(..., description="Output folder (or s3:// prefix).")
+    config: RunConfigPath = Field(None, description="Run config YAML.")
     workers: int = Field(1, ge=1, le=256, description="Worker processes.")
     merge: bool = Field(False, description="Also write single split files.")
     retry_failed: bool = Field(False, description="On resume, run failed cases again.")
     overwrite: bool = Field(False, description="Delete what is in the output and start fresh.")
     path_fields: ClassVar[tuple[str, ...]] = ("input", "clinical", "output", "config")
 
-    @field_validator("input", "clinical", "config", mode="before")
-    @classmethod
-    def _existing(cls, value, info: ValidationInfo):
-        return _check(value, info, must_exist=True)
 
-    @field_validator("output", mode="before")
-    @classmethod
-    def _output(cls, value, info: ValidationInfo):
-        return _check(value, info, must_exist=False)
 
-    @field_validator("config")
-    @classmethod
-    def _config(cls, value):
-        return _run_config(value)
 
     def arguments(self) -> list[str]:
         args = ["--input", self.input, "--clinical", self.clinical, "--output", self.output,
@@ -185,36 +207,17 @@ class TrainRequest(JobRequest):
     """``vitalflow train``: a dataset -> a model directory (registered in the registry)."""
 
     kind: Literal["train"] = "train"
-    dataset: str = Field(..., description="A verified preprocess output.")
-    output: str = Field(..., description="The model directory to write.")
-    config: Optional[str] = Field(None, description="Training config YAML (default: built-in).")
+    dataset: ExistingPath = Field(..., description="A verified preprocess output.")
+    output: WrittenPath = Field(..., description="The model directory to write.")
+    config: TrainConfigPath = Field(None, description="Training config YAML (default: built-in).")
     register_model: bool = Field(True, description="Evaluate on the test split and register the model "
                                  "(`--register/--no-register`).")
     overwrite: bool = Field(False, description="Discard checkpoints and model and train from scratch.")
     path_fields: ClassVar[tuple[str, ...]] = ("dataset", "output", "config")
     local_on_sagemaker: ClassVar[tuple[str, ...]] = ("config",)
 
-    @field_validator("dataset", "config", mode="before")
-    @classmethod
-    def _existing(cls, value, info: ValidationInfo):
-        return _check(value, info, must_exist=True)
 
-    @field_validator("output", mode="before")
-    @classmethod
-    def _output(cls, value, info: ValidationInfo):
-        return _check(value, info, must_exist=False)
 
-    @field_validator("config")
-    @classmethod
-    def _config(cls, value):
-        from vitalflow.model.config import load_train_config
-
-        if value is not None:
-            try:
-                load_train_config(value)
-            except (VitalflowError, OSError) as exc:
-                raise ValueError(str(exc)) from None
-        return value
 
     def arguments(self) -> list[str]:
         if self.target == "sagemaker":
@@ -247,26 +250,14 @@ class EvaluateRequest(JobRequest):
     """``vitalflow evaluate``: a model on a dataset's split, against the baselines."""
 
     kind: Literal["evaluate"] = "evaluate"
-    model: str = Field(..., description="NAME@ALIAS, NAME/VERSION or a model directory.")
-    dataset: str = Field(..., description="A verified preprocess output made with the model's spec.")
+    model: ModelReference = Field(..., description="NAME@ALIAS, NAME/VERSION or a model directory.")
+    dataset: ExistingPath = Field(..., description="A verified preprocess output made with the model's spec.")
     split: Literal["train", "validation", "test"] = "test"
-    output: Optional[str] = Field(None, description="Where metrics and report go (default: <model>/evaluation/<split>).")
+    output: OptionalWrittenPath = Field(None, description="Where metrics and report go (default: <model>/evaluation/<split>).")
     path_fields: ClassVar[tuple[str, ...]] = ("dataset", "output")
 
-    @field_validator("model", mode="before")
-    @classmethod
-    def _model(cls, value, info: ValidationInfo):
-        return _model(value, info)
 
-    @field_validator("dataset", mode="before")
-    @classmethod
-    def _existing(cls, value, info: ValidationInfo):
-        return _check(value, info, must_exist=True)
 
-    @field_validator("output", mode="before")
-    @classmethod
-    def _output(cls, value, info: ValidationInfo):
-        return _check(value, info, must_exist=False)
 
     def arguments(self) -> list[str]:
         return [self.model, self.dataset, "--split", self.split, *_opt("--output", self.output)]
@@ -276,36 +267,20 @@ class PredictRequest(JobRequest, _Cases):
     """``vitalflow predict``: a model over recordings -> per-case prediction timelines."""
 
     kind: Literal["predict"] = "predict"
-    model: str = Field(..., description="NAME@ALIAS, NAME/VERSION or a model directory.")
-    input: str = Field(..., description="Folder (or s3:// prefix) of <caseid>.vital files.")
-    clinical: str = Field(..., description="The clinical table (CSV).")
-    output: str = Field(..., description="Output folder (or s3:// prefix).")
-    config: Optional[str] = Field(None, description="Run config YAML (crop, window step, limits).")
+    model: ModelReference = Field(..., description="NAME@ALIAS, NAME/VERSION or a model directory.")
+    input: ExistingPath = Field(..., description="Folder (or s3:// prefix) of <caseid>.vital files.")
+    clinical: ExistingPath = Field(..., description="The clinical table (CSV).")
+    output: WrittenPath = Field(..., description="Output folder (or s3:// prefix).")
+    config: RunConfigPath = Field(None, description="Run config YAML (crop, window step, limits).")
     workers: int = Field(1, ge=1, le=256, description="Worker processes.")
     csv: bool = Field(False, description="Also write each case's table as CSV.")
     plots: bool = Field(False, description="Also write a PNG timeline per case.")
     overwrite: bool = Field(False, description="Delete this run's predictions and start fresh.")
     path_fields: ClassVar[tuple[str, ...]] = ("input", "clinical", "output", "config")
 
-    @field_validator("model", mode="before")
-    @classmethod
-    def _model(cls, value, info: ValidationInfo):
-        return _model(value, info)
 
-    @field_validator("input", "clinical", "config", mode="before")
-    @classmethod
-    def _existing(cls, value, info: ValidationInfo):
-        return _check(value, info, must_exist=True)
 
-    @field_validator("output", mode="before")
-    @classmethod
-    def _output(cls, value, info: ValidationInfo):
-        return _check(value, info, must_exist=False)
 
-    @field_validator("config")
-    @classmethod
-    def _config(cls, value):
-        return _run_config(value)
 
     def arguments(self) -> list[str]:
         args = ["--model", self.model, "--input", self.input, "--clinical", self.clinical, "--output", self.output,
