@@ -103,7 +103,7 @@ def test_a_record_moved_into_the_future_is_bounded_by_caseend(tmp_path, by_s):
     assert d["windows"] == outcome(sound, 2)["windows"]  # not 60x the windows
     assert d["read"]["records_after_end"] == 1
     assert card["read_damage"][0]["case_id"] == 2
-    assert card["run"]["peak_rss_mb"]["largest_worker"] < 500
+    assert card["run"]["peak_rss_mb"]["largest_worker"] < inherited_rss_mb() + 500
 
 
 def test_a_record_moved_far_without_caseend_is_a_named_read_failure(tmp_path):
@@ -279,7 +279,7 @@ def test_a_decompression_bomb_fails_the_case_without_taking_the_memory(tmp_path)
     card = run(inp, tmp_path / "out").card
     f = failure(card, 1)
     assert f["stage"] == "read" and "inflates to more than" in f["error"]
-    assert card["run"]["peak_rss_mb"]["largest_worker"] < 800
+    assert card["run"]["peak_rss_mb"]["largest_worker"] < inherited_rss_mb() + 800
 
 
 def test_a_case_past_the_memory_limit_fails_as_out_of_memory(tmp_path):
@@ -291,7 +291,7 @@ def test_a_case_past_the_memory_limit_fails_as_out_of_memory(tmp_path):
     f = failure(card, 1)
     assert f["stage"] == "read" and "out of memory" in f["error"] and "1024 MB" in f["error"]
     assert outcome(card, 2)["status"] == "ok"
-    assert card["run"]["peak_rss_mb"]["largest_worker"] < 1100
+    assert card["run"]["peak_rss_mb"]["largest_worker"] < inherited_rss_mb() + 1100
 
 
 def test_each_case_has_a_timeout(tmp_path):
@@ -479,3 +479,14 @@ def test_the_library_takes_case_ids_as_a_list(tmp_path):
     card = preprocess(inp, inp / "clinical.csv", tmp_path / "out", config, spec, cases=[3, 1, 9], options=QUIET).card
     assert sorted(d["case_id"] for d in card["case_details"]) == [1, 3] and card["inputs"]["selection"] == "1,3,9"
     assert card["cases"]["without_file"] == 1
+
+
+def inherited_rss_mb() -> float:
+    """This (test) process's resident memory: a forked worker starts with it mapped, so its RSS
+    includes it (after the suite has loaded TensorFlow, hundreds of MB it never touches); the
+    bounds above are on what a worker adds."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+

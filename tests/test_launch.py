@@ -192,7 +192,7 @@ def test_max_wait_default_is_capped_at_28_days():
     (dict(output=f"s3://{BUCKET}"), "--output must name a prefix inside the bucket"),
     (dict(output=None), "preprocess needs --output"),
     (dict(workers="6"), "--workers must be a whole number"),
-    (dict(kind="nope"), "unknown job kind 'nope': one of preprocess"),
+    (dict(kind="nope"), "unknown job kind 'nope': one of predict, preprocess, train"),
 ])
 def test_limits_and_bad_options(kw, message):
     with pytest.raises(sm.LaunchError) as info:

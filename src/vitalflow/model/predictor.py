@@ -1,8 +1,10 @@
 """`load_model`: a model directory as a predictor that answers in clinical units.
 
->>> predictor = load_model("model")                                  # doctest: +SKIP
->>> predictor.predict(timeseries, static)   # [N, 300, 16], [N, 6] normalized -> [N, 8] in units
->>> predictor.predict_dataset("out", "test")  # every test window: case, second, predicted, actual
+::
+
+    predictor = load_model("model")             # a model directory, local or s3://
+    predictor.predict(timeseries, static)       # [N, 300, 16], [N, 6] normalized -> [N, 8] in units
+    predictor.predict_dataset("out", "test")    # every test window: case, second, predicted, actual
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ PREDICTION_CARD_FORMAT = "vitalflow-prediction/1"
 
 
 def card_name(host: str, host_count: int) -> str:
-    """>>> card_name("h0", 1), card_name("h1", 3)
+    """The card's name: one per host when several hosts share the output.
+
+    >>> card_name("h0", 1), card_name("h1", 3)
     ('prediction_card.json', 'prediction_card-h1.json')
     """
     return "prediction_card.json" if host_count == 1 else f"prediction_card-{host}.json"

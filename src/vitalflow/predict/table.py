@@ -29,13 +29,17 @@ class _CaseFiles:
     _name = re.compile(r"^cases/([0-9]+)\.(parquet|csv|png)$")
 
     def name(self, case_id: int, kind: str) -> str:
-        """>>> case_files.name(17, "parquet")
+        """A case's file of one kind.
+
+        >>> case_files.name(17, "parquet")
         'cases/17.parquet'
         """
         return f"{self.prefix}/{case_id}.{kind}"
 
     def parse(self, name: str) -> int | None:
-        """>>> case_files.parse("cases/0017.csv"), case_files.parse("cases/x.parquet")
+        """The case id of a case file's name (None: not a case file).
+
+        >>> case_files.parse("cases/0017.csv"), case_files.parse("cases/x.parquet")
         (17, None)
         """
         m = self._name.match(name)
@@ -46,7 +50,9 @@ case_files = _CaseFiles()
 
 
 def iso_utc(unix: float) -> str:
-    """>>> iso_utc(1700000000.25)
+    """Seconds since the epoch as an ISO 8601 UTC time, to the millisecond.
+
+    >>> iso_utc(1700000000.25)
     '2023-11-14T22:13:20.250Z'
     """
     t = _dt.datetime.fromtimestamp(round(unix * 1000) / 1000, _dt.timezone.utc)

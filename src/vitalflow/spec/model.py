@@ -297,7 +297,9 @@ class Config(Strict):
 # --- loading -----------------------------------------------------------------------------------
 def _read_yaml(path: str | Path, what: str) -> dict:
     try:
-        with fsspec.open(str(path), "rt") as f:  # a local path or an s3:// URI
+        # a local path or an s3:// URI; a filesystem of its own, never one cached with another
+        # process's endpoint or credentials (as vitalflow.store does)
+        with fsspec.open(str(path), "rt", skip_instance_cache=True) as f:
             data = yaml.safe_load(f.read())
     except FileNotFoundError:
         raise SpecError(f"{what} file not found: {path}") from None
