@@ -7,10 +7,11 @@ horizon, the same read limits and exclusion reasons), then predicted with the ca
 (`predict_request`, the model process's own code). Same rows, same predictions as `vitalflow
 predict` on the same recording and clinical row.
 
->>> table = predict_recording(Path("0001.vital").read_bytes(), {"age": 63, "sex": "F", "weight": 58},
-...                           load_model("model"))                                   # doctest: +SKIP
->>> table.rows, table.columns()[:3]                                                  # doctest: +SKIP
-(1187, ['time_s', 'time_utc', 'ABP_SYS_pred'])
+::
+
+    table = predict_recording(Path("0001.vital").read_bytes(), {"age": 63, "sex": "F", "weight": 58},
+                              load_model("model"))
+    table.rows, table.columns()[:3]       # e.g. (1187, ['time_s', 'time_utc', 'Propofol_INF_pred'])
 """
 
 from __future__ import annotations
