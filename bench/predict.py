@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_model
+
 TINY = """\
 network: {conv_filters: [8], conv_kernel: 3, pool: 5, lstm_units: [8, 8], dense_units: 8}
 epochs: 2
@@ -37,15 +39,6 @@ def vitalflow(*args) -> float:
     subprocess.run([sys.executable, "-m", "vitalflow", *map(str, args)], check=True, capture_output=True)
     return time.perf_counter() - t
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
 
 
 def main() -> None:

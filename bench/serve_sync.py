@@ -36,15 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from machine import cpu_model
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
 
 
 def free_port() -> int:

@@ -51,6 +51,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_model
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -234,18 +236,10 @@ def run_child(kind: str, dataset: Path, model: Path | None = None, repeat: int =
 
 # --- machine and report -----------------------------------------------------------------------
 def machine() -> dict:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import keras
     import tensorflow as tf
 
-    return {"cpu": model or platform.processor() or platform.machine(), "cores": os.cpu_count(),
+    return {"cpu": cpu_model(), "cores": os.cpu_count(),
             "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
             "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__}
 
