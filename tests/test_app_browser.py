@@ -16,29 +16,17 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from app_harness import CHROMIUM, app_server, browser_page, screenshots_dir
 from tests.conftest import TINY_TRAIN_CONFIG
 
 sync_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 expect = sync_api.expect
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -56,49 +44,19 @@ def corpus(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(corpus):
-    port = _free_port()
-    log = open(corpus / "app.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "vitalflow", "app", "--port", str(port), "--root", str(corpus),
-                                "--state-dir", str(corpus / "state")], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    import httpx
-
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/jobs", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"the app did not start: {(corpus / 'app.log').read_text()}")
-        time.sleep(0.3)
-    yield url
-    process.terminate()  # the app stops its jobs gracefully, then exits
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    log.close()
+    with app_server([corpus], corpus / "state") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory):
-    directory = Path(os.environ.get("VITALFLOW_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
+    return screenshots_dir(tmp_path_factory)
 
 
 @pytest.fixture
 def page(server):
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(base_url=server, viewport={"width": 1280, "height": 900})
-        context.set_default_timeout(30_000)
-        yield context.new_page()
-        browser.close()
+    with browser_page(server) as page:
+        yield page
 
 
 def _shoot(page, shots: Path, name: str, docs: bool = False) -> None:

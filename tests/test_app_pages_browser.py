@@ -11,22 +11,15 @@ Screenshots go to ``$VITALFLOW_SCREENSHOTS`` (default: the test's temporary dire
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 sync_api = pytest.importorskip("playwright.sync_api")
+from app_harness import CHROMIUM, app_server, browser_page, screenshots_dir  # noqa: E402
 from test_app_pages import build_site  # noqa: E402  (the same outputs, built once per session)
 
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 #: Counts a canvas's pixels: drawn (alpha > 0), of the imputed shade (rgba(255, 140, 0, 0.25) on a
 #: transparent canvas), blue (the predicted line / signal), orange (recorded points).
@@ -51,53 +44,19 @@ def site(trainable_dataset, tiny_config, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(site, tmp_path_factory):
-    import httpx
-
-    state = tmp_path_factory.mktemp("pages-browser-state")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    roots = [arg for root in site["roots"] for arg in ("--root", root)]
-    log = open(state / "app.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "vitalflow", "app", "--port", str(port), *roots,
-                                "--state-dir", str(state)], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/datasets", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"the app did not start: {(state / 'app.log').read_text()}")
-        time.sleep(0.3)
-    yield url
-    process.terminate()
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    log.close()
+    with app_server(site["roots"], tmp_path_factory.mktemp("pages-browser-state"), ready_path="/datasets") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory):
-    directory = Path(os.environ.get("VITALFLOW_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
+    return screenshots_dir(tmp_path_factory)
 
 
 @pytest.fixture
 def page(server):
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(base_url=server, viewport={"width": 1280, "height": 900})
-        context.set_default_timeout(30_000)
-        yield context.new_page()
-        browser.close()
+    with browser_page(server) as page:
+        yield page
 
 
 def _dataset_id(page, site) -> str:
