@@ -69,7 +69,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from vitalflow.errors import LaunchError
-from vitalflow.sagemaker.launch import (_JOB_NAME, _ROLE_ARN, ROLE_ENV, _call, _client, _split_s3,
+from vitalflow.sagemaker.launch import (_JOB_NAME, ROLE_ENV, _call, _client, _split_s3, check_role_and_region,
                                         resolve_region)
 from vitalflow.sagemaker.model_registry import MODEL_TARBALL, is_model_tarball, upload_model
 
@@ -261,13 +261,7 @@ def resolve(options: DeployOptions, environ: Mapping[str, str]) -> DeployOptions
 def validate(o: DeployOptions) -> None:
     """Raise :class:`LaunchError` naming the first option SageMaker or Auto Scaling would refuse."""
     check_endpoint_name(o.name, 63 - STAMP_CHARS)
-    if not o.role:
-        raise LaunchError(f"no IAM role for the endpoint: pass --role or set {ROLE_ENV}")
-    if not _ROLE_ARN.fullmatch(o.role):
-        raise LaunchError(f"--role must be an IAM role ARN like arn:aws:iam::123456789012:role/Name (got {o.role!r})")
-    if not o.region:
-        raise LaunchError("no AWS region: pass --region or set AWS_REGION or AWS_DEFAULT_REGION "
-                          "(or a region in your AWS profile)")
+    check_role_and_region(o.role, o.region, "the endpoint")
     check_s3("--output", o.output)
     if o.failure_output is not None:
         check_s3("--failure-output", o.failure_output)

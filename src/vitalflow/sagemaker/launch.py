@@ -629,16 +629,21 @@ def _validate_resources(o: LaunchOptions) -> None:
                               f"{TRAINING_MAX_RUN_S} s (28 days)")
 
 
+def check_role_and_region(role: str | None, region: str | None, what: str) -> None:
+    """The execution role (an IAM role ARN) and the region every SageMaker request needs."""
+    if not role:
+        raise LaunchError(f"no IAM role for {what}: pass --role or set {ROLE_ENV}")
+    if not _ROLE_ARN.fullmatch(role):
+        raise LaunchError(f"--role must be an IAM role ARN like arn:aws:iam::123456789012:role/Name (got {role!r})")
+    if not region:
+        raise LaunchError("no AWS region: pass --region or set AWS_REGION or AWS_DEFAULT_REGION "
+                          "(or a region in your AWS profile)")
+
+
 def validate(options: LaunchOptions) -> None:
     """Raise :class:`LaunchError` naming the first option that SageMaker would refuse."""
     o = settle(options)
-    if not o.role:
-        raise LaunchError(f"no IAM role for the job: pass --role or set {ROLE_ENV}")
-    if not _ROLE_ARN.fullmatch(o.role):
-        raise LaunchError(f"--role must be an IAM role ARN like arn:aws:iam::123456789012:role/Name (got {o.role!r})")
-    if not o.region:
-        raise LaunchError("no AWS region: pass --region or set AWS_REGION or AWS_DEFAULT_REGION "
-                          "(or a region in your AWS profile)")
+    check_role_and_region(o.role, o.region, "the job")
     _validate_arguments(o)
     if not _JOB_NAME.fullmatch(o.job_name):
         raise LaunchError(f"bad job name {o.job_name!r}: 1-63 letters, digits and hyphens, "
