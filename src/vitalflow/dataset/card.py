@@ -18,7 +18,7 @@ from pydantic import ConfigDict, model_validator
 from vitalflow.dataset.naming import NAMES
 from vitalflow.dataset.parts import FileEntry, PartRecord
 from vitalflow.dataset.record import Record
-from vitalflow.dataset.schema import ExampleSchema, example_schema
+from vitalflow.dataset.schema import EXAMPLE_SCHEMA_VERSION, ExampleSchema, example_schema
 from vitalflow.dataset.split import achieved_fractions
 from vitalflow.errors import OutputError
 from vitalflow.spec.model import SPLITS, Config, Spec, config_hash
@@ -29,8 +29,9 @@ if TYPE_CHECKING:
     from vitalflow.dataset.verify import VerifyReport
 
 CARD_NAME = NAMES.card()
-CARD_FORMAT = "vitalflow-dataset/2"
-_CARD_FORMATS = ("vitalflow-dataset/1", CARD_FORMAT)  # what `read_card` loads
+CARD_FORMAT = "vitalflow-dataset/3"
+# what `read_card` loads: 2 added the fingerprint and verification, 3 the decision labels' counts
+_CARD_FORMATS = ("vitalflow-dataset/1", "vitalflow-dataset/2", CARD_FORMAT)
 
 
 @dataclass
@@ -51,6 +52,9 @@ class CaseOutcome:
     static_clipped: tuple[str, ...] = ()
     windows_without_data: int = 0  # windows dropped for too little recorded data
     read: dict | None = None  # a read that was not clean: how much was read, why it stopped, gzip damage
+    # per decision label (`Decisions.labels` name): [valid, positive] over the case's windows
+    label_counts: dict[str, list[int]] = field(default_factory=dict)
+    setpoint_sources: dict[str, str | None] = field(default_factory=dict)  # set-point -> track (None: absent)
     traceback: str | None = None  # of an ``internal`` failure (a bug or an unforeseen input): for reports
 
 
@@ -115,6 +119,7 @@ class DatasetCard(Record):
     config: dict[str, Any]
     features: dict[str, Any]
     example_schema: ExampleSchema
+    example_schema_version: int = 1  # `vitalflow.dataset.schema.EXAMPLE_SCHEMA_VERSION` when written
     files: dict[str, list[FileEntry]]  # per split, its parts in name order
     merged: dict[str, FileEntry] = {}
     splits: dict[str, SplitCounts]
@@ -126,6 +131,9 @@ class DatasetCard(Record):
     excluded: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     feature_stats: dict[str, dict[str, Any]] = {}
+    # per decision label: windows, valid, positive (event/direction), masked; per set-point: cases by source
+    label_stats: dict[str, dict[str, int]] = {}
+    setpoint_stats: dict[str, dict[str, Any]] = {}
     static_stats: dict[str, dict[str, Any]] = {}
     case_details: list[dict[str, Any]] = []
     timings_s: dict[str, float] = {}
@@ -254,6 +262,7 @@ def build_card(
             "normalization": "norm = clip((x - lo) / (hi - lo) * 2 - 1, -1, 1); inverse x = lo + (norm + 1) / 2 * (hi - lo)",
         },
         "example_schema": example_schema(spec, config),
+        "example_schema_version": EXAMPLE_SCHEMA_VERSION,
         "files": {s: sorted((p.entry() for p in parts if p.split == s), key=lambda p: p.path) for s in SPLITS},
         "merged": merged or {},
         "splits": splits,
@@ -278,6 +287,7 @@ def build_card(
         "failed": [{"case_id": o.case_id, "stage": o.stage, "error": o.reason}
                    | ({"traceback": o.traceback} if o.traceback else {}) for o in outcomes if o.status == "failed"],
         "feature_stats": _feature_stats(spec, outcomes),
+        **_label_stats(spec, with_windows),
         "static_stats": {
             f.name: {
                 "defaulted": sum(f.name in o.static_defaulted for o in ok),
@@ -312,6 +322,29 @@ def _feature_stats(spec: Spec, outcomes: list[CaseOutcome]) -> dict:
             "cases_by_source": dict(sorted(sources.items())),
         }
     return out
+
+
+def _label_stats(spec: Spec, outcomes: list[CaseOutcome]) -> dict:
+    """``label_stats`` (per decision label, over the windows written) and ``setpoint_stats``."""
+    if spec.decisions is None:
+        return {}
+    windows = sum(o.windows for o in outcomes)
+    labels = {}
+    for name in map(str, spec.decisions.labels):
+        valid = sum(o.label_counts.get(name, (0, 0))[0] for o in outcomes)
+        positive = sum(o.label_counts.get(name, (0, 0))[1] for o in outcomes)
+        labels[name] = {"windows": windows, "valid": valid, "masked": windows - valid}
+        if not name.startswith("value/"):
+            labels[name]["positive"] = positive
+    setpoints = {}
+    for sp in spec.decisions.setpoints:
+        sources: dict[str, int] = {}
+        for o in outcomes:
+            key = o.setpoint_sources.get(sp.name) or "none"
+            sources[key] = sources.get(key, 0) + 1
+        setpoints[sp.name] = {"unit": sp.unit, "group": spec.decisions.group_of(sp.name),
+                              "cases_by_source": dict(sorted(sources.items()))}
+    return {"label_stats": labels, "setpoint_stats": setpoints}
 
 
 def _case_detail(o: CaseOutcome) -> dict:

@@ -20,12 +20,15 @@ def case_examples(arrays: CaseArrays, subject_id: str, write_mask: bool) -> list
         "target": lambda: arrays.targets,
         "window_start_s": lambda: np.asarray(arrays.window_starts).reshape(n, 1),
         "mask": lambda: observed.reshape(n, -1),
+        "labels": lambda: arrays.labels,
+        "label_mask": lambda: arrays.label_mask,
+        "event_onset_s": lambda: arrays.label_onset_s,
         "static": lambda: arrays.static,
         "case_id": lambda: [arrays.case_id],
         "subject_id": lambda: [subject_id],
     }
     rows, same = {}, {}
-    for f in written_features(write_mask):
+    for f in written_features(write_mask, arrays.labels is not None):
         (rows if f.per_window else same)[f.name] = f.cast(values[f.name]())
     return encode_examples(rows, same)
 

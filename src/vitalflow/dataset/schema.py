@@ -37,6 +37,8 @@ class Dims:
     features: int  # time-series features
     static: int
     targets: int
+    labels: int = 0  # decision labels (`vitalflow.spec.model.Decisions.labels`)
+    events: int = 0  # of which events (group x horizon)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class FeatureDefinition:
     values: Literal["normalized", "0/1"] | None = None  # normalized: finite, in [-1, 1]
     layout: str | None = None
     option: str | None = None  # the `Output` flag that must be on for the feature to be written
+    decisions: bool = False  # written only when the spec has decision targets
 
     def cast(self, value: Any) -> Any:
         """A value as the encoder writes this feature: a numpy array of its dtype, or bytes."""
@@ -70,14 +73,27 @@ FEATURES: tuple[FeatureDefinition, ...] = (
     FeatureDefinition("window_start_s", "int64", lambda d: (1,), "seconds from the recording start", True),
     FeatureDefinition("mask", "float32", lambda d: (d.length, d.features), "1 = recorded, 0 = filled or defaulted",
                       True, "0/1", option="write_mask"),
+    FeatureDefinition("labels", "float32", lambda d: (d.labels,),
+                      "decision labels in the card's `labels` order: event and direction 0/1, value normalized; "
+                      "0 where label_mask is 0", True, "normalized", decisions=True),
+    FeatureDefinition("label_mask", "float32", lambda d: (d.labels,), "1 = the label is valid, 0 = masked "
+                      "(its set-point imputed, in a device gap or after the anaesthesia)", True, "0/1", decisions=True),
+    FeatureDefinition("event_onset_s", "float32", lambda d: (d.events,),
+                      "seconds from the window's last second to the group's first change (0: none)", True,
+                      decisions=True),
 )
 DEFINITION = {f.name: f for f in FEATURES}
 
 
-def written_features(write_mask: bool) -> list[FeatureDefinition]:
-    """The features an example holds under ``output.write_mask``."""
+#: The version of the examples' features: 2 added the decision labels (``labels``, ``label_mask``,
+#: ``event_onset_s``). A dataset card without ``example_schema_version`` holds version 1.
+EXAMPLE_SCHEMA_VERSION = 2
+
+
+def written_features(write_mask: bool, decisions: bool = False) -> list[FeatureDefinition]:
+    """The features an example holds under ``output.write_mask`` (and with a spec's decisions)."""
     flags = {"write_mask": write_mask}
-    return [f for f in FEATURES if f.option is None or flags[f.option]]
+    return [f for f in FEATURES if (f.option is None or flags[f.option]) and (decisions or not f.decisions)]
 
 
 class FeatureSchema(Record):
@@ -134,14 +150,16 @@ class ExampleSchema(RootModel[dict[str, FeatureSchema]]):
 
 
 def dims(spec: Spec, config: Config) -> Dims:
-    return Dims(config.windows.length_s, len(spec.timeseries), len(spec.static), len(spec.targets))
+    d = spec.decisions
+    return Dims(config.windows.length_s, len(spec.timeseries), len(spec.static), len(spec.targets),
+                len(d.labels) if d else 0, len(d.events) if d else 0)
 
 
 def example_schema(spec: Spec, config: Config) -> ExampleSchema:
     """The schema of the examples a run with ``spec`` and ``config`` writes."""
     d = dims(spec, config)
     schema = {}
-    for f in written_features(config.output.write_mask):
+    for f in written_features(config.output.write_mask, spec.decisions is not None):
         shape = f.dims(d)
         schema[f.name] = FeatureSchema(dtype=f.dtype, shape=[int(np.prod(shape))],
                                        reshape=list(shape) if len(shape) > 1 else None, layout=f.layout,

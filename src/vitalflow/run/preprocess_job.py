@@ -26,6 +26,7 @@ from vitalflow.runtime.runner import CaseResult, CaseTimeout
 from vitalflow.spec.model import Config, Spec
 from vitalflow.store import Store
 from vitalflow.transform.case import CaseArrays, Span, bounded_span, preprocess_case
+from vitalflow.transform.decisions import label_counts
 from vitalflow.transform.patient import Patient
 from vitalflow.vital.read import Recording, read_vital
 
@@ -112,6 +113,8 @@ class PreprocessJob:
             outcome.feature_stats = arrays.feature_stats
             outcome.static_defaulted, outcome.static_clipped = arrays.static_defaulted, arrays.static_clipped
             outcome.windows_without_data = arrays.windows_without_data
+            outcome.setpoint_sources = arrays.setpoint_sources
+            outcome.label_counts = label_counts(arrays.labels, arrays.label_mask, self.spec.decisions)
             if arrays.n_windows == 0:
                 outcome.status = "excluded"
                 outcome.reason = exclusion_reason(recording, arrays, self.spec, self.config)

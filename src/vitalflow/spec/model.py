@@ -67,6 +67,7 @@ class Infusion(Strict):
 
 class PerIdealBodyWeight(Strict):
     kind: Literal["per_ibw"]
+    factor: float = Field(default=1.0, gt=0)  # applied first, e.g. 1000 for a volume in L
 
 
 class VolPercentToKpa(Strict):
@@ -166,6 +167,99 @@ class IdealBodyWeight(Strict):
     floor_kg: float = Field(gt=0)
 
 
+# --- decision targets: what the clinician sets, labelled per horizon ---------------------------
+TASKS = ("event", "direction", "value")  # the label kinds, in the order they are laid out
+
+
+class Setpoint(Strict):
+    """A setting the clinician turns (a TCI target, a pump rate, a ventilator or vaporizer set track).
+
+    Read like a time-series feature (sources in priority order, converted, implausible values
+    dropped), then carried forward at most ``max_gap_s`` seconds: past that the set-point is unknown
+    (a device gap) and every label that needs it is masked. A *change* is a step of more than
+    ``tolerance`` between consecutive seconds.
+    """
+
+    name: str
+    unit: str
+    sources: tuple[Source, ...] = Field(min_length=1)
+    range: tuple[float, float]  # normalization of the value labels
+    plausible: tuple[float, float]
+    tolerance: float = Field(gt=0)
+    max_gap_s: int = Field(default=30, ge=0)
+    # used only in a case where this other set-point has no source (a pump's rate when it runs
+    # manually, its TCI target when it has one)
+    only_without: str | None = None
+
+    @field_validator("range")
+    @classmethod
+    def _range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        return _check_range(v, "range")
+
+    @field_validator("plausible")
+    @classmethod
+    def _plausible(cls, v: tuple[float, float]) -> tuple[float, float]:
+        return _check_range(v, "plausible")
+
+
+class LabelName(Strict):
+    """One entry of an example's ``labels``: ``event/<group>/<H>``, ``direction/<setpoint>/<H>`` or
+    ``value/<setpoint>/<H>``."""
+
+    task: Literal["event", "direction", "value"]
+    of: str  # a group (event) or a set-point (direction, value)
+    horizon_s: int
+
+    def __str__(self) -> str:
+        return f"{self.task}/{self.of}/{self.horizon_s}"
+
+
+class Decisions(Strict):
+    """The decision targets: set-points, their groups (one alert means one decision) and horizons."""
+
+    horizons_s: tuple[int, ...] = Field(default=(60, 300, 600), min_length=1)
+    setpoints: tuple[Setpoint, ...] = Field(min_length=1)
+    groups: dict[str, tuple[str, ...]]
+    tasks: tuple[Literal["event", "direction", "value"], ...] = TASKS
+
+    @model_validator(mode="after")
+    def _refs(self) -> Decisions:
+        names = [s.name for s in self.setpoints]
+        _unique(names, "set-point")
+        _unique(list(self.tasks), "task")
+        if any(h <= 0 for h in self.horizons_s) or list(self.horizons_s) != sorted(set(self.horizons_s)):
+            raise ValueError("horizons_s must be positive, increasing and without repeats")
+        for s in self.setpoints:
+            if s.only_without is not None and (s.only_without not in names or s.only_without == s.name):
+                raise ValueError(f"set-point {s.name}: only_without names {s.only_without!r}, not another set-point")
+        grouped = [m for members in self.groups.values() for m in members]
+        for m in grouped:
+            if m not in names:
+                raise ValueError(f"a group names {m!r}, which is not a set-point")
+        _unique(grouped, "set-point in groups (a set-point belongs to one group)")
+        missing = sorted(set(names) - set(grouped))
+        if missing:
+            raise ValueError(f"set-points {', '.join(missing)} belong to no group")
+        return self
+
+    def group_of(self, setpoint: str) -> str:
+        return next(g for g, members in self.groups.items() if setpoint in members)
+
+    @property
+    def labels(self) -> tuple[LabelName, ...]:
+        """The layout of an example's ``labels`` (and ``label_mask``): events per group and horizon,
+        then directions and values per set-point and horizon (the tasks in `TASKS` order)."""
+        out = []
+        for task in (t for t in TASKS if t in self.tasks):
+            names = list(self.groups) if task == "event" else [s.name for s in self.setpoints]
+            out += [LabelName(task=task, of=n, horizon_s=h) for n in names for h in self.horizons_s]
+        return tuple(out)
+
+    @property
+    def events(self) -> tuple[LabelName, ...]:
+        return tuple(lab for lab in self.labels if lab.task == "event")
+
+
 class Spec(Strict):
     name: str
     version: int
@@ -173,6 +267,7 @@ class Spec(Strict):
     timeseries: tuple[TimeseriesFeature, ...] = Field(min_length=1)
     static: tuple[StaticFeature, ...] = Field(min_length=1)
     targets: tuple[str, ...] = Field(min_length=1)
+    decisions: Decisions | None = None  # None: a value-only spec (the 30 s targets alone)
 
     @model_validator(mode="after")
     def _names(self) -> Spec:
@@ -202,9 +297,10 @@ class Spec(Strict):
 
     @property
     def tracks(self) -> tuple[str, ...]:
-        """Every track any feature may read (sources and ambient tracks), in spec order."""
+        """Every track any feature or set-point may read (sources and ambient tracks), in spec order."""
         out: dict[str, None] = {}
-        for f in self.timeseries:
+        readers = [*self.timeseries, *(self.decisions.setpoints if self.decisions else ())]
+        for f in readers:
             for s in f.sources:
                 out[s.track] = None
                 if isinstance(s.convert, VolPercentToKpa):

@@ -16,7 +16,8 @@ from typing import Mapping
 import numpy as np
 
 from vitalflow.errors import CaseDataError
-from vitalflow.spec.model import Spec, StaticFeature, TimeseriesFeature, VolPercentToKpa, Windows
+from vitalflow.spec.model import Setpoint, Spec, StaticFeature, TimeseriesFeature, VolPercentToKpa, Windows
+from vitalflow.transform.decisions import carry_known, decision_labels
 from vitalflow.transform.grid import to_grid
 from vitalflow.transform.impute import DEFAULTED, FILLED, OBSERVED, impute
 from vitalflow.transform.normalize import normalize
@@ -62,6 +63,11 @@ class CaseArrays:
     # float64 [seconds, targets] in the targets' units: the plausible recorded value of each target
     # at each second of the crop (before imputation, normalization and clipping), NaN where none
     recorded_targets: np.ndarray | None = None
+    # decision labels (`vitalflow.transform.decisions`), when the spec has decisions: per window
+    labels: np.ndarray | None = None  # float32 [windows, labels]
+    label_mask: np.ndarray | None = None  # uint8 [windows, labels], 1 = valid
+    label_onset_s: np.ndarray | None = None  # float32 [windows, events]
+    setpoint_sources: dict[str, str | None] = field(default_factory=dict)  # set-point -> track read (None: absent)
 
     @property
     def n_windows(self) -> int:
@@ -207,6 +213,11 @@ def preprocess_case(
     targets = series_arr[target_seconds(starts, windows.length_s, windows.horizon_s)][:, list(spec.target_indices)]
     usable = usable_windows(observed_arr, starts, windows.length_s, _input_only(spec), windows.min_observed_share)
     starts, targets = starts[usable], targets[usable]
+    labels, sources = None, {}
+    if spec.decisions is not None:
+        values, sources = setpoint_values(spec, grids, patient, n)
+        labels = decision_labels({k: v[keep] for k, v in values.items()}, spec.decisions,
+                                 starts + windows.length_s - 1)
     static, defaulted, static_clipped = static_vector(patient, spec.static)
     return CaseArrays(
         case_id=patient.case_id,
@@ -222,7 +233,30 @@ def preprocess_case(
         static_clipped=static_clipped,
         windows_without_data=int(usable.size - np.count_nonzero(usable)),
         recorded_targets=recorded,
+        labels=None if labels is None else labels.labels,
+        label_mask=None if labels is None else labels.mask,
+        label_onset_s=None if labels is None else labels.onset_s,
+        setpoint_sources=sources,
     )
+
+
+def setpoint_values(spec: Spec, grids: Mapping[str, np.ndarray], patient: Patient, n: int
+                    ) -> tuple[dict[str, np.ndarray], dict[str, str | None]]:
+    """Each set-point present in the case on the whole grid (NaN where unknown), and the track
+    each was read from (None: absent, or replaced by the set-point it is ``only_without``)."""
+    assert spec.decisions is not None
+    sources: dict[str, str | None] = {}
+    values: dict[str, np.ndarray] = {}
+    setpoints: list[Setpoint] = list(spec.decisions.setpoints)
+    for sp in sorted(setpoints, key=lambda s: s.only_without is not None):  # the preferred ones first
+        if sp.only_without is not None and sources.get(sp.only_without) is not None:
+            sources[sp.name] = None
+            continue
+        raw, source, _ = _select_source(sp, grids, patient, spec, n)
+        sources[sp.name] = source
+        if source is not None:
+            values[sp.name] = carry_known(raw, sp.max_gap_s)
+    return values, {sp.name: sources[sp.name] for sp in setpoints}
 
 
 def _input_only(spec: Spec) -> np.ndarray:
@@ -249,7 +283,7 @@ def usable_windows(observed: np.ndarray, starts: np.ndarray, length: int, featur
 
 
 def _select_source(
-    feature: TimeseriesFeature, grids: Mapping[str, np.ndarray], patient: Patient, spec: Spec, n: int
+    feature: TimeseriesFeature | Setpoint, grids: Mapping[str, np.ndarray], patient: Patient, spec: Spec, n: int
 ) -> tuple[np.ndarray, str | None, np.ndarray]:
     """The first source with any plausible value: (values with NaN where missing, track, implausible mask)."""
     lo, hi = feature.plausible

@@ -75,7 +75,7 @@ def convert(
         per_minute = 60.0 if conversion.per == "minute" else 1.0
         return values * conversion.concentration / _positive_weight(patient) / per_minute
     if isinstance(conversion, PerIdealBodyWeight):
-        return values / ideal_body_weight(patient, ibw_rule)
+        return values * conversion.factor / ideal_body_weight(patient, ibw_rule)
     if isinstance(conversion, VolPercentToKpa):
         return values * ambient_kpa(ambient_mbar, values.shape[0], conversion.ambient_default_kpa) / 100.0
     raise TypeError(f"unknown conversion {conversion!r}")
