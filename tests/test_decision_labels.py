@@ -159,3 +159,6 @@ def test_labeller_equals_the_definition_on_random_tracks(steps, gaps, horizon):
         assert out.mask[t, 2] == value_valid
         assert math.isclose(out.labels[t, 2], value if value_valid else 0.0, abs_tol=1e-6)
         assert out.onset_s[t, 0] == (_onset_by_hand(x, t, horizon, 0.5) if valid and event else 0)
+        now = None if x[t] is None else min(1.0, max(-1.0, x[t] / 10 * 2 - 1))  # persistence's value
+        assert out.current_known[t, 0] == (now is not None)
+        assert math.isclose(out.current[t, 0], now or 0.0, abs_tol=1e-6)

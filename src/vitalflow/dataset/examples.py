@@ -23,6 +23,8 @@ def case_examples(arrays: CaseArrays, subject_id: str, write_mask: bool) -> list
         "labels": lambda: arrays.labels,
         "label_mask": lambda: arrays.label_mask,
         "event_onset_s": lambda: arrays.label_onset_s,
+        "setpoints": lambda: arrays.setpoints,
+        "setpoints_known": lambda: arrays.setpoints_known,
         "static": lambda: arrays.static,
         "case_id": lambda: [arrays.case_id],
         "subject_id": lambda: [subject_id],

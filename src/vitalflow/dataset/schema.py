@@ -39,6 +39,7 @@ class Dims:
     targets: int
     labels: int = 0  # decision labels (`vitalflow.spec.model.Decisions.labels`)
     events: int = 0  # of which events (group x horizon)
+    setpoints: int = 0
 
 
 @dataclass(frozen=True)
@@ -81,12 +82,17 @@ FEATURES: tuple[FeatureDefinition, ...] = (
     FeatureDefinition("event_onset_s", "float32", lambda d: (d.events,),
                       "seconds from the window's last second to the group's first change (0: none)", True,
                       decisions=True),
+    FeatureDefinition("setpoints", "float32", lambda d: (d.setpoints,),
+                      "each set-point at the window's last second, normalized with its range (0 where unknown), "
+                      "in spec order", True, "normalized", decisions=True),
+    FeatureDefinition("setpoints_known", "float32", lambda d: (d.setpoints,),
+                      "1 = the set-point is known at the window's last second", True, "0/1", decisions=True),
 )
 DEFINITION = {f.name: f for f in FEATURES}
 
 
 #: The version of the examples' features: 2 added the decision labels (``labels``, ``label_mask``,
-#: ``event_onset_s``). A dataset card without ``example_schema_version`` holds version 1.
+#: ``event_onset_s``) and the set-points' current values (``setpoints``, ``setpoints_known``). A dataset card without ``example_schema_version`` holds version 1.
 EXAMPLE_SCHEMA_VERSION = 2
 
 
@@ -152,7 +158,7 @@ class ExampleSchema(RootModel[dict[str, FeatureSchema]]):
 def dims(spec: Spec, config: Config) -> Dims:
     d = spec.decisions
     return Dims(config.windows.length_s, len(spec.timeseries), len(spec.static), len(spec.targets),
-                len(d.labels) if d else 0, len(d.events) if d else 0)
+                len(d.labels) if d else 0, len(d.events) if d else 0, len(d.setpoints) if d else 0)
 
 
 def example_schema(spec: Spec, config: Config) -> ExampleSchema:

@@ -67,6 +67,8 @@ class CaseArrays:
     labels: np.ndarray | None = None  # float32 [windows, labels]
     label_mask: np.ndarray | None = None  # uint8 [windows, labels], 1 = valid
     label_onset_s: np.ndarray | None = None  # float32 [windows, events]
+    setpoints: np.ndarray | None = None  # float32 [windows, setpoints]: each set-point at the window's end, normalized
+    setpoints_known: np.ndarray | None = None  # uint8 [windows, setpoints]: 1 = known there
     setpoint_sources: dict[str, str | None] = field(default_factory=dict)  # set-point -> track read (None: absent)
 
     @property
@@ -236,6 +238,8 @@ def preprocess_case(
         labels=None if labels is None else labels.labels,
         label_mask=None if labels is None else labels.mask,
         label_onset_s=None if labels is None else labels.onset_s,
+        setpoints=None if labels is None else labels.current,
+        setpoints_known=None if labels is None else labels.current_known,
         setpoint_sources=sources,
     )
 

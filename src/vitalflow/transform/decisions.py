@@ -35,6 +35,8 @@ class DecisionLabels:
     labels: np.ndarray  # float32 [windows, labels] in `Decisions.labels` order; 0 where masked
     mask: np.ndarray  # uint8 [windows, labels]: 1 = a valid label
     onset_s: np.ndarray  # float32 [windows, events]: seconds from t to the group's first change (0: none)
+    current: np.ndarray  # float32 [windows, setpoints]: each set-point at t, normalized (0 where unknown)
+    current_known: np.ndarray  # uint8 [windows, setpoints]: 1 = known at t
 
 
 def carry_known(values: np.ndarray, max_gap_s: int) -> np.ndarray:
@@ -162,7 +164,14 @@ def decision_labels(setpoint_values: dict[str, np.ndarray], decisions: Decisions
     mask = np.concatenate(masks, axis=1) if masks else np.zeros((w, 0), bool)
     onset_s = np.concatenate(onsets, axis=1) if onsets else np.zeros((w, 0))
     labels = np.where(mask, labels, 0.0)
-    return DecisionLabels(labels.astype(np.float32), mask.astype(np.uint8), onset_s.astype(np.float32))
+    current, known = np.zeros((w, len(decisions.setpoints)), np.float32), np.zeros((w, len(decisions.setpoints)), bool)
+    for j, sp in enumerate(decisions.setpoints):
+        if sp.name in setpoint_values and w:
+            now = setpoint_values[sp.name][ends]
+            known[:, j] = ~np.isnan(now)
+            current[:, j] = np.where(known[:, j], normalize(np.where(known[:, j], now, sp.range[0]), *sp.range)[0], 0.0)
+    return DecisionLabels(labels.astype(np.float32), mask.astype(np.uint8), onset_s.astype(np.float32), current,
+                          known.astype(np.uint8))
 
 
 def label_counts(labels: np.ndarray | None, mask: np.ndarray | None, decisions: Decisions | None) -> dict[str, list[int]]:
