@@ -127,6 +127,30 @@ def method_vitalflow_cases(files: list[Path], clinical: Path) -> tuple[list[floa
     return times, paired, windows, size
 
 
+def method_labels_cost(files: list[Path], clinical: Path) -> dict:
+    """Per case, read + transform + encode with the default spec and with the same spec without its
+    decision targets, alternating on each case (paired: drift cancels out): what the labels cost."""
+    from vitalflow.dataset.split import assign_splits
+    from vitalflow.run.inputs import find_case_files
+    from vitalflow.run.preprocess_job import PreprocessJob, subject_key
+    from vitalflow.spec import load_config
+    from vitalflow.vital.clinical import read_clinical
+
+    config, spec = load_config()
+    patients = read_clinical(clinical.read_bytes(), str(clinical))
+    ids = [int(f.stem) for f in files]
+    split_of = assign_splits({c: subject_key(patients[c]) for c in ids}, config.split.fractions, 0)
+    jobs = {name: PreprocessJob(str(files[0].parent), find_case_files(files[0].parent), patients, split_of, config, s)
+            for name, s in (("with", spec), ("without", spec.model_copy(update={"decisions": None})))}
+    times: dict[str, list[float]] = {"with": [], "without": []}
+    for i, f in enumerate(files):
+        for name in (("with", "without") if i % 2 else ("without", "with")):
+            t = time.perf_counter()
+            jobs[name].run_case(int(f.stem))
+            times[name].append(time.perf_counter() - t)
+    return {"times": times["with"], "without": times["without"]}
+
+
 def method_vitalflow_run(files: list[Path], clinical: Path, workers: int, compression: str) -> dict:
     from vitalflow.run.preprocess import RunOptions, preprocess
     from vitalflow.spec import load_config
@@ -152,6 +176,8 @@ def child(args) -> None:
     out: dict = {}
     if args.method == "inflate":
         out["times"] = method_inflate(files)
+    elif args.method == "labels":
+        out.update(method_labels_cost(files, clinical))
     elif args.method == "naive":
         out["times"] = method_naive(files, clinical)
     elif args.method == "cases":
@@ -199,6 +225,8 @@ def main() -> None:
     ap.add_argument("--scale", type=int, default=0, help="also run N cases without waves (e.g. 200)")
     ap.add_argument("--json", type=Path, default=HERE / "result.json")
     ap.add_argument("--repeat", type=int, default=5, help="runs of each timed method, alternating")
+    ap.add_argument("--labels-cost", action="store_true",
+                    help="only the paired per-case cost of the decision labels (spec with and without decisions)")
     ap.add_argument("--child")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--compression", default="GZIP")
@@ -217,6 +245,16 @@ def main() -> None:
                                                                         os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
     print(f"corpus: {len(files)} cases with waves, {mb:.0f} MB ({mb / len(files):.1f} MB/case); {machine}")
     results: dict = {"machine": machine, "corpus": {"cases": len(files), "mb": round(mb, 1)}}
+    if args.labels_cost:
+        runs = [run_child("labels", files) for _ in range(args.repeat)]
+        with_ = statistics.median(t for r in runs for t in r["times"])
+        without = statistics.median(t for r in runs for t in r["without"])
+        ratio = statistics.median(a / b for r in runs for a, b in zip(r["times"], r["without"]))
+        results["labels_cost"] = {"per_case_ms_median_with_decisions": round(1000 * with_, 1),
+                                  "per_case_ms_median_without": round(1000 * without, 1),
+                                  "paired_ratio_median": round(ratio, 3), "repeats": args.repeat}
+        print("labels cost:", results["labels_cost"])
+        return
 
     # The machine is shared and timings drift by 10 % or more between minutes: the timed methods run
     # --repeat times, alternating, and the medians over all repeats are reported.
