@@ -96,8 +96,8 @@ def bootstrap_over_cases(
     same seed gives the same resamples, hence the same interval.
 
     Speed: 1000 resamples of :func:`~vitalflow.evaluate.classification.auprc` over 10,000 windows
-    of 60 cases (10 % positives) took 0.27 s (auroc 0.37 s; the paired difference of two auprc
-    0.41 s) on the development machine's shared 2-core VM with numpy 2: a resample costs one
+    of 60 cases (10 % positives) took 0.27-0.36 s (auroc 0.37-0.54 s; the paired difference of two
+    auprc 0.41-0.56 s) on the development machine's shared, busy 2-core VM with numpy 2.4: a resample costs one
     ``np.repeat`` of window indices and a gather; the rest is the metric. The resamples' index arrays are never
     all held at once.
 
