@@ -25,6 +25,8 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 #: The metric ``list`` shows for the test set: mean over targets of the model's MAE / persistence's
 #: on the change windows (below 1: better than carrying the last value forward).
 KEY_RATIO = "test.changed.mae_ratio.model"
+#: ... and of a decision model: the mean over the events (group x horizon) of its test AUPRC
+KEY_AUPRC = "test.mean_auprc.model"
 
 
 def _wide() -> Console:
@@ -59,12 +61,13 @@ def list_models(
         out.print(f"no registered models in {tracking_uri()}: `vitalflow train` registers every model it trains",
                   markup=False)
         return
-    rows = [["model", "aliases", "created (UTC)", "val_loss", "MAE/persistence (test, changed)",
+    rows = [["model", "aliases", "created (UTC)", "val_loss", "mean AUPRC (test)", "MAE/persistence (test, changed)",
              "spec", "dataset", "run"]]
     for v in versions:
         spec = f"{v.tags.get('spec.name', '?')} v{v.tags.get('spec.version', '?')}"
         rows.append([v.reference, ", ".join(f"@{a}" for a in v.aliases) or "-", _created(v.created_ms),
-                     _fmt(v.metrics.get("best.val_loss")), _fmt(v.metrics.get(KEY_RATIO)), spec,
+                     _fmt(v.metrics.get("best.val_loss")), _fmt(v.metrics.get(KEY_AUPRC)),
+                     _fmt(v.metrics.get(KEY_RATIO)), spec,
                      _short(v.tags.get("dataset.fingerprint", "-")), v.run_id[:8]])
     _wide().print(_table(rows, f"Registered models in {tracking_uri()}", left=3))
 
@@ -84,12 +87,11 @@ def _lineage_rows(model: _Model) -> list[list[str]]:
 
 
 def _print_metrics(metrics: dict, title: str) -> None:
-    """The comparison tables of a metrics document."""
-    from vitalflow.evaluate.report import comparison_table
+    """The tables of a metrics document (`vitalflow.evaluate.tables`)."""
+    from vitalflow.evaluate.tables import metrics_tables
 
-    for kind, what in (("all", "all windows"), ("changed", "windows where the target changes within the horizon")):
-        rows = comparison_table(metrics, kind)
-        _wide().print(_table(rows, f"{title}, {what} (MAE, clinical units)", left=2))
+    for table in metrics_tables(metrics):
+        _wide().print(_table(table.rows, f"{title}: {table.title}", left=2))
 
 
 def show(
@@ -147,8 +149,8 @@ def compare(
     label_a, label_b = result.labels
     out.print(result.headline, markup=False)
     _wide().print(_table(result.summary, "Summary"))
-    for kind, what in (("all", "all windows"), ("changed", "windows where the target changes within the horizon")):
-        _wide().print(_table(result.table(kind), f"{label_a} vs {label_b}, {what} (MAE, clinical units)", left=2))
+    for table in result.tables():
+        _wide().print(_table(table.rows, f"{label_a} vs {label_b}: {table.title}", left=2))
 
 
 def push(

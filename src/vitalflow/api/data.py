@@ -491,6 +491,8 @@ MODEL_METRICS = {
     "ratio_changed": "test.changed.mae_ratio.model",
     "xgboost_ratio_all": "test.all.mae_ratio.xgboost",
     "xgboost_ratio_changed": "test.changed.mae_ratio.xgboost",
+    "mean_auprc": "test.mean_auprc.model",  # a decision model: mean over the events of its test AUPRC
+    "xgboost_mean_auprc": "test.mean_auprc.xgboost",
 }
 EVALUATION_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}\.png$")
 
@@ -566,14 +568,14 @@ def evaluation_images(model_dir: Path) -> dict[str, list[str]]:
 def model_detail(name: str, version: str, roots: Sequence[str]) -> dict:
     """A version's page: the registry row, the card (training, lineage), the test metrics against
     the baselines (`vitalflow.evaluate.report.comparison_table`) and the report's images."""
-    from vitalflow.evaluate.report import comparison_table
+    from vitalflow.evaluate.tables import metrics_tables
     from vitalflow.serve.auth import redact
 
     handle = model_handle(name, version)
     card = handle.card
     row = _version_row(handle.version, datasets_by_fingerprint(roots))
     metrics = handle.metrics("test")
-    tables = {kind: comparison_table(metrics, kind) for kind in ("all", "changed")} if metrics else None
+    tables = [t._asdict() for t in metrics_tables(metrics)] if metrics else None
     t = card.training
     return {
         **row,
@@ -632,7 +634,7 @@ def compare_versions(a: str, b: str) -> dict:
     warnings: list[str] = []
     result = compare_models(*handles, warn=lambda text: warnings.append(redact(text)))
     return {"labels": list(result.labels), "headline": redact(result.headline), "warnings": warnings,
-            "summary": result.summary, "tables": {kind: result.table(kind) for kind in ("all", "changed")}}
+            "summary": result.summary, "tables": [t._asdict() for t in result.tables()]}
 
 
 def promote_version(reference: str, alias: str) -> dict:

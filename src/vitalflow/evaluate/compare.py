@@ -81,15 +81,41 @@ class Comparison:
         return (f"{a} vs {b} on the {self.combined['split']} split of {self.dataset}: "
                 f"{self.combined['windows']} windows, the same for both")
 
-    def table(self, kind: str) -> list[list[str]]:
-        """MAE per target on ``kind`` ("all" or "changed") windows: target, unit, n, the two
-        models, then the baselines (`vitalflow.evaluate.report.comparison_table`)."""
-        from vitalflow.evaluate.report import comparison_table
+    def tables(self) -> list:
+        """The combined document's tables (`vitalflow.evaluate.tables.metrics_tables`): the two
+        models' columns first, then the baselines of the first."""
+        from vitalflow.evaluate.tables import metrics_tables
 
-        rows = comparison_table(self.combined, kind)
-        order = [0, 1, 2] + [rows[0].index(c) for c in self.labels] + \
-            [i for i, c in enumerate(rows[0]) if i > 2 and c not in self.labels]
-        return [[row[i] for i in order] for row in rows]
+        return metrics_tables(self.combined)
+
+
+def _combined_decisions(docs: list[dict], labels: tuple[str, str]) -> dict:
+    """Two decision evaluations of the same windows as one document whose scorers are the two
+    models (by label), then the first one's baselines; the gap closed is each model's own."""
+    first, second = docs
+    scorers = [*labels, *(s for s in first["scorers"] if s != "model")]
+    events = {}
+    for key, ev in first["events"].items():
+        other = second["events"].get(key, {})
+        merged = {label: doc_ev["scorers"].get("model", {}) for label, doc_ev in zip(labels, (ev, other))}
+        gaps = {label: doc_ev.get("gap_closed", {}).get("model") for label, doc_ev in zip(labels, (ev, other))}
+        events[key] = {**ev, "scorers": {**merged, **{k: v for k, v in ev["scorers"].items() if k != "model"}},
+                       "gap_closed": {k: v for k, v in gaps.items() if v is not None}}
+    return {**first, "scorers": scorers, "events": events,
+            "values": _combined_values(first.get("values", {}), second.get("values", {}), labels)}
+
+
+def _combined_values(a: dict, b: dict, labels: tuple[str, str]) -> dict:
+    """Value MAEs: the first model's entries, its ``model_mae`` relabelled, the second's added."""
+    out = {}
+    for key, entry in a.items():
+        out[key] = dict(entry)
+        for subset in ("all", "changed"):
+            row = {k: v for k, v in entry[subset].items() if k != "model_mae"}
+            row[f"{labels[0]}_mae"] = entry[subset].get("model_mae")
+            row[f"{labels[1]}_mae"] = b.get(key, {}).get(subset, {}).get("model_mae")
+            out[key][subset] = row
+    return out
 
 
 def _evaluate_into(models: list[ModelHandle], dataset: str, split: str, tmp: Path) -> list[dict]:
@@ -130,18 +156,27 @@ def compare_models(a: str | ModelHandle, b: str | ModelHandle, dataset: str | No
             raise ModelError(f"{first.label} and {second.label} were evaluated on different test windows "
                              f"({docs[0].get('dataset', '?')}, {docs[1].get('dataset', '?')}): pass --dataset DS "
                              "to score both on the same windows")
+    if [d.get("task", "values") for d in docs] != [docs[0].get("task", "values")] * 2:
+        raise ModelError(f"{first.label} and {second.label} predict different tasks: their metrics are not comparable")
     label_a, label_b = (first.label, second.label) if first.label != second.label else ("A", "B")
-    combined = {"split": docs[0]["split"], "windows": docs[0]["windows"], "units": docs[0]["units"],
-                "models": {label_a: docs[0]["models"]["model"], label_b: docs[1]["models"]["model"],
-                           **{k: v for k, v in docs[0]["models"].items() if k != "model"}}}
     from vitalflow.registry.log import evaluation_metrics
 
     rows = [["", label_a, label_b]]
-    rows.append(["val_loss (normalized, best epoch)", fmt(ca.metrics.get("val_loss"), 5),
-                 fmt(cb.metrics.get("val_loss"), 5)])
-    for kind in ("all", "changed"):
-        ratio = [evaluation_metrics(d).get(f"{d['split']}.{kind}.mae_ratio.model") for d in docs]
-        rows.append([f"mean MAE / persistence, {kind} windows", fmt(ratio[0]), fmt(ratio[1])])
+    if docs[0].get("task") == "decisions":
+        combined = _combined_decisions(docs, (label_a, label_b))
+        means = [evaluation_metrics(d).get(f"{d['split']}.mean_auprc.model") for d in docs]
+        rows.append(["mean AUPRC over the events (test)", fmt(means[0]), fmt(means[1])])
+        rows.append(["XGBoost's mean AUPRC on the same windows", fmt(evaluation_metrics(docs[0]).get(
+            f"{docs[0]['split']}.mean_auprc.xgboost")), ""])
+    else:
+        combined = {"split": docs[0]["split"], "windows": docs[0]["windows"], "units": docs[0]["units"],
+                    "models": {label_a: docs[0]["models"]["model"], label_b: docs[1]["models"]["model"],
+                               **{k: v for k, v in docs[0]["models"].items() if k != "model"}}}
+        rows.append(["val_loss (normalized, best epoch)", fmt(ca.metrics.get("val_loss"), 5),
+                     fmt(cb.metrics.get("val_loss"), 5)])
+        for kind in ("all", "changed"):
+            ratio = [evaluation_metrics(d).get(f"{d['split']}.{kind}.mae_ratio.model") for d in docs]
+            rows.append([f"mean MAE / persistence, {kind} windows", fmt(ratio[0]), fmt(ratio[1])])
     rows.append(["dataset fingerprint", short(ca.dataset.fingerprint), short(cb.dataset.fingerprint)])
     return Comparison(labels=(label_a, label_b), dataset=dataset or docs[0].get("dataset", "?"),
                       combined=combined, summary=rows)

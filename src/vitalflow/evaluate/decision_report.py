@@ -93,9 +93,10 @@ def reliability_png(path: Path, metrics: dict, events: Sequence[str]) -> Path:
     return _save(fig, path)
 
 
-def _value_table(metrics: dict) -> list[list[str]]:
+def value_table(metrics: dict) -> list[list[str]]:
     values = metrics.get("values", {})
-    scorers = ["model", "persistence", "xgboost"]
+    found = dict.fromkeys(k[:-4] for v in values.values() for k in v["all"] if k.endswith("_mae"))
+    scorers = [s for s in ("model", *found) if s in found]  # the model first, then in the document's order
     rows = [["set-point/H", "unit", "n all"] + [f"{s} MAE all" for s in scorers] + ["n changed"] +
             [f"{s} MAE changed" for s in scorers]]
     for key, v in values.items():
@@ -144,11 +145,11 @@ def write_decision_report(out_dir: Path, metrics: dict, y: Mapping[str, np.ndarr
               "on AUPRC."),
         ("table", event_table(metrics)),
         ("h2", "Alerts at a budget of one per 10 minutes"),
-        ("table", _budget_table(metrics)),
+        ("table", budget_table(metrics)),
         ("h2", "Set-point values (MAE in the set-point's unit)"),
         ("p", "all: every window with a valid value label; changed: the windows where the set-point changed "
               "within the horizon. Persistence predicts the set-point's value at the window's end."),
-        ("table", _value_table(metrics)),
+        ("table", value_table(metrics)),
         ("p", ANCHORS),
     ]
     for file, title in images:
@@ -159,9 +160,9 @@ def write_decision_report(out_dir: Path, metrics: dict, y: Mapping[str, np.ndarr
     return written
 
 
-def _budget_table(metrics: dict) -> list[list[str]]:
+def budget_table(metrics: dict) -> list[list[str]]:
     scorers = [s for s in metrics["scorers"] if s != "no_skill"]
-    rows = [["event"] + [f"{SCORER_LABELS[s]} recall / precision / lead s" for s in scorers]]
+    rows = [["event"] + [f"{SCORER_LABELS.get(s, s)} recall / precision / lead s" for s in scorers]]
     for key, ev in metrics["events"].items():
         if not ev.get("positives"):
             continue

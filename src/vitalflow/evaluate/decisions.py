@@ -331,8 +331,9 @@ def event_table(metrics: dict, horizons: tuple[int, ...] | None = None) -> list[
     """Group x horizon rows: prevalence, then AUROC and AUPRC [95 % interval] of each scorer, and the
     fraction of the gap closed by the model (a header row first)."""
     scorers = metrics["scorers"]
-    head = ["event", "n", "prev."] + [f"{SCORER_LABELS[s]} AUROC" for s in scorers if s != "no_skill"] + \
-        [f"{SCORER_LABELS[s]} AUPRC" for s in scorers] + (["gap closed"] if "oracle" in scorers else [])
+    label = lambda s: SCORER_LABELS.get(s, s)  # noqa: E731  (compare's columns are model labels)
+    head = ["event", "n", "prev."] + [f"{label(s)} AUROC" for s in scorers if s != "no_skill"] + \
+        [f"{label(s)} AUPRC" for s in scorers] + (["gap closed"] if "oracle" in scorers else [])
     rows = [head]
     for key, ev in metrics["events"].items():
         if horizons is not None and ev["horizon_s"] not in horizons:
@@ -344,7 +345,7 @@ def event_table(metrics: dict, horizons: tuple[int, ...] | None = None) -> list[
         row += [_with_ci(s[name]["auroc"], s[name].get("auroc_ci")) for name in scorers if name != "no_skill"]
         row += [_with_ci(s[name]["auprc"], s[name].get("auprc_ci")) for name in scorers]
         if "oracle" in scorers:
-            g = ev["gap_closed"].get("model") or ev["gap_closed"].get("xgboost") or {}
+            g = next((ev["gap_closed"][s] for s in scorers if s in ev["gap_closed"]), {})
             row.append(_with_ci(g.get("value"), g.get("ci")))
         rows.append(row)
     return rows

@@ -95,8 +95,46 @@ def flat_params(config: Mapping, prefix: str = "") -> dict[str, str]:
     return flat
 
 
+_EVENT_METRICS = ("auroc", "auprc", "brier", "ece", "recall_at_budget", "precision_at_budget", "median_lead_s")
+
+
+def decision_metrics_flat(metrics: Mapping) -> dict[str, float]:
+    """A decision evaluation (`vitalflow.evaluate.decisions`) as flat metrics: per event
+    ``<split>.<metric>.<group>/<H>.<scorer>`` (e.g. ``test.auprc.hypnotic/300.model``), the fraction of
+    the AUPRC gap closed ``<split>.gap_closed.<group>/<H>.<scorer>``, and per scorer the mean over the
+    events with positives ``<split>.mean_auprc.<scorer>`` (what ``models list`` and ``compare`` rank on).
+
+    >>> doc = {"task": "decisions", "split": "test", "events": {"oxygen/300": {"positives": 3, "prevalence": 0.1,
+    ...     "scorers": {"model": {"auprc": 0.5, "auroc": None}}, "gap_closed": {"model": {"value": 0.4}}}}}
+    >>> decision_metrics_flat(doc)
+    {'test.prevalence.oxygen/300': 0.1, 'test.auprc.oxygen/300.model': 0.5, 'test.gap_closed.oxygen/300.model': 0.4, 'test.mean_auprc.model': 0.5}
+    """
+    split = metrics.get("split", "test")
+    flat: dict[str, float] = {}
+    means: dict[str, list[float]] = {}
+    for key, event in metrics.get("events", {}).items():
+        if event.get("prevalence") is not None:
+            flat[metric_key(split, "prevalence", key)] = float(event["prevalence"])
+        for scorer, scores in event.get("scorers", {}).items():
+            for name in _EVENT_METRICS:
+                value = scores.get(name)
+                if value is not None and math.isfinite(value):
+                    flat[metric_key(split, name, key, scorer)] = float(value)
+            if event.get("positives") and scores.get("auprc") is not None:
+                means.setdefault(scorer, []).append(float(scores["auprc"]))
+        for scorer, gap in event.get("gap_closed", {}).items():
+            if gap.get("value") is not None:
+                flat[metric_key(split, "gap_closed", key, scorer)] = float(gap["value"])
+    for scorer, values in means.items():
+        flat[metric_key(split, "mean_auprc", scorer)] = sum(values) / len(values)
+    return flat
+
+
 def evaluation_metrics(metrics: Mapping) -> dict[str, float]:
-    """The flat metrics of an evaluation document (`vitalflow.evaluate.report`), None values left out."""
+    """The flat metrics of an evaluation document (`vitalflow.evaluate.report`, or a decision
+    evaluation: `decision_metrics_flat`), None values left out."""
+    if metrics.get("task") == "decisions":
+        return decision_metrics_flat(metrics)
     split = metrics.get("split", "test")
     models = metrics.get("models", {})
     flat: dict[str, float] = {}
