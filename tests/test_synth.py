@@ -58,7 +58,9 @@ def _values(vf, name):
 def test_corpus_files_and_names(corpus30):
     out, paths, _, rows = corpus30
     assert [p.name for p in paths] == [f"{i:04d}.vital" for i in range(1, CORPUS_CASES + 1)]
-    assert sorted(p.name for p in out.iterdir()) == sorted([p.name for p in paths] + ["clinical.csv"])
+    # beside each recording: the clinician's decision log and the oracle (decision-targets issue)
+    beside = [f"{i:04d}.{x}" for i in range(1, CORPUS_CASES + 1) for x in ("decisions.csv", "oracle.npz")]
+    assert sorted(p.name for p in out.iterdir()) == sorted([p.name for p in paths] + beside + ["clinical.csv"])
     assert [int(r["caseid"]) for r in rows] == list(range(1, CORPUS_CASES + 1))
 
 

@@ -52,38 +52,54 @@ import numpy as np
 
 from vitalflow.synth.clinical import CLINICAL_COLUMNS, clinical_row, write_csv
 from vitalflow.synth.numeric import numeric_tracks
+from vitalflow.synth.oracle import HORIZONS_S, oracle_probabilities, write_decisions, write_oracle
 from vitalflow.synth.patient import draw_flags, draw_patient
-from vitalflow.synth.physiology import simulate_state
+from vitalflow.synth.physiology import WORLDS, State, simulate_state
 from vitalflow.synth.timeline import draw_timeline
 from vitalflow.synth.waves import wave_tracks
 from vitalflow.vital.write import TrackData, write_vital
 
-__all__ = ["CLINICAL_COLUMNS", "synth_case", "synth_corpus"]
+__all__ = ["CLINICAL_COLUMNS", "HORIZONS_S", "WORLDS", "case_state", "oracle_probabilities", "synth_case",
+           "synth_corpus"]  # fmt: skip
 
 _EPOCH_KST = 1469977200.0  # 2016-08-01 00:00 KST, start of VitalDB's collection period
 _MIN_HOURS = 0.1
 
 
 def synth_case(
-    case_id: int, seed: int = 0, hours: float | None = None, waves: bool = True
+    case_id: int, seed: int = 0, hours: float | None = None, waves: bool = True, world: str = "default"
 ) -> tuple[list[TrackData], dict, float, str]:
     """Build one synthetic case: ``(tracks, clinical_row, start_unix_time, layout)``.
 
     ``hours=None`` draws the case length (anesthesia 90-240 min, median 150, plus 10-30 min
     before and after); ``hours=H`` makes the recording H hours long (H >= 0.1). Numeric tracks
-    do not depend on ``waves``.
+    do not depend on ``waves``. ``world`` is the clinician's: ``"default"``, ``"deterministic"``
+    (fixed reaction delay, no unexplained changes) or ``"random"`` (Poisson changes only, no
+    reaction to the monitor); README, "Synthetic world".
     """
-    _check_int("case_id", case_id, 1)
-    _check_int("seed", seed, 0)
-    if hours is not None and not (isinstance(hours, (int, float)) and hours >= _MIN_HOURS):
-        raise ValueError(f"hours must be None or a number >= {_MIN_HOURS}, got {hours!r}")
+    return _case(case_id, seed, hours, waves, world)[:4]
+
+
+def case_state(case_id: int, seed: int = 0, hours: float | None = None, world: str = "default") -> tuple[State, float]:
+    """The simulated state of a case (decision log, oracle inputs, 1 Hz arrays) and the recording
+    length in s: what `synth_case` builds the tracks from, without the tracks."""
+    _check_args(case_id, seed, hours, world)
+    rng = np.random.default_rng([seed, case_id, 0])
+    patient = draw_patient(seed, case_id, rng)
+    flags = draw_flags(rng, case_id, patient)
+    tl = draw_timeline(rng, case_id, hours, flags)
+    return simulate_state(np.random.default_rng([seed, case_id, 2]), tl, patient, flags, world), tl.total
+
+
+def _case(case_id, seed, hours, waves, world):
+    _check_args(case_id, seed, hours, world)
     rng = np.random.default_rng([seed, case_id, 0])
     patient = draw_patient(seed, case_id, rng)
     flags = draw_flags(rng, case_id, patient)
     tl = draw_timeline(rng, case_id, hours, flags)
     # the closed loop draws from its own stream, so device artefacts and the clinical row do not
     # depend on how many decisions the simulated clinician made
-    state = simulate_state(np.random.default_rng([seed, case_id, 2]), tl, patient, flags)
+    state = simulate_state(np.random.default_rng([seed, case_id, 2]), tl, patient, flags, world)
     tracks, devices = numeric_tracks(rng, tl, state, patient, flags)
     if waves:
         wrng = np.random.default_rng([seed, case_id, 1])
@@ -91,13 +107,16 @@ def synth_case(
     row = clinical_row(rng, case_id, patient, tl)
     start = _EPOCH_KST + float(rng.integers(0, 330)) * 86400 + float(rng.integers(27000, 55800))
     layout = "interleaved" if case_id % 2 else "packed"
-    return tracks, row, start, layout
+    return tracks, row, start, layout, state, tl.total
 
 
 def synth_corpus(
-    out_dir: str | os.PathLike, cases: int, seed: int = 0, hours: float | None = None, waves: bool = True
+    out_dir: str | os.PathLike, cases: int, seed: int = 0, hours: float | None = None, waves: bool = True,
+    world: str = "default",
 ) -> list[Path]:
-    """Write ``cases`` recordings (``0001.vital`` ...) and ``clinical.csv`` into ``out_dir``.
+    """Write ``cases`` recordings (``0001.vital`` ...) and ``clinical.csv`` into ``out_dir``, and
+    beside each recording the clinician's decision log ``0001.decisions.csv`` and the oracle
+    ``0001.oracle.npz`` (`vitalflow.synth.oracle`).
 
     Returns the paths of the `.vital` files. Same arguments, same bytes.
     """
@@ -107,13 +126,24 @@ def synth_corpus(
     paths, rows = [], []
     width = max(4, len(str(cases)))
     for case_id in range(1, cases + 1):
-        tracks, row, start, layout = synth_case(case_id, seed=seed, hours=hours, waves=waves)
+        tracks, row, start, layout, state, total = _case(case_id, seed, hours, waves, world)
         path = out / f"{case_id:0{width}d}.vital"
         write_vital(path, tracks, start, layout=layout)
+        write_decisions(out / f"{case_id:0{width}d}.decisions.csv", state)
+        write_oracle(out / f"{case_id:0{width}d}.oracle.npz", oracle_probabilities(state, total))
         paths.append(path)
         rows.append(row)
     write_csv(out / "clinical.csv", rows)
     return paths
+
+
+def _check_args(case_id, seed, hours, world) -> None:
+    _check_int("case_id", case_id, 1)
+    _check_int("seed", seed, 0)
+    if hours is not None and not (isinstance(hours, (int, float)) and hours >= _MIN_HOURS):
+        raise ValueError(f"hours must be None or a number >= {_MIN_HOURS}, got {hours!r}")
+    if world not in WORLDS:
+        raise ValueError(f"world must be one of {WORLDS}, got {world!r}")
 
 
 def _check_int(name: str, value: object, lo: int) -> None:

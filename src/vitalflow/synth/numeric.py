@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from vitalflow.synth.patient import Flags, Patient
-from vitalflow.synth.physiology import State, drift, lowpass, steps
+from vitalflow.synth.physiology import State, drift, steps
 from vitalflow.synth.timeline import EVENTS, Timeline
 from vitalflow.vital.write import TrackData
 
@@ -250,11 +250,6 @@ def numeric_tracks(rng, tl: Timeline, s: State, p: Patient, f: Flags):
     b = _Builder(rng, "Orchestra", _device_times(rng, spans["Orchestra"], _ORCH, gaps["Orchestra"]))
     t = b.times
     w = p.weight
-    pk = {  # drug: (mg or ug per mL, clearance L/min, V1 L, ke0 1/min) -- textbook-ish values
-        "PPF20": (20.0, 0.027 * w, 0.228 * w, 0.456),
-        "RFTN20": (20.0, 0.037 * w, 0.07 * w, 0.595),
-        "RFTN50": (50.0, 0.037 * w, 0.07 * w, 0.595),
-    }
     for drug in ("PPF20", "RFTN20", "RFTN50", "NEPI"):
         if drug not in s:
             continue
@@ -262,15 +257,11 @@ def numeric_tracks(rng, tl: Timeline, s: State, p: Patient, f: Flags):
         b.add(f"{drug}_RATE", rate[s.index(t)], 1, spikes=(-1.0, np.nan), rate=5e-5, unit="mL/h")
         vol = np.cumsum(rate) / 3600
         b.add(f"{drug}_VOL", vol[s.index(t)], 2, unit="mL")
-        if drug in pk:
-            conc, cl, v1, ke0 = pk[drug]
-            steady = rate * conc / 60 / cl  # mg/L (= ug/mL) for propofol, ug/L (= ng/mL) for remi
-            cp = lowpass(steady, v1 / cl * 60)
-            ce = lowpass(cp, 60 / ke0)
-            b.add(f"{drug}_CP", cp[s.index(t)], 2)
-            b.add(f"{drug}_CE", ce[s.index(t)], 2)
-            ct = s[f"{drug}_maint"] * conc / 60 / cl
-            b.add(f"{drug}_CT", ct[s.index(t)], 1)
+        if f"{drug}_CT" in s:  # a TCI pump: target, plasma and effect-site concentrations (model)
+            unit = "mcg/mL" if drug == "PPF20" else "ng/mL"
+            b.add(f"{drug}_CT", s[f"{drug}_CT"][s.index(t)], 1, unit=unit)
+            b.add(f"{drug}_CP", s[f"{drug}_CP"][s.index(t)], 2, unit=unit)
+            b.add(f"{drug}_CE", s[f"{drug}_CE"][s.index(t)], 2, unit=unit)
 
     # other infusions now and then (phenylephrine, rocuronium): rate and volume only
     for drug, share, ml_h in (("PHEN", 0.06, 10.0), ("ROC", 0.05, 5.0)):

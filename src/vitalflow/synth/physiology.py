@@ -7,12 +7,24 @@ runs forward in blocks of ``DT`` seconds with the inputs constant in a block, so
 closed form inside a block; the 1 Hz arrays are then rebuilt from the recorded block inputs and
 block-start values with the same formulas (`_vitals`), so the arrays show exactly what the
 clinician saw. Also the curve helpers (`drift`, `lowpass`, `steps`) the device tracks reuse.
+
+Every set-point change goes through one decision log (`State.decisions`: time, set-point, old,
+new, cause; planned changes have cause ``"plan"``), in the units of the device tracks. Propofol
+and remifentanil run on TCI pumps (`vitalflow.synth.pk`) in most adult cases: the clinician
+changes the target, the pump the rate, and the drug acts through the delivered rate. While it
+runs, the loop also records what the clinician knows about its next decisions (pending
+decisions, rules whose condition holds, the plan, the noise windows), from which
+`vitalflow.synth.oracle` computes the probability of a change (nothing random is looked at).
+
+Worlds: ``"default"``; ``"deterministic"`` (a fixed reaction delay, no unexplained changes);
+``"random"`` (no reaction to the monitor: Poisson changes only, at ``RANDOM_PER_H``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from vitalflow.synth import pk
 from vitalflow.synth.patient import Flags, Patient
 from vitalflow.synth.timeline import Timeline
 
@@ -23,7 +35,12 @@ class State(dict):
     def __init__(self, g: np.ndarray):
         super().__init__()
         self.g = g
-        self.actions: list[tuple[float, str, float, float, str]] = []  # (time, setting, old, new, cause)
+        # the decision log: (time s, set-point, old, new, cause), set-points as in `DECISION_GROUP`
+        self.decisions: list[tuple[float, str, float, float, str]] = []
+        # the oracle's inputs: (block, group index, decision time or look, no effect after)
+        self.sources: list[tuple[int, int, float, float]] = []
+        self.plan: list[tuple[float, str, float]] = []  # planned changes (time, setting, new value)
+        self.world = "default"
         self.stims: list[tuple[float, float]] = []  # surgical stimulation events (start, duration), s
         self.nibp_times = np.zeros(0)  # NIBP cuff reading times (s) and their errors (mmHg)
         self.nibp_err = np.zeros(0)
@@ -87,10 +104,34 @@ HOLD_S = 120.0  # a condition must hold this long on the monitor
 DELAY_S = (60.0, 180.0)  # reaction delay, drawn per decision
 REFRACTORY_S = 240.0  # after an action, the same rule waits this long
 NOISE_PER_H = {"hyp": 0.8, "remi": 0.6, "nepi": 0.6, "rr": 0.3, "tv": 0.2, "peep": 0.25, "fio2": 0.3}
+WORLDS = ("default", "deterministic", "random")
+FIXED_DELAY_S = 120.0  # the reaction delay of the deterministic world
+# the random world: Poisson changes only (per hour, in the maintenance period), about as many as
+# the default world's clinician makes
+RANDOM_PER_H = {"hyp": 1.6, "remi": 1.2, "nepi": 1.2, "rr": 0.8, "tv": 0.4, "peep": 0.25, "fio2": 0.6}
+TCI_SHARE = 0.75  # share of adult pump cases run as TCI (target-controlled) rather than manual rates
+PPF_CT_RANGE = (2.0, 6.0)  # ug/mL, the clinician's propofol targets (Schnider effect site)
+RFTN_CT_RANGE = (1.0, 10.0)  # ng/mL, remifentanil targets (Minto effect site)
+GROUPS = ("hypnotic", "opioid", "vasopressor", "ventilation", "oxygen")
+# decision log set-points and their groups
+DECISION_GROUP = {
+    "PPF_CT": "hypnotic", "PPF_RATE": "hypnotic", "SEVO": "hypnotic", "RFTN_CT": "opioid",
+    "RFTN_RATE": "opioid", "NEPI_RATE": "vasopressor", "TV_SET": "ventilation", "RR_SET": "ventilation",
+    "PEEP_SET": "ventilation", "FIO2_SET": "oxygen",
+}  # fmt: skip
+# the loop's settings and actions -> group index
+GROUP_INDEX = {
+    "ppf": 0, "sevo": 0, "hyp": 0, "remi": 1, "nepi": 2, "vent": 3, "rr": 3, "tv": 3, "peep": 3, "fio2": 4,
+}  # fmt: skip
 
 
 class _Ex:
     """Exogenous 1 Hz arrays and per-case constants (independent of the clinician)."""
+
+
+def _clip(x, lo, hi):
+    """``np.clip`` for arrays, plain min/max for scalars (the loop calls `_vitals` per block)."""
+    return np.clip(x, lo, hi) if isinstance(x, np.ndarray) else min(max(x, lo), hi)
 
 
 def _vitals(ex: _Ex, i, c: dict) -> dict:
@@ -100,16 +141,16 @@ def _vitals(ex: _Ex, i, c: dict) -> dict:
     h = ex.sens * (c["ppf"] / 7.0 + c["sevo"] / 2.0) * (1 + 0.3 * remi / (remi + 0.1))
     depth = h * h / (h * h + 0.3025)  # Emax model, half effect at h = 0.55
     resp = 1 - 0.85 * blunt
-    hr = np.clip(ex.base_hr * (1 - 0.12 * depth - 0.08 * blunt) + resp * (15 * ex.intub[i] + ex.stim_hr[i])
+    hr = _clip(ex.base_hr * (1 - 0.12 * depth - 0.08 * blunt) + resp * (15 * ex.intub[i] + ex.stim_hr[i])
                  + ex.hr_d[i], 35, 190)  # fmt: skip
     sbp = (ex.base_sbp * (1 - 0.25 * depth - 0.06 * blunt) + resp * (30 * ex.intub[i] + ex.stim_sbp[i])
            + 45 * c["nepi"] / (c["nepi"] + 0.1) + c["vaso"] - ex.hypo[i] + ex.sbp_d[i])  # fmt: skip
-    sbp = np.clip(sbp, 55, 220)
+    sbp = _clip(sbp, 55, 220)
     dbp = sbp * ex.dbp_ratio + ex.dbp_d[i]
     mbp = (sbp + 2 * dbp) / 3 + ex.mbp_d[i]
-    bis = np.clip(96 - 62 * depth + 5 * resp * ex.stim_lvl[i] + ex.bis_d[i], 5, 98)
-    etco2 = np.clip(c["co2"] * ex.co2prod[i] + ex.etco2_d[i], 20, 60)
-    spo2 = np.clip(97.3 + 2.2 * ex.o2[i] - ex.desat[i] * 50 / c["fio2"] + ex.spo2_d[i], 80, 100)
+    bis = _clip(96 - 62 * depth + 5 * resp * ex.stim_lvl[i] + ex.bis_d[i], 5, 98)
+    etco2 = _clip(c["co2"] * ex.co2prod[i] + ex.etco2_d[i], 20, 60)
+    spo2 = _clip(97.3 + 2.2 * ex.o2[i] - ex.desat[i] * 50 / c["fio2"] + ex.spo2_d[i], 80, 100)
     return {"depth": depth, "hr": hr, "sbp": sbp, "dbp": dbp, "mbp": mbp, "bis": bis, "etco2": etco2, "spo2": spo2}
 
 
@@ -124,11 +165,17 @@ def _episodes(rng, g, a, b, per_h, dur, amp) -> tuple[np.ndarray, list]:
     return out, ev
 
 
-def simulate_state(rng: np.random.Generator, tl: Timeline, p: Patient, f: Flags) -> State:
-    """All latent arrays of the case, from 15 min before induction (or the recording start) to the end."""
-    g = np.arange(min(0.0, np.floor(tl.anestart) - 900), tl.total + 2, 1.0)
+def simulate_state(rng: np.random.Generator, tl: Timeline, p: Patient, f: Flags, world: str = "default") -> State:
+    """All latent arrays of the case, from 15 min before induction (or the recording start) to the end.
+
+    The grid starts at a multiple of ``DT`` seconds, so the clinician's blocks start at multiples
+    of ``DT`` from the recording start."""
+    if world not in WORLDS:
+        raise ValueError(f"world must be one of {WORLDS}, got {world!r}")
+    g = np.arange(DT * np.floor(min(0.0, np.floor(tl.anestart) - 900) / DT), tl.total + 2, 1.0)
     n = g.size
     s = State(g)
+    s.world = world
     u = rng.random(16)
     w = p.weight
     ex = _Ex()
@@ -170,10 +217,11 @@ def simulate_state(rng: np.random.Generator, tl: Timeline, p: Patient, f: Flags)
     s.nibp_times = np.round(tn + rng.uniform(-5, 5, tn.size), 3)
     s.nibp_err = rng.normal(0, 4, tn.size)
 
-    # ---- initial settings
+    # ---- initial settings (all in the units of the device tracks: pump rates mL/h, targets
+    # ug/mL or ng/mL, TV mL, RR /min, PEEP mbar, FiO2 %, sevoflurane dial vol %)
     rr0 = {"adult": 10 + int(u[4] * 5), "child": 18, "infant": 26}[p.kind]
     rr_lo, rr_hi = {"adult": (8, 20), "child": (14, 28), "infant": (20, 36)}[p.kind]
-    tv0 = max(20.0, round((6 + 2 * u[8]) * p.ibw / 10) * 10)
+    tv0 = max(20.0, round((6 + 2 * u[8]) * p.ibw / 10) * 10.0)
     tv_lo, tv_hi = min(tv0, max(0.92 * tv0, 5.8 * p.ibw)), max(tv0, min(1.1 * tv0, 8.0 * p.ibw))
     peep0 = 5.0 if u[11] < 0.7 else float(rng.choice([3, 4, 6, 7, 8]))
     fio2_0 = float(rng.choice([40, 45, 50, 60]))
@@ -181,44 +229,90 @@ def simulate_state(rng: np.random.Generator, tl: Timeline, p: Patient, f: Flags)
     mv_ref = rr0 * tv0
     map_low = MAP_LOW[p.kind]
     set_ = {"ppf": 0.0, "sevo": 0.0, "remi": 0.0, "nepi": 0.0, "rr": float(rr0), "tv": tv0, "peep": peep0,
-            "fio2": fio2_0}  # fmt: skip
-    # pumps: bolus (recorded as the pump's bolus rate) then maintenance from t_end
-    ppf_plan = remi_plan = None
-    manual_bolus = None  # induction with a hand bolus of propofol (no pump)
+            "fio2": 100.0}  # fmt: skip
+    conc_r = f.rftn or 20
+    # TCI (Orchestra) or manual rates: adults only (the PK models are adult models), ~75 % of them
+    tci_ppf = f.ppf and p.kind == "adult" and u[12] >= 1 - TCI_SHARE
+    tci_remi = bool(f.rftn) and p.kind == "adult" and u[12] >= 1 - TCI_SHARE
+    s.tci = {"ppf": bool(tci_ppf), "remi": bool(tci_remi)}
+    setpoint = {"ppf": "PPF_CT" if tci_ppf else "PPF_RATE", "remi": "RFTN_CT" if tci_remi else "RFTN_RATE",
+                "nepi": "NEPI_RATE", "sevo": "SEVO", "rr": "RR_SET", "tv": "TV_SET", "peep": "PEEP_SET",
+                "fio2": "FIO2_SET"}  # fmt: skip
+    ppf_ml = lambda dose: round(dose * w / 20, 1)  # noqa: E731  mg/kg/h -> mL/h (20 mg/mL)
+    remi_ml = lambda dose: round(dose * w * 60 / conc_r, 1)  # noqa: E731  ug/kg/min -> mL/h
+    nepi_ml = lambda dose: round(dose * w * 60 / 20, 1)  # noqa: E731  ug/kg/min -> mL/h (20 ug/mL)
+
+    # ---- the plan: (block time, setting, new value), known to the clinician in advance
+    plan: list[tuple[float, str, float]] = []
+    win = {"ppf": (np.inf, np.inf), "remi": (np.inf, np.inf), "sevo": (np.inf, np.inf)}  # maintenance windows
+    manual_bolus = None  # induction with a hand bolus of propofol (no pump; not a set-point)
     if f.ppf:
-        bolus_ml = rng.uniform(1.5, 2.5) * w / 20
-        t0 = tl.anestart + rng.uniform(0, 20)
-        bolus_rate = min(1200.0, max(50.0, 15 * w))
-        t1 = tl.stop if f.tiva else tl.intub + rng.uniform(5, 15) * 60 * tl.fs
-        ppf_plan = (t0, t0 + bolus_ml / bolus_rate * 3600, bolus_rate, t1, rng.uniform(5, 9), bolus_ml * 20 / w)
+        t0 = _blk(tl.anestart + rng.uniform(0, 20))
+        t1 = _blk(tl.stop if f.tiva else tl.intub + rng.uniform(5, 15) * 60 * tl.fs)
+        if tci_ppf:
+            tm = _blk(tl.intub + rng.uniform(1, 4) * 60 * tl.fs)
+            plan.append((t0, "ppf", round(rng.uniform(3.5, 5.0), 1)))
+            plan.append((tm, "ppf", round(rng.uniform(2.3, 3.5), 1)))
+        else:  # the pump's bolus (1.5-2.5 mg/kg, whole control steps), then a maintenance rate
+            bolus_ml = rng.uniform(1.5, 2.5) * w / 20
+            nbl = max(1, int(np.ceil(bolus_ml / min(1200.0, max(50.0, 15 * w)) * 3600 / DT)))
+            tm = t0 + nbl * DT
+            plan.append((t0, "ppf", round(bolus_ml * 3600 / (nbl * DT), 1)))
+            plan.append((tm, "ppf", ppf_ml(rng.uniform(5, 9))))
+        t1 = max(t1, tm + DT)
+        plan.append((t1, "ppf", 0.0))
+        win["ppf"] = (tm, t1)
     else:
         manual_bolus = (tl.anestart + rng.uniform(0, 20), rng.uniform(1.5, 2.5))
+    remi_start = 0.0
     if f.rftn:
-        conc = f.rftn
-        bolus_ml = rng.uniform(0.5, 1.0) * w / conc
-        t0 = tl.anestart - rng.uniform(0, 60)
-        remi_plan = (t0, t0 + 30.0, bolus_ml / 30 * 3600, tl.stop, rng.uniform(0.08, 0.2), bolus_ml * conc / w)
-    sevo_on = tl.intub + rng.uniform(0, 120) * tl.fs if not f.tiva else None
-    sevo0 = float(np.clip(2.0 * np.exp(rng.normal(0, 0.12)), 1.4, 2.6))
-    ppf_mlh = lambda dose: round(dose * w / 20, 1)  # noqa: E731  mg/kg/h -> mL/h (20 mg/mL)
-    remi_mlh = lambda dose: round(dose * w * 60 / f.rftn, 1)  # noqa: E731  ug/kg/min -> mL/h
-    nepi_mlh = lambda dose: round(dose * w * 60 / 20, 1)  # noqa: E731  ug/kg/min -> mL/h (20 ug/mL)
+        t0 = _blk(tl.anestart - rng.uniform(0, 60))
+        if tci_remi:
+            remi_start = round(rng.uniform(2.0, 5.0), 1)
+            plan.append((t0, "remi", remi_start))
+        else:  # a 30 s bolus of 0.5-1 ug/kg, then a maintenance rate
+            plan.append((t0, "remi", round(rng.uniform(0.5, 1.0) * w / conc_r / 30 * 3600, 1)))
+            remi_start = remi_ml(rng.uniform(0.08, 0.2))
+            plan.append((t0 + 30, "remi", remi_start))
+        t1 = max(_blk(tl.stop), t0 + 30 + DT)
+        plan.append((t1, "remi", 0.0))
+        win["remi"] = (t0 + 30, t1)
+    if not f.tiva:
+        on, off = _blk(tl.intub + rng.uniform(0, 120) * tl.fs), _blk(tl.stop)
+        plan += [(on, "sevo", float(np.clip(round(2.0 * np.exp(rng.normal(0, 0.12)), 1), 1.4, 2.6))), (off, "sevo", 0.0)]
+        win["sevo"] = (on, off)
+    plan += [(_blk(tl.intub), "fio2", fio2_0), (_blk(tl.stop), "fio2", 100.0)]
+    if f.nepi:
+        plan.append((_blk(tl.extub), "nepi", 0.0))
+    plan.sort(key=lambda e: e[0])
+    s.plan = plan
+    pumps = {}
+    if tci_ppf:
+        pumps["ppf"] = pk.TciPump(pk.schnider(p.age, w, p.height, p.sex), 20.0)
+    if tci_remi:
+        pumps["remi"] = pk.TciPump(pk.minto(p.age, w, p.height, p.sex), float(conc_r))
+    s.pumps = pumps
 
-    # ---- noise: unexplained changes, drawn up front (times, then a factor or step each)
+    # ---- unexplained changes: Poisson times in the maintenance period (a factor or step each);
+    # in the random world these are all the clinician does
+    nz0, nz1 = tl.intub + 300, max(tl.intub + 300, tl.stop)
+    rates = {} if world == "deterministic" else RANDOM_PER_H if world == "random" else NOISE_PER_H
+    s.noise_window, s.noise_per_h = (nz0, nz1), dict(rates)
     noise = []
-    for key, per_h in NOISE_PER_H.items():
-        k = rng.poisson(max(0.0, tl.stop - tl.intub) / 3600 * per_h)
-        for t in rng.uniform(tl.intub + 300, max(tl.intub + 300, tl.stop), k):
+    for key, per_h in rates.items():
+        k = rng.poisson((nz1 - nz0) / 3600 * per_h)
+        for t in rng.uniform(nz0, nz1, k):
             noise.append((float(t), key, float(rng.normal(0, 1)), float(rng.random())))
     noise.sort()
-    delays = rng.uniform(*DELAY_S, 4096)  # reaction delays and magnitudes, used in order
+    delays = rng.uniform(*DELAY_S, 4096) if world != "deterministic" else np.full(4096, FIXED_DELAY_S)
     mags = rng.random(4096)
+    s.delay_s = (FIXED_DELAY_S, FIXED_DELAY_S) if world == "deterministic" else DELAY_S
     draw = [0]
 
     def nxt():
         j = draw[0] % 4096
         draw[0] += 1
-        return delays[j], mags[j]
+        return float(delays[j]), float(mags[j])
 
     # ---- the loop
     a = {k: np.exp(-1.0 / v) for k, v in TAU.items()}
@@ -229,25 +323,40 @@ def simulate_state(rng: np.random.Generator, tl: Timeline, p: Patient, f: Flags)
     rec_x = {k: np.zeros(nb) for k in TAU}
     rec_c = {k: np.zeros(nb) for k in TAU}
     rec_set = {k: np.zeros(nb) for k in set_}
-    pending: list[tuple[float, str, str, float]] = []  # (time, setting, cause, magnitude)
+    rec_rate = {k: np.zeros(nb) for k in ("ppf", "remi")}
+    pk_x = {k: np.zeros(4) for k in pumps}
+    rec_pk = {k: np.zeros((nb, 4)) for k in pumps}
+    pending: list[tuple[float, str, str, float, float]] = []  # (due, setting, cause, magnitude, decided at)
     since: dict[str, float | None] = {}
     ready: dict[str, float] = {}
+    holding: dict[str, tuple[float, str, str, float]] = {}  # rule -> (decision look, action, cause, rule end)
+    sources = s.sources  # oracle: (block, group, decided or deciding at, no effect after)
     nibp_j, nibp_map, nibp_sbp = 0, None, None
     hr_base = sbp_base = None
     last_remi_t = -1e9
-    ni = 0
-    actions = s.actions
+    ni = pi = 0
+    log = s.decisions
+    ppf_lim = (3 * w / 20, 12 * w / 20) if not tci_ppf else PPF_CT_RANGE
+    remi_lim = (0.02 * w * 60 / conc_r, 0.5 * w * 60 / conc_r) if not tci_remi else RFTN_CT_RANGE
 
     def change(t, key, new, cause):
         old = set_[key]
         if new != old:
             set_[key] = new
-            actions.append((t, key, old, new, cause))
+            log.append((t, setpoint[key], old, new, cause))
 
     def hyp_key(t):
-        if ppf_plan is not None and ppf_plan[1] <= t < ppf_plan[3]:
+        if win["ppf"][0] <= t < win["ppf"][1]:
             return "ppf"
-        return "sevo" if sevo_on is not None and sevo_on <= t < tl.stop else None
+        return "sevo" if win["sevo"][0] <= t < win["sevo"][1] else None
+
+    def hyp_end(t):
+        """End of the hypnotic maintenance time containing t (t itself when none)."""
+        ends = [e for b_, e in (win["ppf"], win["sevo"]) if b_ <= t < e]
+        if not ends:
+            return t
+        e = max(ends)
+        return max(e, win["sevo"][1]) if win["sevo"][0] <= e < win["sevo"][1] else e
 
     def act(t, key, cause, m):
         """Apply a decided change to the current setting (magnitude m in [0, 1))."""
@@ -256,21 +365,28 @@ def simulate_state(rng: np.random.Generator, tl: Timeline, p: Patient, f: Flags)
             if key is None:
                 return
             up = cause in ("bis_high", "noise_up")
-            if key == "ppf":
+            if key == "ppf" and tci_ppf:
+                step = 0.2 + 0.8 * m if up else -(0.2 + 0.6 * m)
+                change(t, "ppf", round(float(np.clip(set_["ppf"] + step, *PPF_CT_RANGE)), 1), cause)
+            elif key == "ppf":
                 f_ = 1.15 + 0.2 * m if up else 0.75 + 0.13 * m
-                new = ppf_mlh(float(np.clip(set_["ppf"] * f_, 3, 12)))
-                change(t, "ppf", new * 20 / w, cause)
+                change(t, "ppf", round(float(np.clip(set_["ppf"] * f_, *ppf_lim)), 1), cause)
             else:
                 step = 0.2 + 0.3 * m
-                change(t, "sevo", round(float(np.clip(set_["sevo"] + (step if up else -step), 0.8, 3.5)), 1), cause)
+                new = round(float(np.clip(set_["sevo"] + (step if up else -step), 0.8, 3.5)), 1)
+                if abs(new - set_["sevo"]) >= 0.2 - 1e-9:  # a visible dial change (>= 0.3 kPa inspired)
+                    change(t, "sevo", new, cause)
         elif key == "remi":
-            if not remi_plan or not (remi_plan[1] <= t < remi_plan[3]):
+            if not (win["remi"][0] <= t < win["remi"][1]):
                 return
-            f_ = {"stim": 1.25 + 0.25 * m, "remi_wean": 0.8 + 0.1 * m}.get(cause, np.exp(0.25 * (m - 0.5) * 2))
-            dose = float(np.clip(set_["remi"] * f_, 0.02, 0.5))
-            change(t, "remi", remi_mlh(dose) * f.rftn / 60 / w, cause)
+            if tci_remi:
+                step = {"stim": 0.5 + 1.5 * m, "remi_wean": -(0.5 + 0.5 * m)}.get(cause, np.sign(m - 0.5) * (0.5 + abs(m - 0.5)))
+                change(t, "remi", round(float(np.clip(set_["remi"] + step, *RFTN_CT_RANGE)), 1), cause)
+            else:
+                f_ = {"stim": 1.25 + 0.25 * m, "remi_wean": 0.8 + 0.1 * m}.get(cause, np.exp(0.25 * (m - 0.5) * 2))
+                change(t, "remi", round(float(np.clip(set_["remi"] * f_, *remi_lim)), 1), cause)
         elif key == "nepi":
-            cur = set_["nepi"]
+            cur = set_["nepi"] * 20 / 60 / w  # ug/kg/min
             if cause == "map_low":
                 dose = 0.03 + 0.03 * m if cur == 0 else min(0.3, cur * (1.3 + 0.3 * m))
             elif cause == "map_high":
@@ -280,7 +396,7 @@ def simulate_state(rng: np.random.Generator, tl: Timeline, p: Patient, f: Flags)
                 if cur == 0:
                     return
                 dose = float(np.clip(cur * np.exp(0.3 * (m - 0.5)), 0.02, 0.3))
-            change(t, "nepi", nepi_mlh(dose) * 20 / 60 / w, cause)
+            change(t, "nepi", nepi_ml(dose), cause)
         elif key == "vent":  # EtCO2 out of band: RR (2/3) or TV (1/3)
             up = cause == "etco2_high"
             new_rr = float(np.clip(set_["rr"] + (1 + int(m * 2)) * (1 if up else -1), rr_lo, rr_hi))
@@ -293,8 +409,34 @@ def simulate_state(rng: np.random.Generator, tl: Timeline, p: Patient, f: Flags)
             new = set_["fio2"] + (10 + 10 * int(m * 2)) if cause == "spo2_low" else set_["fio2"] - 10
             change(t, "fio2", float(np.clip(new, 30, 100)), cause)
 
-    def rule(t, name, cond, hold, key, cause):
-        """Schedule ``key`` after a reaction delay once ``cond`` has held ``hold`` s on the monitor."""
+    def can_change(t, key, cause):
+        """Whether ``key`` for ``cause`` would change a setting now (the oracle's view)."""
+        up = cause in ("bis_high", "noise_up", "stim", "map_low", "etco2_high", "spo2_low")
+        if key == "hyp":
+            k = hyp_key(t)
+            if k is None:
+                return False
+            lo, hi = (ppf_lim if k == "ppf" else (0.8, 3.5))
+            return set_[k] < hi - 0.15 if up else set_[k] > lo + 0.15
+        if key == "remi":
+            return cause == "noise" or (set_["remi"] < remi_lim[1] if up else set_["remi"] > remi_lim[0])
+        if key == "nepi":
+            return set_["nepi"] < nepi_ml(0.3) if up else set_["nepi"] > 0
+        if key == "vent":
+            return (set_["rr"] < rr_hi or set_["tv"] < tv_hi) if up else (set_["rr"] > rr_lo or set_["tv"] > tv_lo)
+        return set_["fio2"] < 100 if up else set_["fio2"] > 30
+
+    def act_end(t, key):
+        """Time after which an action of ``key`` has nothing left to change."""
+        if key == "hyp":
+            return hyp_end(t)
+        if key == "remi":
+            return win["remi"][1] if win["remi"][0] <= t < win["remi"][1] else t
+        return np.inf
+
+    def rule(t, name, cond, hold, key, cause, end):
+        """Schedule ``key`` after a reaction delay once ``cond`` has held ``hold`` s on the monitor
+        (the rule is active until ``end``)."""
         if not cond:
             since[name] = None
             return
@@ -302,41 +444,23 @@ def simulate_state(rng: np.random.Generator, tl: Timeline, p: Patient, f: Flags)
             since[name] = t
         if t - since[name] >= hold and t >= ready.get(name, -1e9):
             d, m = nxt()
-            pending.append((t + d, key, cause, m))
+            pending.append((t + d, key, cause, m, t))
             ready[name] = t + d + REFRACTORY_S
             since[name] = None
+        else:  # the look at which it will decide if the condition keeps holding
+            due = max(since[name] + hold, ready.get(name, -1e9))
+            holding[name] = (t + DT * max(1, int(np.ceil((due - t) / DT - 1e-9))), key, cause, end)
 
     for b in range(nb):
         i0 = b * DT
         t = float(g[i0])
-        # planned events and decided actions due by now
-        if ppf_plan is not None:
-            if ppf_plan[0] <= t < ppf_plan[0] + DT:
-                chan["ppf"] += ppf_plan[5] * 3600 * (1 - a["ppf"])  # the bolus, as an impulse
-            if ppf_plan[1] <= t < ppf_plan[1] + DT:
-                set_["ppf"] = ppf_mlh(ppf_plan[4]) * 20 / w
-            if ppf_plan[3] <= t < ppf_plan[3] + DT:
-                change(t, "ppf", 0.0, "plan")
+        # planned events, unexplained changes and decided actions due by now
+        while pi < len(plan) and plan[pi][0] <= t:
+            _, key, new = plan[pi]
+            pi += 1
+            change(t, key, new, "plan")
         if manual_bolus is not None and manual_bolus[0] <= t < manual_bolus[0] + DT:
             chan["ppf"] += manual_bolus[1] * 3600 * (1 - a["ppf"])
-        if remi_plan is not None:
-            if remi_plan[0] <= t < remi_plan[0] + DT:
-                chan["remi"] += remi_plan[5] * 60 * (1 - a["remi"])
-            if remi_plan[1] <= t < remi_plan[1] + DT:
-                set_["remi"] = remi_mlh(remi_plan[4]) * f.rftn / 60 / w
-            if remi_plan[3] <= t < remi_plan[3] + DT:
-                change(t, "remi", 0.0, "plan")
-        if sevo_on is not None:
-            if sevo_on <= t < sevo_on + DT:
-                set_["sevo"] = sevo0
-            if tl.stop <= t < tl.stop + DT:
-                change(t, "sevo", 0.0, "plan")
-        if tl.intub <= t < tl.intub + DT:
-            set_["fio2"] = fio2_0
-        if tl.stop <= t < tl.stop + DT:
-            set_["fio2"] = 100.0
-        if f.nepi and tl.extub <= t < tl.extub + DT:
-            change(t, "nepi", 0.0, "plan")
         while ni < len(noise) and noise[ni][0] <= t:
             _, key, z, m = noise[ni]
             ni += 1
@@ -356,15 +480,32 @@ def simulate_state(rng: np.random.Generator, tl: Timeline, p: Patient, f: Flags)
             due = [x for x in pending if x[0] <= t]
             if due:
                 pending = [x for x in pending if x[0] > t]
-                for _, key, cause, m in sorted(due):
+                for _, key, cause, m, _ in sorted(due):
                     act(t, key, cause, m)
                     if key == "remi":
                         last_remi_t = t
+        # what the clinician knows now about its next decisions (the oracle's inputs)
+        for _, key, cause, _, td in pending:
+            if can_change(t, key, cause):
+                sources.append((b, GROUP_INDEX[key], td, act_end(t, key)))
+        for lk, key, cause, end in holding.values():
+            if lk < end and can_change(t, key, cause):
+                sources.append((b, GROUP_INDEX[key], lk, act_end(lk, key)))
+        holding.clear()
+        # pumps: the rate for this block (TCI: from the model state and the target)
+        for k in ("ppf", "remi"):
+            if k in pumps:
+                r = pumps[k].rate(pk_x[k], set_[k])
+                rec_pk[k][b] = pk_x[k]
+                pk_x[k] = pumps[k].step(pk_x[k], r)
+            else:
+                r = set_[k]
+            rec_rate[k][b] = r
         # channel inputs for this block
         x = {
-            "ppf": set_["ppf"], "sevo": set_["sevo"], "exp": set_["sevo"], "remi": set_["remi"],
-            "nepi": set_["nepi"], "vaso": 0.0, "co2": etco2_base * mv_ref / (set_["rr"] * set_["tv"]),
-            "fio2": set_["fio2"] if tl.intub <= t < tl.stop else 100.0,
+            "ppf": rec_rate["ppf"][b] * 20 / w, "sevo": set_["sevo"], "exp": set_["sevo"],
+            "remi": rec_rate["remi"][b] * conc_r / 60 / w, "nepi": set_["nepi"] * 20 / 60 / w, "vaso": 0.0,
+            "co2": etco2_base * mv_ref / (set_["rr"] * set_["tv"]), "fio2": set_["fio2"],
         }  # fmt: skip
         for k in TAU:
             rec_x[k][b], rec_c[k][b] = x[k], chan[k]
@@ -391,14 +532,19 @@ def simulate_state(rng: np.random.Generator, tl: Timeline, p: Patient, f: Flags)
         hr_base = v["hr"] if hr_base is None else hr_base + (v["hr"] - hr_base) * DT / 600
         if sbp_obs is not None:
             sbp_base = sbp_obs if sbp_base is None else sbp_base + (sbp_obs - sbp_base) * DT / 600
+        for k in TAU:
+            chan[k] = x[k] + (chan[k] - x[k]) * aDT[k]
+        if world == "random":  # no reaction to the monitor
+            continue
         maint = tl.intub + 300 <= t_end < tl.stop
         if f.bis and maint and hyp_key(t_end) is not None:
-            rule(t_end, "bis_high", v["bis"] > BIS_BAND[1], HOLD_S, "hyp", "bis_high")
-            rule(t_end, "bis_low", v["bis"] < BIS_BAND[0], HOLD_S, "hyp", "bis_low")
+            end = min(tl.stop, hyp_end(t_end))
+            rule(t_end, "bis_high", v["bis"] > BIS_BAND[1], HOLD_S, "hyp", "bis_high", end)
+            rule(t_end, "bis_low", v["bis"] < BIS_BAND[0], HOLD_S, "hyp", "bis_low", end)
         if map_obs is not None and tl.anestart + 300 <= t_end < tl.extub:
             if f.nepi:
-                rule(t_end, "map_low", map_obs < map_low, HOLD_S, "nepi", "map_low")
-                rule(t_end, "map_high", set_["nepi"] > 0 and map_obs > MAP_HIGH, 300.0, "nepi", "map_high")
+                rule(t_end, "map_low", map_obs < map_low, HOLD_S, "nepi", "map_low", tl.extub)
+                rule(t_end, "map_high", set_["nepi"] > 0 and map_obs > MAP_HIGH, 300.0, "nepi", "map_high", tl.extub)
             elif map_obs < map_low and t_end >= ready.get("vaso", -1e9):  # a hand bolus (not recorded)
                 if since.get("vaso") is None:
                     since["vaso"] = t_end
@@ -408,22 +554,28 @@ def simulate_state(rng: np.random.Generator, tl: Timeline, p: Patient, f: Flags)
                     ready["vaso"], since["vaso"] = t_end + 300, None
             else:
                 since["vaso"] = None
-        if remi_plan is not None and tl.intub <= t_end < tl.stop:
+        if f.rftn and tl.intub <= t_end < tl.stop:
             jump = v["hr"] > 1.15 * hr_base or (sbp_obs is not None and sbp_obs > 1.2 * sbp_base)
-            rule(t_end, "stim", jump, 60.0, "remi", "stim")
-            if not jump and t_end - last_remi_t > 1800 and set_["remi"] > 1.2 * remi_plan[4] and t_end >= ready.get("stim", -1e9):
-                d, m = nxt()
-                pending.append((t_end + d, "remi", "remi_wean", m))
-                last_remi_t = t_end + d
+            rule(t_end, "stim", jump, 60.0, "remi", "stim", tl.stop)
+            if not jump and set_["remi"] > 1.2 * remi_start:
+                if t_end - last_remi_t > 1800 and t_end >= ready.get("stim", -1e9):
+                    d, m = nxt()
+                    pending.append((t_end + d, "remi", "remi_wean", m, t_end))
+                    last_remi_t = t_end + d
+                else:  # the wean it will decide if nothing happens meanwhile
+                    due = max(last_remi_t + 1800 + 1e-6, ready.get("stim", -1e9))
+                    lk = t_end + DT * max(1, int(np.ceil((due - t_end) / DT - 1e-9)))
+                    holding["remi_wean"] = (lk, "remi", "remi_wean", tl.stop)
         if maint:
-            rule(t_end, "etco2_high", v["etco2"] > ETCO2_BAND[1], HOLD_S, "vent", "etco2_high")
-            rule(t_end, "etco2_low", v["etco2"] < ETCO2_BAND[0], HOLD_S, "vent", "etco2_low")
-            rule(t_end, "spo2_low", v["spo2"] < SPO2_LOW, 60.0, "fio2", "spo2_low")
-            rule(t_end, "spo2_high", v["spo2"] > SPO2_HIGH and set_["fio2"] > fio2_0, 600.0, "fio2", "spo2_high")
-        for k in TAU:
-            chan[k] = x[k] + (chan[k] - x[k]) * aDT[k]
+            rule(t_end, "etco2_high", v["etco2"] > ETCO2_BAND[1], HOLD_S, "vent", "etco2_high", tl.stop)
+            rule(t_end, "etco2_low", v["etco2"] < ETCO2_BAND[0], HOLD_S, "vent", "etco2_low", tl.stop)
+            rule(t_end, "spo2_low", v["spo2"] < SPO2_LOW, 60.0, "fio2", "spo2_low", tl.stop)
+            rule(t_end, "spo2_high", v["spo2"] > SPO2_HIGH and set_["fio2"] > fio2_0, 600.0, "fio2", "spo2_high", tl.stop)
 
     # ---- the 1 Hz arrays, from the recorded block inputs and block-start values
+    s.block_t = g[::DT][:nb].copy()
+    s.rec_set = rec_set
+    s.win = win
     idx = np.arange(n)
     blk, off = idx // DT, idx % DT
     ch = {}
@@ -435,8 +587,7 @@ def simulate_state(rng: np.random.Generator, tl: Timeline, p: Patient, f: Flags)
     for k in ("depth", "hr", "sbp", "dbp", "mbp", "spo2", "bis", "etco2"):
         s[k] = v[k]
     st = {k: rec_set[k][blk] for k in set_}
-    s["rr_set"], s["tv_set"], s["peep_set"] = st["rr"], st["tv"], st["peep"]
-    s["fio2_set"] = np.where((g >= tl.intub) & (g < tl.stop), st["fio2"], 100.0)
+    s["rr_set"], s["tv_set"], s["peep_set"], s["fio2_set"] = st["rr"], st["tv"], st["peep"], st["fio2"]
     s["tv"] = s["tv_set"] * (1 + drift(rng, n, 300, 0.02)) + rng.normal(0, 0.01 * tv0, n)
     s["peep"] = s["peep_set"] + drift(rng, n, 300, 0.2)
     compliance = (40 if p.kind == "adult" else 12 if p.kind == "child" else 4) * (0.8 + 0.4 * u[14])
@@ -449,26 +600,19 @@ def simulate_state(rng: np.random.Generator, tl: Timeline, p: Patient, f: Flags)
     s["exp_sevo"] = ch["exp"]
     s["insp_sevo"] = np.clip(ch["exp"] + 1.5 * (dial - ch["exp"]) + 0.15 * (dial > 0), 0, 8)
 
-    # pumps (mL/h): maintenance from the loop, the bolus at its rate
-    if ppf_plan is not None:
-        maint = np.round(st["ppf"] * w / 20, 1)
-        s["PPF20"], s["PPF20_maint"] = _with_bolus(g, maint, ppf_plan[0], ppf_plan[1], ppf_plan[2])
-    if remi_plan is not None:
-        maint = np.round(st["remi"] * w * 60 / f.rftn, 1)
-        s[f"RFTN{f.rftn}"], s[f"RFTN{f.rftn}_maint"] = _with_bolus(g, maint, remi_plan[0], remi_plan[1], remi_plan[2])
+    # pumps (mL/h, and for TCI the target, plasma and effect-site concentrations)
+    for k, name, on in (("ppf", "PPF20", f.ppf), ("remi", f"RFTN{f.rftn}", bool(f.rftn))):
+        if not on:
+            continue
+        s[name] = rec_rate[k][blk]
+        if k in pumps:
+            cp, ce = pumps[k].fill(rec_pk[k], rec_rate[k])
+            s[f"{name}_CT"], s[f"{name}_CP"], s[f"{name}_CE"] = st[k], cp[:n], ce[:n]
     if f.nepi:
-        s["NEPI"] = np.round(st["nepi"] * w * 60 / 20, 1)
+        s["NEPI"] = st["nepi"]
     return s
 
 
-def _with_bolus(g, maint, t0, t_end, bolus_rate):
-    """Pump rate (mL/h): the bolus at ``bolus_rate`` on [t0, t_end), then the maintenance rate;
-    and the maintenance rate alone (the bolus replaced by the first maintenance rate), from
-    which the pump's target concentration (CT) is shown."""
-    maint = np.where(g < t0, 0.0, maint)
-    rate = maint.copy()
-    in_bolus = (g >= t0) & (g < t_end)
-    rate[in_bolus] = round(bolus_rate, 1)
-    after = np.flatnonzero(g >= t_end)
-    maint[in_bolus] = maint[after[0]] if after.size else 0.0
-    return rate, maint
+def _blk(t: float) -> float:
+    """The first block start at or after ``t`` (block starts are multiples of DT)."""
+    return float(DT * np.ceil(t / DT - 1e-9))
