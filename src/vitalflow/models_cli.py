@@ -98,6 +98,8 @@ def show(
     model: str = typer.Argument(..., help="NAME@ALIAS, NAME/VERSION or a model directory."),
 ) -> None:
     """A model's card, lineage and test metrics against the baselines."""
+    from vitalflow.predict.table import output_columns
+
     m = _Model(model)
     card, t = m.card, m.card.training
     if m.version is not None:
@@ -112,7 +114,7 @@ def show(
     out.print(f"trained {card.created_utc}: {t.epochs_run} epochs{', stopped early' * t.stopped_early}, best "
               f"{t.best_epoch}, val_loss {_fmt(card.metrics.get('val_loss'), 5)}, val_mae "
               f"{_fmt(card.metrics.get('val_mae'), 5)} (normalized); {card.parameters} parameters; targets "
-              f"{', '.join(f.name for f in card.targets)}", markup=False)
+              f"{', '.join(name for name, _ in output_columns(card))}", markup=False)
     _wide().print(_table(_lineage_rows(m), "Lineage", left=2))
     metrics = m.metrics()
     if metrics is None:

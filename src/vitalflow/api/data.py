@@ -569,6 +569,7 @@ def model_detail(name: str, version: str, roots: Sequence[str]) -> dict:
     """A version's page: the registry row, the card (training, lineage), the test metrics against
     the baselines (`vitalflow.evaluate.report.comparison_table`) and the report's images."""
     from vitalflow.evaluate.tables import metrics_tables
+    from vitalflow.predict.table import output_columns
     from vitalflow.serve.auth import redact
 
     handle = model_handle(name, version)
@@ -582,7 +583,7 @@ def model_detail(name: str, version: str, roots: Sequence[str]) -> dict:
         "card": {"created_utc": card.created_utc, "parameters": card.parameters, "epochs_run": t.epochs_run,
                  "best_epoch": t.best_epoch, "stopped_early": t.stopped_early, "history": t.history,
                  "val_loss": card.metrics.get("val_loss"), "val_mae": card.metrics.get("val_mae"),
-                 "targets": [{"name": f.name, "unit": f.unit} for f in card.targets],
+                 "targets": [{"name": n, "unit": u} for n, u in output_columns(card)],
                  "window_s": card.window_s},
         "lineage": [["dataset", redact(card.dataset.uri)], ["dataset fingerprint", card.dataset.fingerprint],
                     ["dataset windows", ", ".join(f"{s} {n}" for s, n in card.dataset.windows.items())],

@@ -26,6 +26,7 @@ from vitalflow.run.preprocess_job import PreprocessJob
 from vitalflow.runtime.runner import CaseResult
 from vitalflow.store import Store
 from vitalflow.transform.case import CaseArrays
+from vitalflow.transform.normalize import denormalize
 from vitalflow.transform.windows import target_seconds
 from vitalflow.vital.read import Recording
 
@@ -50,6 +51,8 @@ class PredictJob:
 
     cases: PreprocessJob  # the model's spec and windows; preprocessing's read and transform
     reads_mask: bool  # the model takes the observed mask as an input
+    # a decision model's output labels (`vitalflow.predict.table.output_labels`); () for a value model
+    decision_labels: tuple[str, ...] = ()
 
     def size(self, case_id: int) -> int:
         return self.cases.size(case_id)
@@ -63,11 +66,28 @@ class PredictJob:
     def _pack(self, outcome: CaseOutcome, recording: Recording, arrays: CaseArrays) -> CaseTimeline:
         w = self.cases.config.windows
         first = arrays.window_starts - arrays.crop.start_s
-        rows = target_seconds(first, w.length_s, w.horizon_s)
         request = WindowRequest(arrays.case_id, arrays.series, arrays.observed if self.reads_mask else None,
                                 arrays.static, first, w.length_s)
+        if self.decision_labels:  # rows at each window's end; what happened: the labels, NaN where masked
+            return CaseTimeline(request, float(recording.start), first + w.length_s - 1 + arrays.crop.start_s,
+                                decision_truth(arrays, self.cases.spec, self.decision_labels))
+        rows = target_seconds(first, w.length_s, w.horizon_s)
         return CaseTimeline(request, float(recording.start), rows + arrays.crop.start_s,
                             np.asarray(arrays.recorded_targets[rows], np.float64))
+
+
+def decision_truth(arrays: CaseArrays, spec, labels: tuple[str, ...]) -> np.ndarray:
+    """float64 [windows, labels]: each label as the recording says it happened (an event 1/0, a value
+    in its set-point's unit), NaN where the label is masked."""
+    names = [str(lab) for lab in spec.decisions.labels]
+    ranges = {sp.name: sp.range for sp in spec.decisions.setpoints}
+    cols = [names.index(lab) for lab in labels]
+    out = np.where(arrays.label_mask[:, cols] > 0, arrays.labels[:, cols], np.nan).astype(np.float64)
+    for j, lab in enumerate(labels):
+        task, of, _ = lab.split("/")
+        if task == "value":
+            out[:, j] = denormalize(out[:, j], *ranges[of])
+    return out
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from vitalflow.model.card import CARD_NAME, ModelCard, read_model_card
 from vitalflow.predict.card import (CaseCounts, ModelRef, PredictionCard, Registered, Target, card_name)
 from vitalflow.predict.job import Outputs, PredictionCommitter, PredictJob, leftover_files
 from vitalflow.predict.model_process import ModelProcess
-from vitalflow.predict.table import PARQUET, case_files
+from vitalflow.predict.table import PARQUET, case_files, output_columns, prediction_labels
 from vitalflow.registry.resolve import resolve_model
 from vitalflow.run.cases import CaseSelection
 from vitalflow.run.inputs import find_case_files, input_identity, read_input_bytes
@@ -200,7 +200,8 @@ def predict(
             if c in done:
                 tally.add(done[c].windows, done[c].status == "failed")
         tally.done_at_start = tally.done
-        job = PredictJob(PreprocessJob(input_uri, files, patients, {}, config, spec), "mask" in card.inputs)
+        job = PredictJob(PreprocessJob(input_uri, files, patients, {}, config, spec), "mask" in card.inputs,
+                         prediction_labels(card))
         timings = {"read": 0.0, "transform": 0.0, "pack": 0.0, "model": 0.0, "write": 0.0}
         run_info = {"workers": options.workers, "commit_every": options.commit_every, "stopped_by": None,
                     "cases_processed": 0, "removed_leftovers": removed, "worker_deaths": []}
@@ -211,7 +212,7 @@ def predict(
                 label = model_ref.reference if model_ref.registered else Path(model_dir.rstrip("/")).name
                 with ModelProcess(model_dir) as model_process:
                     committer = PredictionCommitter(store, ledger, state.next_seq, model_process,
-                                                    [(t.name, t.unit) for t in card.targets], outputs, label)
+                                                    output_columns(card), outputs, label)
                     stats = run_cases(job=job, cases=todo, committer=committer, workers=options.workers,
                                       commit_every=options.commit_every, stop=stop, tally=tally, reporter=reporter,
                                       limits=WorkerLimits(config.limits.case_timeout_s,
@@ -248,8 +249,8 @@ def _card(model_ref: ModelRef, card: ModelCard, mine: list[int], outcomes: dict,
         created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         tool={"name": "vitalflow", "version": version("vitalflow")},
         model=model_ref,
-        targets=[Target(name=t.name, unit=t.unit, predicted=f"{t.name}_pred", recorded=f"{t.name}_recorded")
-                 for t in card.targets],
+        targets=[Target(name=name, unit=unit, predicted=f"{name}_pred", recorded=f"{name}_recorded")
+                 for name, unit in output_columns(card)],
         inputs=inputs,
         config=run_config,
         outputs={"cases": f"{case_files.prefix}/<caseid>.{{{','.join(kinds)}}}", "csv": outputs.csv,

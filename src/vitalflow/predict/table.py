@@ -1,12 +1,19 @@
 """A case's prediction timeline: one row per window, as Parquet, CSV and a PNG figure.
 
-Columns (units of each target in the prediction card, and in the Parquet field metadata):
+Columns (units of each output in the prediction card, and in the Parquet field metadata); a model's
+outputs are `output_columns`:
 
-- ``time_s``: the second the prediction is for (the window's target second), from the recording start;
+- ``time_s``: a value model: the second the prediction is for (the window's target second); a
+  decision model: the window's last second, when the prediction is made (it is about (t, t + H]);
+  seconds from the recording start;
 - ``time_utc``: the same moment as wall-clock time (UTC; Parquet timestamp, ISO 8601 in the CSV);
-- ``<target>_pred``: the model's prediction, in the target's clinical unit;
-- ``<target>_recorded``: the value recorded at that second (plausible, converted to the unit),
-  NaN (empty in the CSV) where none was recorded: never an imputed value.
+- ``<output>_pred``: the model's prediction, in the output's unit: a value model's targets in their
+  clinical units; a decision model's calibrated probability that the group's set-points change within
+  H seconds (``<group>_<H>s``, unit ``probability``) and each set-point's value at t + H
+  (``<setpoint>_<H>s``, in its unit);
+- ``<output>_recorded``: what happened: a value recorded at that second (plausible, converted to the
+  unit), or whether the group did change (1/0) and the set-point at t + H; NaN (empty in the CSV)
+  where nothing was recorded or the label is masked: never an imputed value.
 """
 
 from __future__ import annotations
@@ -20,6 +27,35 @@ from dataclasses import dataclass
 import numpy as np
 
 PARQUET, CSV, PNG = "parquet", "csv", "png"
+PROBABILITY = "probability"  # the unit of a decision model's event outputs
+
+
+def output_name(label: str) -> str:
+    """A decision label's output column name: ``event/hypnotic/300`` -> ``hypnotic_300s``.
+
+    >>> output_name("event/hypnotic/300"), output_name("value/PPF_CT/60")
+    ('hypnotic_300s', 'PPF_CT_60s')
+    """
+    _, of, horizon = label.split("/")
+    return f"{of}_{horizon}s"
+
+
+def prediction_labels(card) -> tuple[str, ...]:
+    """A decision model's labels that predictions carry: each event, then each value (head order);
+    () for a value model."""
+    if getattr(card, "task", "values") != "decisions":
+        return ()
+    return tuple([h.name for h in card.heads if h.task == "event"] + [h.name for h in card.heads if h.task == "value"])
+
+
+def output_columns(card) -> list[tuple[str, str]]:
+    """(name, unit) of what a model predicts per window (a `vitalflow.model.card.ModelCard`): a value
+    model's targets; a decision model's event probabilities and set-point values (`output_labels`)."""
+    labels = prediction_labels(card)
+    if not labels:
+        return [(t.name, t.unit) for t in card.targets]
+    units = {h.name: h.unit for h in card.heads}
+    return [(output_name(n), PROBABILITY if n.startswith("event/") else units[n]) for n in labels]
 
 
 class _CaseFiles:
@@ -107,10 +143,13 @@ class CaseTable:
         return ("\n".join(lines) + "\n").encode()
 
     def png(self, title: str) -> bytes:
-        """Predicted (line) against recorded (dots), one panel per target, hours on the x axis."""
+        """Predicted (line) against recorded (dots), one panel per target, hours on the x axis; a
+        decision model: `decisions_png`."""
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
+        if any(unit == PROBABILITY for _, unit in self.targets):
+            return self.decisions_png(title)
         n = len(self.targets)
         fig = Figure(figsize=(10, 1.6 * n + 0.8), dpi=80)
         FigureCanvasAgg(fig)
@@ -124,6 +163,53 @@ class CaseTable:
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
         axes[0].legend(loc="upper right", fontsize=7, ncols=2)
+        axes[0].set_title(title, fontsize=9)
+        axes[-1].set_xlabel(f"hours from the recording start ({iso_utc(self.start_unix)})", fontsize=8)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        return buffer.getvalue()
+
+    def decisions_png(self, title: str) -> bytes:
+        """Per group, the alert probabilities at each horizon with the true decisions marked (a tick
+        where the group changed within the shortest horizon); below, each set-point's curve (its value
+        at t + H for the shortest H, dots) with the predicted value at the longest horizon (line)."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        names = [n for n, _ in self.targets]
+        groups = list(dict.fromkeys(n.rsplit("_", 1)[0] for n, u in self.targets if u == PROBABILITY))
+        setpoints = [sp for sp in dict.fromkeys(n.rsplit("_", 1)[0] for n, u in self.targets if u != PROBABILITY)
+                     if np.isfinite(self.recorded[:, [j for j, n in enumerate(names) if n.rsplit("_", 1)[0] == sp]]).any()]
+        rows = len(groups) + len(setpoints)
+        fig = Figure(figsize=(10, 1.4 * rows + 0.8), dpi=80)
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(max(rows, 1), 1, sharex=True, squeeze=False)[:, 0]
+        hours = self.time_s / 3600.0
+        for ax, group in zip(axes, groups):
+            cols = [j for j, n in enumerate(names) if n.rsplit("_", 1)[0] == group]
+            for j in cols:
+                ax.plot(hours, self.predicted[:, j], linewidth=1.0, label=f"P(change within {names[j].rsplit('_', 1)[1]})")
+            first = cols[0]
+            decided = self.recorded[:, first] == 1
+            ax.plot(hours[decided], np.full(decided.sum(), 1.02), "|", color="black", markersize=8,
+                    label=f"changed within {names[first].rsplit('_', 1)[1]}")
+            ax.set_ylim(0, 1.08)
+            ax.set_ylabel(group, fontsize=8)
+            ax.legend(loc="upper right", fontsize=6, ncols=4)
+        for ax, sp in zip(axes[len(groups):], setpoints):
+            cols = [j for j, n in enumerate(names) if n.rsplit("_", 1)[0] == sp]
+            unit = self.targets[cols[0]][1]
+            seen = np.isfinite(self.recorded[:, cols[0]])
+            ax.plot(hours[seen], self.recorded[seen, cols[0]], ".", color="tab:orange", markersize=2,
+                    label=f"set at t + {names[cols[0]].rsplit('_', 1)[1]}")
+            ax.plot(hours, self.predicted[:, cols[-1]], color="tab:blue", linewidth=1.0,
+                    label=f"predicted for t + {names[cols[-1]].rsplit('_', 1)[1]}")
+            ax.set_ylabel(f"{sp}\n[{unit}]", fontsize=8)
+            ax.legend(loc="upper right", fontsize=6, ncols=2)
+        for ax in axes:
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
         axes[0].set_title(title, fontsize=9)
         axes[-1].set_xlabel(f"hours from the recording start ({iso_utc(self.start_unix)})", fontsize=8)
         fig.tight_layout()

@@ -52,7 +52,8 @@ from vitalflow.serve.model_host import READY, ModelHost, ModelUnavailable
 from vitalflow.serve.queue import Job, JobQueue
 from vitalflow.serve.settings import ServeSettings
 from vitalflow.serve.worker import WorkerSupervisor
-from vitalflow.transform.normalize import denormalize_targets
+from vitalflow.predict.model_process import outputs_of
+from vitalflow.predict.table import output_columns
 
 log = logging.getLogger("vitalflow.serve")
 
@@ -247,15 +248,14 @@ def create_app(settings: ServeSettings, host: ModelHost | None = None,
 
     async def _answer(request: Request, predictor, ts: np.ndarray, st: np.ndarray, mask) -> Response:
         normalized = await model.predict_normalized(ts, st, mask)
-        predictions = denormalize_targets(normalized, predictor.spec)
+        predictions = outputs_of(predictor, normalized)
+        names, units = (list(x) for x in zip(*output_columns(predictor.card)))
         if _accepts(request, NPY):
             buffer = io.BytesIO()
             np.save(buffer, predictions.astype(np.float32), allow_pickle=False)
             return Response(buffer.getvalue(), media_type=NPY,
-                            headers={"x-targets": ",".join(predictor.targets),
-                                     "x-units": ",".join(t.unit for t in predictor.card.targets)})
-        return _json({"targets": predictor.targets, "units": [t.unit for t in predictor.card.targets],
-                      "predictions": predictions.tolist()})
+                            headers={"x-targets": ",".join(names), "x-units": ",".join(units)})
+        return _json({"targets": names, "units": units, "predictions": predictions.tolist()})
 
     async def _recording(request: Request, body: bytes) -> Response:
         from vitalflow.predict.recording import predict_recording
