@@ -167,11 +167,16 @@ def synth(
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same files."),
     hours: Optional[float] = typer.Option(None, min=0.1, help="Length of each recording (default: drawn, ~2-4.5 h)."),
     waves: bool = typer.Option(True, "--waves/--no-waves", help="Include waveform tracks (~20 MB per 3 h case)."),
+    world: str = typer.Option("default", "--world",
+                              help="The simulated clinician: default, deterministic (fixed delay, no unexplained "
+                                   "changes) or random (Poisson changes, no reaction to the monitor)."),
 ) -> None:
     """Write synthetic VitalDB-like recordings and a clinical table."""
-    from vitalflow.synth import synth_corpus
+    from vitalflow.synth import WORLDS, synth_corpus
 
-    paths = synth_corpus(out_dir, cases, seed=seed, hours=hours, waves=waves)
+    if world not in WORLDS:
+        raise typer.BadParameter(f"must be one of {', '.join(WORLDS)}", param_hint="--world")
+    paths = synth_corpus(out_dir, cases, seed=seed, hours=hours, waves=waves, world=world)
     size = sum(p.stat().st_size for p in paths)
     out.print(f"wrote {len(paths)} recordings ({size / 1e6:.1f} MB) and clinical.csv to {out_dir}")
 
@@ -462,25 +467,24 @@ def _train(dataset: str, output: str, config: str | None, checkpoints: str | Non
     return result, evaluation
 
 
-def _evaluate(model_dir: str, dataset: str, split: str, output: str | None, result=None):
+def _evaluate(model_dir: str, dataset: str, split: str, output: str | None, result=None, resamples: int = 1000):
     """Evaluate (or, given ``result``, print an evaluation already made); ``model_dir`` may be a
     registry reference (``NAME@ALIAS``, ``NAME/VERSION``)."""
     _train_extra()
-    from vitalflow.evaluate.report import comparison_table
     from vitalflow.evaluate.run import evaluate_model
+    from vitalflow.evaluate.tables import metrics_tables
     from vitalflow.registry.resolve import resolve_model
 
     if result is None:
-        result = evaluate_model(resolve_model(model_dir), dataset, split, output)
-    for kind, title in (("all", "all windows"), ("changed", "windows where the target changes within the horizon")):
-        rows = comparison_table(result.metrics, kind)
-        table = Table(title=f"MAE on the {split} split, {title} (clinical units)", title_justify="left")
-        for i, col in enumerate(rows[0]):
-            table.add_column(col, justify="left" if i < 2 else "right", no_wrap=True)
-        for row in rows[1:]:
+        result = evaluate_model(resolve_model(model_dir), dataset, split, output, resamples=resamples)
+    for t in metrics_tables(result.metrics):
+        table = Table(title=f"{split} split: {t.title}", title_justify="left")
+        for i, col in enumerate(t.rows[0]):
+            table.add_column(col, justify="left" if i < 1 else "right", no_wrap=True)
+        for row in t.rows[1:]:
             table.add_row(*row)
         # names and numbers whole, even in a narrow terminal or a pipe
-        Console(highlight=False, width=max(out.width, 120)).print(table)
+        Console(highlight=False, width=max(out.width, 200)).print(table)
     out.print(f"metrics and report: {result.output} (metrics.json, report.md, report.html)", markup=False)
     return result
 
@@ -512,9 +516,13 @@ def evaluate(
     split: SplitName = typer.Option(SplitName.test, "--split", help="The split to score."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Where to write metrics.json and the "
                                                                        "report (default: <model>/evaluation/<split>)."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples over cases for the "
+                                  "95 % intervals of a decision model's scores (0: no intervals)."),
 ) -> None:
-    """Score the model against persistence, the training median and XGBoost; write metrics and a report."""
-    _evaluate(model_dir, dataset, split.value, output)
+    """Score the model against its baselines (a decision model: no skill, the rule protocol, XGBoost and,
+    on synthetic data, the oracle; a value model: persistence, the training median and XGBoost); write
+    metrics and a report."""
+    _evaluate(model_dir, dataset, split.value, output, resamples=bootstrap)
 
 
 @app.command("spec")

@@ -105,7 +105,7 @@ DELAY_S = (60.0, 180.0)  # reaction delay, drawn per decision
 REFRACTORY_S = 240.0  # after an action, the same rule waits this long
 NOISE_PER_H = {"hyp": 0.8, "remi": 0.6, "nepi": 0.6, "rr": 0.3, "tv": 0.2, "peep": 0.25, "fio2": 0.3}
 WORLDS = ("default", "deterministic", "random")
-FIXED_DELAY_S = 120.0  # the reaction delay of the deterministic world
+FIXED_DELAY_S = 240.0  # the reaction delay of the deterministic world
 # the random world: Poisson changes only (per hour, in the maintenance period), about as many as
 # the default world's clinician makes
 RANDOM_PER_H = {"hyp": 1.6, "remi": 1.2, "nepi": 1.2, "rr": 0.8, "tv": 0.4, "peep": 0.25, "fio2": 0.6}
