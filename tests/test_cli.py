@@ -49,7 +49,9 @@ def test_top_level_help_lists_every_command():
 def test_synth_writes_cases_and_clinical_table(tmp_path):
     result = invoke("synth", tmp_path, "--cases", 3, "--hours", 0.3, "--no-waves", "--seed", 5)
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["0001.vital", "0002.vital", "0003.vital", "clinical.csv"]
+    # each recording has its decision log and the simulated clinician's probabilities (the oracle) beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"000{i}.{kind}" for i in (1, 2, 3) for kind in ("decisions.csv", "oracle.npz", "vital")] + ["clinical.csv"]
     with open(tmp_path / "clinical.csv") as f:
         assert [int(r["caseid"]) for r in csv.DictReader(f)] == [1, 2, 3]
 
