@@ -292,9 +292,20 @@ def _value_columns(spec: Spec) -> list[tuple[int, int]]:
     return [(i, names.index(lab.of)) for i, lab in enumerate(d.labels) if lab.task == "value"]
 
 
+@dataclass(frozen=True)
+class DecisionScores:
+    """A scored split: the metrics document and, per event key (``<group>/<H>``), the valid windows'
+    labels and every scorer's scores on them (what the figures draw)."""
+
+    metrics: dict
+    y: dict[str, np.ndarray]
+    scores: dict[str, dict[str, np.ndarray]]
+
+
 def decision_metrics(spec: Spec, dataset: Dataset, split: str, test: DecisionWindows, train: DecisionWindows,
-                     validation: DecisionWindows | None, resamples: int = 1000, seed: int = 0) -> dict:
-    """The metrics document of a decision evaluation (``metrics.json``; README "Evaluation")."""
+                     validation: DecisionWindows | None, resamples: int = 1000, seed: int = 0) -> DecisionScores:
+    """Score every event and value label of ``test`` with the model (if ``test`` holds its outputs)
+    and the baselines; the metrics document is ``metrics.json`` (README "Evaluation")."""
     d = spec.decisions
     assert d is not None
     events = d.events
@@ -310,6 +321,7 @@ def decision_metrics(spec: Spec, dataset: Dataset, split: str, test: DecisionWin
                  "scorers": [s for s in SCORERS if (s != "oracle" or oracle is not None)
                              and (s != "model" or test.model_events is not None)],
                  "events": {}}
+    ys, kept_scores = {}, {}
     for j, ev in enumerate(events):
         rows = train.mask[:, j]
         prevalence = float(train.labels[rows, j].mean()) if rows.any() else 0.0
@@ -320,11 +332,15 @@ def decision_metrics(spec: Spec, dataset: Dataset, split: str, test: DecisionWin
             scores = {"model": test.model_events[:, j], **scores}
         if oracle is not None:
             scores["oracle"] = oracle[:, j]
-        log.info("scoring %s", ev)
-        doc["events"][f"{ev.of}/{ev.horizon_s}"] = {"group": ev.of, "horizon_s": ev.horizon_s} | _event_document(
+        key = f"{ev.of}/{ev.horizon_s}"
+        log.info("scoring %s", key)
+        doc["events"][key] = {"group": ev.of, "horizon_s": ev.horizon_s} | _event_document(
             test.labels[:, j], test.mask[:, j], test.case_id, test.onset_s[:, j], scores, resamples, seed)
+        valid = test.mask[:, j]
+        ys[key] = test.labels[valid, j]
+        kept_scores[key] = {name: p[valid] for name, p in scores.items()}
     doc["values"] = _value_document(spec, test, test.model_values, xgb_values)
-    return doc
+    return DecisionScores(doc, ys, kept_scores)
 
 
 def event_table(metrics: dict, horizons: tuple[int, ...] | None = None) -> list[list[str]]:
@@ -345,7 +361,9 @@ def event_table(metrics: dict, horizons: tuple[int, ...] | None = None) -> list[
         row += [_with_ci(s[name]["auroc"], s[name].get("auroc_ci")) for name in scorers if name != "no_skill"]
         row += [_with_ci(s[name]["auprc"], s[name].get("auprc_ci")) for name in scorers]
         if "oracle" in scorers:
-            g = next((ev["gap_closed"][s] for s in scorers if s in ev["gap_closed"]), {})
+            # the model's (or in a comparison, the first model's); XGBoost's without a model
+            prefer = [s for s in scorers if s not in ("no_skill", "rules", "oracle")] + ["rules"]
+            g = next((ev["gap_closed"][s] for s in prefer if s in ev["gap_closed"]), {})
             row.append(_with_ci(g.get("value"), g.get("ci")))
         rows.append(row)
     return rows

@@ -26,6 +26,8 @@ import numpy as np
 
 from vitalflow.dataset.reference import Dataset, open_dataset
 from vitalflow.evaluate.baselines import BoostedTrees, TrainMedian, persistence, summary_features
+from vitalflow.evaluate.decision_report import write_decision_report
+from vitalflow.evaluate.decisions import decision_metrics, read_windows
 from vitalflow.errors import OutputError
 from vitalflow.evaluate.report import CaseTimeline, metrics_document, write_report
 from vitalflow.model.card import ModelCard
@@ -87,14 +89,16 @@ def _timeline(test: _Split, clinical: dict[str, np.ndarray], horizon_s: int, win
 
 
 def evaluate_model(model_uri: str, dataset_uri: str, split: str = "test", output: str | None = None,
-                   seed: int = 0) -> Evaluation:
-    """Score the model and the three baselines on ``split``; write metrics.json and the report to
-    ``output`` (default: ``<model>/evaluation/<split>``)."""
+                   seed: int = 0, resamples: int = 1000) -> Evaluation:
+    """Score the model and its baselines on ``split``; write metrics.json and the report to
+    ``output`` (default: ``<model>/evaluation/<split>``). A decision model: `evaluate_decisions`."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}: one of {', '.join(SPLITS)}")
     predictor = load_model(model_uri)
     dataset = open_dataset(dataset_uri)
     predictor.check_dataset(dataset)
+    if predictor.card.task == "decisions":
+        return evaluate_decisions(predictor, dataset, split, output, seed, resamples)
     card, spec = predictor.card, predictor.spec
     indices = list(spec.target_indices)
     for needed in {split, "train"}:
@@ -122,13 +126,18 @@ def evaluate_model(model_uri: str, dataset_uri: str, split: str = "test", output
         [tuple(t.range) for t in card.targets], [t.unit for t in card.targets])
     metrics.update(model=predictor.uri, model_config_hash=card.config_hash, dataset=dataset.uri,
                    dataset_fingerprint=dataset.fingerprint)
-    target = output or Store(predictor.uri).url(f"{EVALUATION_DIR}/{split}")
-    store = Store(target)
+    return _publish(predictor, split, output, metrics, lambda local: write_report(
+        local, metrics, actual, clinical, history=card.training.history,
+        timeline=_timeline(test, {"actual": actual, **clinical}, card.horizon_s, card.window_s)))
+
+
+def _publish(predictor: Predictor, split: str, output: str | None, metrics: dict, write) -> Evaluation:
+    """Write the report (``write(local_folder) -> paths``) to ``output`` (default
+    ``<model>/evaluation/<split>``), through a local folder when it is on S3."""
+    store = Store(output or Store(predictor.uri).url(f"{EVALUATION_DIR}/{split}"))
     local = Path(store.local_path("")) if store.is_local else Path(tempfile.mkdtemp(prefix="vitalflow-eval-"))
     try:
-        written = write_report(local, metrics, actual, clinical, history=card.training.history,
-                               timeline=_timeline(test, {"actual": actual, **clinical}, card.horizon_s,
-                                                  card.window_s))
+        written = write(local)
         if not store.is_local:
             for path in written:
                 store.write_bytes(path.name, path.read_bytes())
@@ -136,3 +145,34 @@ def evaluate_model(model_uri: str, dataset_uri: str, split: str = "test", output
         if not store.is_local:
             shutil.rmtree(local, ignore_errors=True)
     return Evaluation(metrics=metrics, output=store.uri, files=[store.url(p.name) for p in written])
+
+
+def evaluate_decisions(predictor: Predictor, dataset: Dataset, split: str, output: str | None, seed: int,
+                       resamples: int) -> Evaluation:
+    """A decision model against no skill, the rule protocol, XGBoost and (synthetic data) the oracle,
+    per group and horizon (`vitalflow.evaluate.decisions`)."""
+    spec = predictor.spec
+    for needed in {split, "train"}:
+        if dataset.examples(needed) == 0:
+            raise OutputError(f"{dataset.uri}: the {needed} split has no windows")
+    heads = predictor.heads
+    events, values = heads.indices("event"), heads.indices("value")
+    if list(heads.names_of("event")) != [str(e) for e in spec.decisions.events]:
+        raise OutputError(f"{predictor.uri}: the model's event heads are not the spec's events")
+
+    def model(batch) -> tuple[np.ndarray, np.ndarray]:
+        raw = predictor.predict_normalized(batch["timeseries"], batch["static"], batch.get("mask"))
+        return predictor.decisions_from_raw(raw).event_probability, raw[:, values]
+
+    log.info("evaluating %s on the %s split of %s (%d windows)", predictor.uri, split, dataset.uri,
+             dataset.examples(split))
+    names = list(predictor.card.inputs)
+    test = read_windows(dataset, split, spec, names, model)
+    train = read_windows(dataset, "train", spec, names, None)
+    validation = read_windows(dataset, "validation", spec, names, None) if dataset.examples("validation") else None
+    scored = decision_metrics(spec, dataset, split, test, train, validation, resamples=resamples, seed=seed)
+    metrics = scored.metrics
+    metrics.update(model=predictor.uri, model_config_hash=predictor.card.config_hash, dataset=dataset.uri,
+                   dataset_fingerprint=dataset.fingerprint)
+    return _publish(predictor, split, output, metrics, lambda local: write_decision_report(
+        local, metrics, scored.y, scored.scores, history=predictor.card.training.history))
