@@ -162,3 +162,33 @@ def test_labeller_equals_the_definition_on_random_tracks(steps, gaps, horizon):
         now = None if x[t] is None else min(1.0, max(-1.0, x[t] / 10 * 2 - 1))  # persistence's value
         assert out.current_known[t, 0] == (now is not None)
         assert math.isclose(out.current[t, 0], now or 0.0, abs_tol=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.floats(-1, 1, allow_nan=False), min_size=1, max_size=80),
+       steps=st.integers(1, 6), step_s=st.integers(1, 7), data=st.data())
+def test_history_block_means_equal_a_loop_over_the_seconds(values, steps, step_s, data):
+    from vitalflow.transform.case import block_means
+
+    series = np.array(values)[:, None] * np.array([[1.0, -2.0]])  # two features
+    ends = np.array(data.draw(st.lists(st.integers(0, len(values) - 1), min_size=1, max_size=5)))
+    got = block_means(series, ends, steps, step_s)
+    for w, end in enumerate(ends):
+        for j in range(steps):
+            last = end - (steps - 1 - j) * step_s
+            seconds = [max(s, 0) for s in range(last - step_s + 1, last + 1)]  # before the first row: row 0
+            expected = series[seconds].mean(axis=0)
+            assert np.allclose(got[w, j], expected, atol=1e-5), (end, j)
+
+
+@settings(max_examples=60, deadline=None)
+@given(flags=st.lists(st.booleans(), min_size=1, max_size=60), cap=st.integers(1, 30))
+def test_time_since_the_last_change_equals_a_backward_search(flags, cap):
+    from vitalflow.transform.decisions import since_last_change
+
+    change = np.array(flags)
+    ends = np.arange(len(flags))
+    got = since_last_change(change, ends, cap)
+    for t in ends:
+        back = next((t - s for s in range(t, -1, -1) if flags[s]), None)
+        assert got[t] == (cap if back is None else min(back, cap))

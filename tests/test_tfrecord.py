@@ -652,7 +652,7 @@ def test_a_case_encodes_exactly_the_schema_and_tensorflow_parses_it_with_the_sch
     schema = example_schema(spec, config)
     assert ("mask" in schema.root) == write_mask
     numpy = {"float32": np.float32, "int64": np.int64}
-    examples = case_examples(arrays, "s5", write_mask)
+    examples = case_examples(arrays, "s5", write_mask, spec.decisions)
     assert len(examples) == arrays.n_windows == 3
     for data in examples:
         ex = decode_example(data)

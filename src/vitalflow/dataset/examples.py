@@ -9,7 +9,7 @@ from vitalflow.dataset.tfrecord import encode_block, encode_examples
 from vitalflow.transform.case import CaseArrays
 
 
-def case_examples(arrays: CaseArrays, subject_id: str, write_mask: bool) -> list[bytes]:
+def case_examples(arrays: CaseArrays, subject_id: str, write_mask: bool, decisions=None) -> list[bytes]:
     """Serialized examples of every window of a case, in window order."""
     n = arrays.n_windows
     if n == 0:
@@ -25,16 +25,19 @@ def case_examples(arrays: CaseArrays, subject_id: str, write_mask: bool) -> list
         "event_onset_s": lambda: arrays.label_onset_s,
         "setpoints": lambda: arrays.setpoints,
         "setpoints_known": lambda: arrays.setpoints_known,
+        "history": lambda: arrays.history.reshape(n, -1),
+        "context": lambda: arrays.context,
         "static": lambda: arrays.static,
         "case_id": lambda: [arrays.case_id],
         "subject_id": lambda: [subject_id],
     }
     rows, same = {}, {}
-    for f in written_features(write_mask, arrays.labels is not None):
+    for f in written_features(write_mask, decisions):
         (rows if f.per_window else same)[f.name] = f.cast(values[f.name]())
     return encode_examples(rows, same)
 
 
-def case_block(arrays: CaseArrays, subject_id: str, write_mask: bool, compression: str) -> bytes:
-    """A case's examples as a block of a part file: framed, and compressed for ``"GZIP"``."""
-    return encode_block(case_examples(arrays, subject_id, write_mask), compression)
+def case_block(arrays: CaseArrays, subject_id: str, write_mask: bool, compression: str, decisions=None) -> bytes:
+    """A case's examples as a block of a part file: framed, and compressed for ``"GZIP"``; ``decisions``:
+    the spec's (`vitalflow.spec.model.Decisions`), whose labels and context the examples carry."""
+    return encode_block(case_examples(arrays, subject_id, write_mask, decisions), compression)

@@ -40,6 +40,8 @@ class Dims:
     labels: int = 0  # decision labels (`vitalflow.spec.model.Decisions.labels`)
     events: int = 0  # of which events (group x horizon)
     setpoints: int = 0
+    history_steps: int = 0  # the decision context (`vitalflow.spec.model.Context`)
+    context: int = 0
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class FeatureDefinition:
     layout: str | None = None
     option: str | None = None  # the `Output` flag that must be on for the feature to be written
     decisions: bool = False  # written only when the spec has decision targets
+    context: str | None = None  # ... and its `Context` flag ("history", "time_since") is on
 
     def cast(self, value: Any) -> Any:
         """A value as the encoder writes this feature: a numpy array of its dtype, or bytes."""
@@ -87,6 +90,14 @@ FEATURES: tuple[FeatureDefinition, ...] = (
                       "in spec order", True, "normalized", decisions=True),
     FeatureDefinition("setpoints_known", "float32", lambda d: (d.setpoints,),
                       "1 = the set-point is known at the window's last second", True, "0/1", decisions=True),
+    FeatureDefinition("history", "float32", lambda d: (d.history_steps, d.features),
+                      "the normalized time-series features over the spec's context.history_s before the window's "
+                      "end, one mean per history_step_s, oldest first (before the crop: its first second)", True,
+                      "normalized", layout="time-major, like timeseries", decisions=True, context="history"),
+    FeatureDefinition("context", "float32", lambda d: (d.context,),
+                      "seconds since each set-point last changed (0..3600 -> -1..1; never: 1), in spec order, then "
+                      "seconds since anestart (0..4 h -> -1..1)", True, "normalized", decisions=True,
+                      context="time_since"),
 )
 DEFINITION = {f.name: f for f in FEATURES}
 
@@ -96,10 +107,14 @@ DEFINITION = {f.name: f for f in FEATURES}
 EXAMPLE_SCHEMA_VERSION = 2
 
 
-def written_features(write_mask: bool, decisions: bool = False) -> list[FeatureDefinition]:
-    """The features an example holds under ``output.write_mask`` (and with a spec's decisions)."""
+def written_features(write_mask: bool, decisions=None) -> list[FeatureDefinition]:
+    """The features an example holds under ``output.write_mask`` and a spec's decisions (a
+    `vitalflow.spec.model.Decisions`, or None)."""
     flags = {"write_mask": write_mask}
-    return [f for f in FEATURES if (f.option is None or flags[f.option]) and (decisions or not f.decisions)]
+    context = {"history": bool(decisions and decisions.context.history_steps),
+               "time_since": bool(decisions and decisions.context.time_since)}
+    return [f for f in FEATURES if (f.option is None or flags[f.option]) and (decisions or not f.decisions)
+            and (f.context is None or context[f.context])]
 
 
 class FeatureSchema(Record):
@@ -158,14 +173,15 @@ class ExampleSchema(RootModel[dict[str, FeatureSchema]]):
 def dims(spec: Spec, config: Config) -> Dims:
     d = spec.decisions
     return Dims(config.windows.length_s, len(spec.timeseries), len(spec.static), len(spec.targets),
-                len(d.labels) if d else 0, len(d.events) if d else 0, len(d.setpoints) if d else 0)
+                len(d.labels) if d else 0, len(d.events) if d else 0, len(d.setpoints) if d else 0,
+                d.context.history_steps if d else 0, len(d.setpoints) + 1 if d else 0)
 
 
 def example_schema(spec: Spec, config: Config) -> ExampleSchema:
     """The schema of the examples a run with ``spec`` and ``config`` writes."""
     d = dims(spec, config)
     schema = {}
-    for f in written_features(config.output.write_mask, spec.decisions is not None):
+    for f in written_features(config.output.write_mask, spec.decisions):
         shape = f.dims(d)
         schema[f.name] = FeatureSchema(dtype=f.dtype, shape=[int(np.prod(shape))],
                                        reshape=list(shape) if len(shape) > 1 else None, layout=f.layout,

@@ -65,7 +65,7 @@ class PreprocessJob:
 
     def _encode(self, outcome: CaseOutcome, recording: Recording, arrays: CaseArrays) -> bytes:
         output = self.config.output
-        return case_block(arrays, outcome.subject_id, output.write_mask, output.compression)
+        return case_block(arrays, outcome.subject_id, output.write_mask, output.compression, self.spec.decisions)
 
     def run_case_with(self, case_id: int, last_stage: str,
                       finish: Callable[[CaseOutcome, Recording, CaseArrays], object]) -> CaseResult:

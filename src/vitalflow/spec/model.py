@@ -214,10 +214,37 @@ class LabelName(Strict):
         return f"{self.task}/{self.of}/{self.horizon_s}"
 
 
+class Context(Strict):
+    """What a decision model sees beyond the window (README "Decision targets"): the clinician's rules
+    depend on what happened before the last 5 minutes.
+
+    - ``history_s`` / ``history_step_s``: a low-resolution stream of every time-series feature over the
+      ``history_s`` seconds ending at the window's last second, one mean per ``history_step_s``
+      (example feature ``history``; 0: none);
+    - ``time_since``: the seconds since each set-point last changed and since the anaesthesia started
+      (example feature ``context``).
+    """
+
+    history_s: int = Field(default=1800, ge=0)
+    history_step_s: int = Field(default=30, gt=0)
+    time_since: bool = True
+
+    @model_validator(mode="after")
+    def _steps(self) -> Context:
+        if self.history_s % self.history_step_s:
+            raise ValueError("history_s must be a multiple of history_step_s")
+        return self
+
+    @property
+    def history_steps(self) -> int:
+        return self.history_s // self.history_step_s
+
+
 class Decisions(Strict):
     """The decision targets: set-points, their groups (one alert means one decision) and horizons."""
 
     horizons_s: tuple[int, ...] = Field(default=(60, 300, 600), min_length=1)
+    context: Context = Context()
     setpoints: tuple[Setpoint, ...] = Field(min_length=1)
     groups: dict[str, tuple[str, ...]]
     tasks: tuple[Literal["event", "direction", "value"], ...] = TASKS

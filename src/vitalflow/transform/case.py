@@ -69,6 +69,9 @@ class CaseArrays:
     label_onset_s: np.ndarray | None = None  # float32 [windows, events]
     setpoints: np.ndarray | None = None  # float32 [windows, setpoints]: each set-point at the window's end, normalized
     setpoints_known: np.ndarray | None = None  # uint8 [windows, setpoints]: 1 = known there
+    # the decision context (`vitalflow.spec.model.Context`), when the spec asks for it: per window
+    history: np.ndarray | None = None  # float32 [windows, steps, features]: block means before the window's end
+    context: np.ndarray | None = None  # float32 [windows, setpoints + 1]: times since, normalized
     setpoint_sources: dict[str, str | None] = field(default_factory=dict)  # set-point -> track read (None: absent)
 
     @property
@@ -215,11 +218,17 @@ def preprocess_case(
     targets = series_arr[target_seconds(starts, windows.length_s, windows.horizon_s)][:, list(spec.target_indices)]
     usable = usable_windows(observed_arr, starts, windows.length_s, _input_only(spec), windows.min_observed_share)
     starts, targets = starts[usable], targets[usable]
-    labels, sources = None, {}
+    labels, sources, history, context = None, {}, None, None
     if spec.decisions is not None:
         values, sources = setpoint_values(spec, grids, patient, n)
-        labels = decision_labels({k: v[keep] for k, v in values.items()}, spec.decisions,
-                                 starts + windows.length_s - 1)
+        ends = starts + windows.length_s - 1
+        labels = decision_labels({k: v[keep] for k, v in values.items()}, spec.decisions, ends)
+        ctx = spec.decisions.context
+        if ctx.history_steps:
+            history = block_means(series_arr, ends, ctx.history_steps, ctx.history_step_s)
+        if ctx.time_since:
+            since_start = ends + crop.start_s - (patient.anestart if math.isfinite(patient.anestart) else crop.start_s)
+            context = time_since_context(labels.since_change_s, since_start)
     static, defaulted, static_clipped = static_vector(patient, spec.static)
     return CaseArrays(
         case_id=patient.case_id,
@@ -240,8 +249,48 @@ def preprocess_case(
         label_onset_s=None if labels is None else labels.onset_s,
         setpoints=None if labels is None else labels.current,
         setpoints_known=None if labels is None else labels.current_known,
+        history=history,
+        context=context,
         setpoint_sources=sources,
     )
+
+
+HOURS_SINCE_ANESTART = 4  # the time since anestart is told up to this many hours
+
+
+def time_since_context(since_change_s: np.ndarray, since_anestart_s: np.ndarray) -> np.ndarray:
+    """The ``context`` feature: each set-point's seconds since its last change (0..1 h -> -1..1) and the
+    seconds since anestart (0..4 h -> -1..1), clipped.
+
+    >>> time_since_context(np.array([[0.0, 3600.0]]), np.array([7200.0])).tolist()
+    [[-1.0, 1.0, 0.0]]
+    """
+    from vitalflow.transform.decisions import SINCE_CAP_S
+
+    change, _ = normalize(since_change_s, 0, SINCE_CAP_S)
+    start, _ = normalize(since_anestart_s, 0, HOURS_SINCE_ANESTART * 3600)
+    return np.concatenate([change, start[:, None]], axis=1).astype(np.float32)
+
+
+def block_means(series: np.ndarray, ends: np.ndarray, steps: int, step_s: int) -> np.ndarray:
+    """float32 [windows, steps, features]: the mean of each ``step_s`` block of ``series`` ([seconds,
+    features]) over the ``steps * step_s`` seconds ending at each of ``ends`` (inclusive), oldest
+    first; seconds before the first row count as the first row.
+
+    >>> block_means(np.arange(6.0).reshape(6, 1), np.array([5, 1]), 2, 2)[:, :, 0].tolist()
+    [[2.5, 4.5], [0.0, 0.5]]
+    """
+    n, f = series.shape
+    if ends.size == 0 or n == 0:
+        return np.zeros((ends.size, steps, f), np.float32)
+    sums = np.zeros((n + 1, f))
+    np.cumsum(series, axis=0, out=sums[1:])
+    last = ends[:, None] - (steps - 1 - np.arange(steps))[None, :] * step_s  # [windows, steps], inclusive
+    lo = np.maximum(last - step_s + 1, 0)
+    inside = np.maximum(last - lo + 1, 0)  # seconds of the block at or after the first row
+    total = np.where(inside[..., None] > 0, sums[np.maximum(last, -1) + 1] - sums[lo], 0.0)
+    total += (step_s - inside)[..., None] * series[0]  # the seconds before the first row
+    return (total / step_s).astype(np.float32)
 
 
 def setpoint_values(spec: Spec, grids: Mapping[str, np.ndarray], patient: Patient, n: int

@@ -37,6 +37,23 @@ class DecisionLabels:
     onset_s: np.ndarray  # float32 [windows, events]: seconds from t to the group's first change (0: none)
     current: np.ndarray  # float32 [windows, setpoints]: each set-point at t, normalized (0 where unknown)
     current_known: np.ndarray  # uint8 [windows, setpoints]: 1 = known at t
+    since_change_s: np.ndarray  # float32 [windows, setpoints]: seconds since the last change up to t
+    #   (capped at SINCE_CAP_S; the cap when it never changed or is not in the case)
+
+
+SINCE_CAP_S = 3600  # time since a change is told up to an hour: longer ago is "long ago"
+
+
+def since_last_change(change: np.ndarray, ends: np.ndarray, cap: int = SINCE_CAP_S) -> np.ndarray:
+    """Seconds from the last change at or before each of ``ends`` (capped at ``cap``; ``cap`` without one).
+
+    >>> since_last_change(np.array([False, True, False, False, True, False]), np.array([0, 2, 4, 5]), 10).tolist()
+    [10.0, 1.0, 0.0, 1.0]
+    """
+    n = change.shape[0]
+    last = np.maximum.accumulate(np.where(change, np.arange(n), -1)) if n else np.zeros(0, np.int64)
+    at = last[ends] if ends.size else np.zeros(0, np.int64)
+    return np.where(at >= 0, np.minimum(ends - at, cap), cap).astype(np.float64)
 
 
 def carry_known(values: np.ndarray, max_gap_s: int) -> np.ndarray:
@@ -164,14 +181,18 @@ def decision_labels(setpoint_values: dict[str, np.ndarray], decisions: Decisions
     mask = np.concatenate(masks, axis=1) if masks else np.zeros((w, 0), bool)
     onset_s = np.concatenate(onsets, axis=1) if onsets else np.zeros((w, 0))
     labels = np.where(mask, labels, 0.0)
-    current, known = np.zeros((w, len(decisions.setpoints)), np.float32), np.zeros((w, len(decisions.setpoints)), bool)
+    s_count = len(decisions.setpoints)
+    current, known = np.zeros((w, s_count), np.float32), np.zeros((w, s_count), bool)
+    since = np.full((w, s_count), float(SINCE_CAP_S))
     for j, sp in enumerate(decisions.setpoints):
         if sp.name in setpoint_values and w:
-            now = setpoint_values[sp.name][ends]
+            values = setpoint_values[sp.name]
+            now = values[ends]
             known[:, j] = ~np.isnan(now)
             current[:, j] = np.where(known[:, j], normalize(np.where(known[:, j], now, sp.range[0]), *sp.range)[0], 0.0)
+            since[:, j] = since_last_change(changes(values, sp.tolerance), ends)
     return DecisionLabels(labels.astype(np.float32), mask.astype(np.uint8), onset_s.astype(np.float32), current,
-                          known.astype(np.uint8))
+                          known.astype(np.uint8), since.astype(np.float32))
 
 
 def label_counts(labels: np.ndarray | None, mask: np.ndarray | None, decisions: Decisions | None) -> dict[str, list[int]]:
