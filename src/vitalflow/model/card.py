@@ -13,7 +13,7 @@ model was trained on, never with whatever spec is installed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from vitalflow.dataset.record import Record
 from vitalflow.errors import ModelError
@@ -23,7 +23,9 @@ from vitalflow.store import Store
 CARD_NAME = "model_card.json"
 MODEL_FILE = "model.keras"
 EXPORT_DIR = "export"
-MODEL_CARD_FORMAT = "vitalflow-model/1"
+# 2 added the decision model (task, heads, calibration, class_weights); a card of format 1 is a
+# value model and reads as one (the new fields' defaults)
+MODEL_CARD_FORMAT = "vitalflow-model/2"
 #: The files (besides the card) a complete model directory holds.
 REQUIRED = (MODEL_FILE, f"{EXPORT_DIR}/saved_model.pb")
 
@@ -58,24 +60,56 @@ class Feature(Record):
     range: tuple[float, float]  # normalization: [lo, hi] -> [-1, 1]
 
 
+class Head(Record):
+    """One column of the decision model's ``labels`` output (`vitalflow.model.heads`), in order."""
+
+    name: str  # "event/<group>/<H>", "direction/<setpoint>/<H>", "value/<setpoint>/<H>"
+    task: Literal["event", "direction", "value"]
+    of: str  # the group (event) or set-point
+    horizon_s: int
+    output: Literal["logit", "tanh"]  # logit: P = sigmoid(logit / T); tanh: the normalized value
+    unit: str | None = None  # the set-point's (direction, value)
+    range: tuple[float, float] | None = None  # value: normalization of the set-point, [lo, hi] -> [-1, 1]
+
+
+class Calibration(Record):
+    """Temperature scaling of the logit heads, fitted on ``split`` after training
+    (`vitalflow.model.calibration`)."""
+
+    method: Literal["temperature"] = "temperature"
+    split: str = "validation"
+    temperatures: dict[str, float]  # label -> T (every event and direction label; 1: not fitted)
+    # per label with unmasked windows on the split: expected calibration error before and after
+    ece_before: dict[str, float]
+    ece_after: dict[str, float]
+    bins: int  # of the ECE
+    mean_ece_before: float | None = None  # over the event labels with windows
+    mean_ece_after: float | None = None
+
+
 class Training(Record):
     epochs_run: int
     best_epoch: int  # 1-based: the weights the model holds
     stopped_early: bool
     resumed: int  # how many times the run resumed from a checkpoint
     seconds: float  # wall time of the epochs, summed over resumes
-    history: dict[str, list[float]]  # per epoch: loss, mae, val_loss, val_mae
+    # per epoch: loss, mae, val_loss, val_mae (values); loss, val_loss, val_auprc and val_ap/<event
+    # label> per event label with both classes on the validation split (decisions)
+    history: dict[str, list[float]]
+    monitor: str = "val_loss"  # what chose the best epoch: val_loss (lowest) or val_auprc (highest)
 
 
 class ModelCard(Record):
     format: str = MODEL_CARD_FORMAT
+    task: Literal["decisions", "values"] = "values"  # what the network predicts (cards of format 1: values)
     tool: Tool
     created_utc: str
     spec: SpecPin
     dataset: DatasetRef
     timeseries: list[Feature]  # the network's input channels, in order
     static: list[Feature]
-    targets: list[Feature]  # the outputs, in order
+    targets: list[Feature]  # the outputs, in order (values; empty for a decision model)
+    heads: list[Head] = []  # the outputs, in order (decisions)
     inputs: list[str]  # the example features the network reads ("timeseries", "static"[, "mask"])
     window_s: int
     horizon_s: int
@@ -83,7 +117,11 @@ class ModelCard(Record):
     config_hash: str
     parameters: int
     training: Training
-    metrics: dict[str, float]  # validation loss and MAE (normalized units) at the best epoch
+    # at the best epoch: validation loss and MAE (normalized units) of a value model; validation
+    # loss, mean AUPRC of the event labels (val_auprc) and each one's AP (val_ap/<label>) of a decision model
+    metrics: dict[str, float]
+    class_weights: dict[str, float] = {}  # event label -> weight of its positives in the loss (decisions, bce)
+    calibration: Calibration | None = None  # decisions
     files: dict[str, str]  # role -> path in the directory
 
 

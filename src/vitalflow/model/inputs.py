@@ -48,7 +48,8 @@ from vitalflow.dataset.reference import Dataset
 from vitalflow.errors import OutputError
 from vitalflow.store import Store
 
-#: The model's inputs, by example feature name ("mask" only when the network reads it).
+#: The model's inputs, by example feature name ("mask" only when the network reads it). Training
+#: also reads the truth (`TRUTH`): the parsed-window cache holds inputs and truth.
 INPUTS = ("timeseries", "static", "mask")
 CACHE_ENV = "VITALFLOW_CACHE"
 
@@ -212,10 +213,22 @@ def window_batches(dataset: Dataset, split: str, names: Sequence[str], *, batch_
     return batches.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
-def training_batches(dataset: Dataset, split: str, inputs: Sequence[str], **kwargs) -> tf.data.Dataset:
-    """``(inputs dict, target)`` batches for Keras' ``fit``/``evaluate``."""
-    return window_batches(dataset, split, [*inputs, "target"], **kwargs).map(
-        lambda b: ({n: b[n] for n in inputs}, b["target"]))
+#: What the network is trained on, per ``TrainConfig.task``: the example features that make ``y``
+#: (concatenated in this order: the decision loss reads ``concat(labels, label_mask)``).
+TRUTH = {"values": ("target",), "decisions": ("labels", "label_mask")}
+
+
+def training_batches(dataset: Dataset, split: str, inputs: Sequence[str], task: str = "values",
+                     **kwargs) -> tf.data.Dataset:
+    """``(inputs dict, y)`` batches for Keras' ``fit``/``evaluate``: ``y`` is ``target`` (task
+    ``values``) or ``concat(labels, label_mask)`` (task ``decisions``)."""
+    truth = TRUTH[task]
+
+    def pair(b):
+        y = b[truth[0]] if len(truth) == 1 else tf.concat([b[n] for n in truth], axis=-1)
+        return {n: b[n] for n in inputs}, y
+
+    return window_batches(dataset, split, [*inputs, *truth], **kwargs).map(pair)
 
 
 def numpy_batches(dataset: Dataset, split: str, names: Sequence[str], batch_size: int = 256

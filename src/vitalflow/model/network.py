@@ -1,4 +1,4 @@
-"""The CNN-LSTM-LSTM (Keras 3) and its weighted loss.
+"""The CNN-LSTM-LSTM (Keras 3) and its losses: the weighted value loss and the masked decision loss.
 
 ::
 
@@ -18,6 +18,14 @@
 value (the input channel the target is a copy of) rather than the value itself: carrying the
 current value forward is right for most windows, so the network starts from persistence and spends
 its capacity on when and how far a value changes. ``residual: false`` is the plain head.
+
+``task: decisions`` keeps the trunk (everything up to the dropout) and ends in one output,
+``labels``, of one column per decision label (`vitalflow.model.heads`)::
+
+              Dense(32, gelu) -> Dropout(0.1)
+              Dense(75) -> DecisionOutput            -> event and direction logits, tanh values
+
+trained with `DecisionLoss` on ``concat(labels, label_mask)``.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import keras
 from keras import layers
 
 from vitalflow.model.config import TrainConfig
+from vitalflow.model.heads import Heads
 
 LOSSES = {"mse": "squared", "huber": "huber", "mae": "absolute"}
 
@@ -74,11 +83,93 @@ class AddToLastValues(layers.Layer):
         return {**super().get_config(), "channels": self.channels}
 
 
-def build_network(config: TrainConfig, length: int, features: int, static: int,
-                  target_channels: tuple[int, ...]) -> keras.Model:
-    """The network for windows of ``length`` x ``features`` and ``static`` patient features,
-    predicting the time-series channels ``target_channels`` (weights drawn from Keras' global
-    seed: call `keras.utils.set_random_seed` first)."""
+@keras.saving.register_keras_serializable(package="vitalflow")
+class DecisionLoss(keras.losses.Loss):
+    """The decision model's loss on ``y_true = concat(labels, label_mask)`` ([B, 2L]) and the raw
+    output ([B, L]: logits of events and directions, tanh values).
+
+    Per label kind (``kinds``: `vitalflow.model.heads.KIND` per column), on the unmasked labels only:
+
+    - event: binary cross-entropy with logits, positives weighted by ``positive_weights`` ``w``, of
+      the logit shifted by ``log w``: ``w y softplus(-z') + (1 - y) softplus(z')`` with
+      ``z' = z + log w``. The weight makes the rare positives count (its gradients), the shift
+      keeps the probabilities honest: the weighted loss is lowest at ``z' = logit(p) + log w``,
+      so the output ``z`` is the plain logit, ``logit(p)`` (what the temperatures then fine-tune).
+      (The same as the weighted loss on ``z'`` with the output bias lowered by ``log w``.)
+      With ``event_loss="focal"``: the focal loss ``(1 - p_t)^gamma`` x the cross-entropy, unweighted.
+    - direction: binary cross-entropy with logits
+    - value: Huber (delta 1) in normalized units
+
+    Each head's loss is its mean over the batch's unmasked labels of that head (0 when it has
+    none), and the loss is ``sum(head_weights[h] x head loss)``: a masked label contributes nothing,
+    whatever its value. (Each sample's value is scaled so that Keras' mean over the batch gives that
+    sum.)
+    """
+
+    def __init__(self, kinds=(0,), positive_weights=None, head_weights=(1.0, 1.0, 1.0), event_loss: str = "bce",
+                 gamma: float = 2.0, name: str = "decision_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.kinds = [int(k) for k in kinds]
+        self.positive_weights = [float(w) for w in (positive_weights or [1.0] * len(self.kinds))]
+        self.head_weights = [float(w) for w in head_weights]
+        self.event_loss = event_loss
+        self.gamma = float(gamma)
+
+    def call(self, y_true, y_pred):
+        ops = keras.ops
+        n = len(self.kinds)
+        y_true = ops.cast(y_true, y_pred.dtype)
+        labels, mask = y_true[:, :n], y_true[:, n:]
+        z = y_pred
+        # cross-entropy with logits, stable for any z: y softplus(-z) + (1 - y) softplus(z)
+        positive, negative = ops.softplus(-z), ops.softplus(z)
+        if self.event_loss == "focal":
+            p = ops.sigmoid(z)
+            p_true = labels * p + (1.0 - labels) * (1.0 - p)
+            event = ops.power(1.0 - p_true, self.gamma) * (labels * positive + (1.0 - labels) * negative)
+        else:
+            weights = ops.convert_to_tensor(self.positive_weights, dtype=z.dtype)
+            shifted = z + ops.log(weights)
+            event = weights * labels * ops.softplus(-shifted) + (1.0 - labels) * ops.softplus(shifted)
+        direction = labels * positive + (1.0 - labels) * negative
+        absolute = ops.abs(z - labels)
+        quadratic = ops.minimum(absolute, 1.0)
+        value = 0.5 * ops.square(quadratic) + (absolute - quadratic)
+        batch = ops.cast(ops.shape(z)[0], z.dtype)
+        total = ops.zeros_like(z[:, 0])
+        for kind, per_label in enumerate((event, direction, value)):
+            select = ops.convert_to_tensor([float(k == kind) for k in self.kinds], dtype=z.dtype)
+            valid = mask * select
+            count = ops.maximum(ops.sum(valid), 1.0)
+            # where(): a masked entry adds an exact 0 (no NaN/inf from a label's value can leak in)
+            total = total + self.head_weights[kind] * batch * ops.sum(
+                ops.where(valid > 0, per_label, 0.0), axis=-1) / count
+        return total
+
+    def get_config(self):
+        return {**super().get_config(), "kinds": self.kinds, "positive_weights": self.positive_weights,
+                "head_weights": self.head_weights, "event_loss": self.event_loss, "gamma": self.gamma}
+
+
+@keras.saving.register_keras_serializable(package="vitalflow")
+class DecisionOutput(layers.Layer):
+    """The raw ``labels`` output: the logits as they are, tanh on the value columns."""
+
+    def __init__(self, value_columns=(), **kwargs):
+        super().__init__(**kwargs)
+        self.value_columns = [int(c) for c in value_columns]
+
+    def call(self, x):
+        n = x.shape[-1]
+        is_value = keras.ops.convert_to_tensor([c in set(self.value_columns) for c in range(n)])
+        return keras.ops.where(is_value, keras.ops.tanh(x), x)
+
+    def get_config(self):
+        return {**super().get_config(), "value_columns": self.value_columns}
+
+
+def _trunk(config: TrainConfig, length: int, features: int, static: int):
+    """The inputs and the dropout's output (what both heads start from)."""
     net = config.network
     series = keras.Input((length, features), name="timeseries")
     patient = keras.Input((static,), name="static")
@@ -97,12 +188,31 @@ def build_network(config: TrainConfig, length: int, features: int, static: int,
     x = layers.Dense(net.dense_units, activation="gelu", name="dense")(x)
     if net.dropout > 0:
         x = layers.Dropout(net.dropout, name="dropout")(x)
+    return inputs, series, x
+
+
+def build_network(config: TrainConfig, length: int, features: int, static: int,
+                  target_channels: tuple[int, ...]) -> keras.Model:
+    """The value network for windows of ``length`` x ``features`` and ``static`` patient features,
+    predicting the time-series channels ``target_channels`` (weights drawn from Keras' global
+    seed: call `keras.utils.set_random_seed` first)."""
+    net = config.network
+    inputs, series, x = _trunk(config, length, features, static)
     if net.residual:
         change = layers.Dense(len(target_channels), activation="tanh", kernel_initializer="zeros", name="change")(x)
         outputs = AddToLastValues(target_channels, name="targets")(change, series)
     else:
         outputs = layers.Dense(len(target_channels), activation="tanh", name="targets")(x)
     return keras.Model(inputs, outputs, name="cnn_lstm_lstm")
+
+
+def build_decision_network(config: TrainConfig, length: int, features: int, static: int, heads: Heads
+                           ) -> keras.Model:
+    """The decision network: the value network's trunk, one ``labels`` output (`vitalflow.model.heads`)."""
+    inputs, _, x = _trunk(config, length, features, static)
+    raw = layers.Dense(len(heads), name="decision_logits")(x)
+    outputs = DecisionOutput(heads.indices("value").tolist(), name="labels")(raw)
+    return keras.Model(inputs, outputs, name="cnn_lstm_lstm_decisions")
 
 
 def optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
@@ -114,6 +224,20 @@ def optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
 def compile_network(model: keras.Model, config: TrainConfig, weights: list[float]) -> keras.Model:
     model.compile(optimizer=optimizer(config), loss=WeightedLoss(LOSSES[config.loss], weights),
                   metrics=[keras.metrics.MeanAbsoluteError(name="mae")], jit_compile=False)
+    return model
+
+
+def decision_loss(config: TrainConfig, heads: Heads, positive_weights: list[float]) -> DecisionLoss:
+    h = config.head_weights
+    return DecisionLoss(heads.kinds, positive_weights, (h.event, h.direction, h.value), config.event_loss,
+                        config.focal_gamma)
+
+
+def compile_decision_network(model: keras.Model, config: TrainConfig, heads: Heads,
+                             positive_weights: list[float]) -> keras.Model:
+    """``positive_weights``: per label (1 for all but the events), see `DecisionLoss`."""
+    model.compile(optimizer=optimizer(config), loss=decision_loss(config, heads, positive_weights),
+                  jit_compile=False)
     return model
 
 

@@ -1,10 +1,22 @@
 """`load_model`: a model directory as a predictor that answers in clinical units.
 
-::
+A value model (card ``task: values``)::
 
     predictor = load_model("model")             # a model directory, local or s3://
     predictor.predict(timeseries, static)       # [N, 300, 16], [N, 6] normalized -> [N, 8] in units
     predictor.predict_dataset("out", "test")    # every test window: case, second, predicted, actual
+
+A decision model (card ``task: decisions``)::
+
+    d = predictor.predict_decisions(timeseries, static)   # -> DecisionPredictions
+    d.event_probability                         # [N, events] calibrated P(the group changes within H)
+    d["event/hypnotic/300"]                     # [N], any label by name
+    d.direction_probability                     # [N, directions] calibrated P(up | a change)
+    d.value                                     # [N, values] set-points at t + H, in their units
+    predictor.predict_dataset("out", "test")    # -> DecisionDatasetPredictions: the above per window
+                                                #    with case_id, window_start_s and the truth
+
+Probabilities are ``sigmoid(logit / T)`` with the label's temperature from the card's calibration.
 """
 
 from __future__ import annotations
@@ -20,7 +32,9 @@ import numpy as np
 
 from vitalflow.dataset.reference import Dataset, open_dataset
 from vitalflow.errors import ModelError
+from vitalflow.model.calibration import apply_temperatures
 from vitalflow.model.card import MODEL_FILE, ModelCard, read_model_card
+from vitalflow.model.heads import Heads
 from vitalflow.model.inputs import numpy_batches
 from vitalflow.spec.model import Spec
 from vitalflow.store import Store
@@ -41,6 +55,44 @@ class DatasetPredictions:
     last_value: np.ndarray  # [N, targets]: each target's value at the window's last second (persistence)
 
 
+@dataclass(frozen=True)
+class DecisionPredictions:
+    """What a decision model says about N windows (names in the card's head order)."""
+
+    event_names: tuple[str, ...]  # "event/<group>/<H>"
+    event_probability: np.ndarray  # [N, events]: calibrated P(a set-point of the group changes within H s)
+    direction_names: tuple[str, ...]  # "direction/<setpoint>/<H>"
+    direction_probability: np.ndarray  # [N, directions]: calibrated P(its first change goes up | it changes)
+    value_names: tuple[str, ...]  # "value/<setpoint>/<H>"
+    value: np.ndarray  # [N, values]: the set-point at t + H in its clinical unit (`value_units`)
+    value_units: tuple[str, ...]
+    raw: np.ndarray  # [N, labels]: the network's output (logits, normalized values) in head order
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        """One label's column [N] by name: a probability (event, direction) or a value in units."""
+        for names, values in ((self.event_names, self.event_probability),
+                              (self.direction_names, self.direction_probability), (self.value_names, self.value)):
+            if name in names:
+                return values[:, names.index(name)]
+        raise KeyError(name)
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        """Every label name -> its column [N], in head order of the tasks (events, directions, values)."""
+        return {n: self[n] for n in (*self.event_names, *self.direction_names, *self.value_names)}
+
+
+@dataclass(frozen=True)
+class DecisionDatasetPredictions(DecisionPredictions):
+    """A split's windows in dataset order: the predictions and the truth to score them with."""
+
+    case_id: np.ndarray = None  # [N]
+    window_start_s: np.ndarray = None  # [N]
+    label_names: tuple[str, ...] = ()  # the columns of labels and label_mask (the heads' order)
+    labels: np.ndarray = None  # [N, labels]: event/direction 0/1, value normalized (as the dataset holds them)
+    label_mask: np.ndarray = None  # [N, labels]: 1 = valid
+    event_onset_s: np.ndarray = None  # [N, events]: seconds from the window's end to the group's first change
+
+
 class Predictor:
     def __init__(self, uri: str, card: ModelCard, model: keras.Model) -> None:
         self.uri, self.card, self.model = uri, card, model
@@ -52,6 +104,26 @@ class Predictor:
     @property
     def targets(self) -> list[str]:
         return [t.name for t in self.card.targets]
+
+    @property
+    def task(self) -> str:
+        return self.card.task
+
+    @cached_property
+    def heads(self) -> Heads:
+        """The decision model's outputs (`vitalflow.model.heads`)."""
+        if self.card.task != "decisions":
+            raise ModelError(f"{self.uri}: a value model (task: values) has no decision heads: use predict")
+        return Heads.from_card(self.card.heads)
+
+    @cached_property
+    def temperatures(self) -> np.ndarray:
+        """Per logit column (`Heads.calibrated` order): its temperature (1 without a calibration)."""
+        fitted = self.card.calibration.temperatures if self.card.calibration else {}
+        return np.array([fitted.get(self.heads.names[i], 1.0) for i in self.heads.calibrated], dtype=np.float64)
+
+    def _outputs(self) -> int:
+        return len(self.card.heads) if self.card.task == "decisions" else len(self.card.targets)
 
     def predict_normalized(self, timeseries: np.ndarray, static: np.ndarray, mask: np.ndarray | None = None,
                            batch_size: int = 256) -> np.ndarray:
@@ -67,21 +139,52 @@ class Predictor:
                 raise ModelError(f"{name}: expected shape [N, {', '.join(map(str, shape))}], got "
                                  f"{list(inputs[name].shape)}")
         if len(inputs["timeseries"]) == 0:
-            return np.zeros((0, len(self.card.targets)), np.float32)
+            return np.zeros((0, self._outputs()), np.float32)
         return self.model.predict(inputs, batch_size=batch_size, verbose=0)
 
     def predict(self, timeseries: np.ndarray, static: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """A case's (or any) windows, normalized, to the targets in clinical units [N, targets]."""
+        if self.card.task == "decisions":
+            raise ModelError(f"{self.uri}: a decision model (task: decisions) predicts no 30 s values: use "
+                             "predict_decisions")
         return denormalize_targets(self.predict_normalized(timeseries, static, mask), self.spec)
+
+    def decisions_from_raw(self, raw: np.ndarray) -> DecisionPredictions:
+        """The network's raw output [N, labels] as calibrated probabilities and values in units."""
+        heads = self.heads
+        raw = np.asarray(raw, np.float32)
+        probability = apply_temperatures(raw, heads.calibrated, self.temperatures)
+        by_column = {int(c): j for j, c in enumerate(heads.calibrated)}
+        events, directions, values = heads.indices("event"), heads.indices("direction"), heads.indices("value")
+        return DecisionPredictions(
+            event_names=heads.names_of("event"),
+            event_probability=probability[:, [by_column[int(c)] for c in events]],
+            direction_names=heads.names_of("direction"),
+            direction_probability=probability[:, [by_column[int(c)] for c in directions]],
+            value_names=heads.names_of("value"),
+            value=heads.denormalize_values(raw[:, values]),
+            value_units=tuple(heads.units[i] or "" for i in values),
+            raw=raw)
+
+    def predict_decisions(self, timeseries: np.ndarray, static: np.ndarray, mask: np.ndarray | None = None
+                          ) -> DecisionPredictions:
+        """A case's (or any) windows, normalized as the dataset holds them ([N, 300, 16], [N, 6]), to
+        the decision model's calibrated probabilities and set-point values in clinical units."""
+        return self.decisions_from_raw(self.predict_normalized(timeseries, static, mask))
 
     def check_dataset(self, dataset: Dataset) -> None:
         if dataset.card.spec.hash != self.card.spec.hash:
             raise ModelError(f"{dataset.uri}: made with spec {dataset.card.spec.name} ({dataset.card.spec.hash}), "
                              f"but model {self.uri} was trained with {self.card.spec.name} ({self.card.spec.hash})")
 
-    def predict_dataset(self, dataset: Dataset | str, split: str = "test", batch_size: int = 256) -> DatasetPredictions:
+    def predict_dataset(self, dataset: Dataset | str, split: str = "test", batch_size: int = 256
+                        ) -> DatasetPredictions | DecisionDatasetPredictions:
+        """Every window of ``split`` in the dataset's order, with the truth: `DatasetPredictions` of
+        a value model, `DecisionDatasetPredictions` of a decision model."""
         dataset = open_dataset(dataset) if isinstance(dataset, str) else dataset
         self.check_dataset(dataset)
+        if self.card.task == "decisions":
+            return self._predict_decisions_dataset(dataset, split, batch_size)
         names = [*self.card.inputs, "target", "case_id", "window_start_s"]
         indices = list(self.spec.target_indices)
         parts: dict[str, list[np.ndarray]] = {k: [] for k in ("case_id", "window_start_s", "predicted", "actual",
@@ -98,6 +201,25 @@ class Predictor:
         for k in ("predicted", "actual", "last_value"):
             joined[k] = denormalize_targets(joined[k], self.spec)
         return DatasetPredictions(**joined)
+
+    def _predict_decisions_dataset(self, dataset: Dataset, split: str, batch_size: int) -> DecisionDatasetPredictions:
+        truth = ("labels", "label_mask", "event_onset_s")
+        missing = [n for n in truth if n not in dataset.example_schema.root]
+        if missing:
+            raise ModelError(f"{dataset.uri}: its examples hold no decision labels ({', '.join(missing)}; example "
+                             f"schema version {dataset.card.get('example_schema_version', 1)}): preprocess the "
+                             "recordings again")
+        names = [*self.card.inputs, *truth, "case_id", "window_start_s"]
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in ("raw", *truth, "case_id", "window_start_s")}
+        for batch in numpy_batches(dataset, split, names, batch_size):
+            parts["raw"].append(self.predict_normalized(batch["timeseries"], batch["static"], batch.get("mask")))
+            for k in (*truth, "case_id", "window_start_s"):
+                parts[k].append(batch[k])
+        if not parts["raw"]:
+            raise ModelError(f"{dataset.uri}: the {split} split has no windows")
+        joined = {k: np.concatenate(v) for k, v in parts.items()}
+        predicted = self.decisions_from_raw(joined.pop("raw"))
+        return DecisionDatasetPredictions(**vars(predicted), label_names=self.heads.names, **joined)
 
 
 def load_model(uri: str | os.PathLike) -> Predictor:

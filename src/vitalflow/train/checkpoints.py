@@ -4,7 +4,8 @@ A checkpoint directory (local or ``s3://``; ``MODEL_DIR/_checkpoints`` by defaul
 ``/opt/ml/checkpoints`` in a SageMaker training job, which SageMaker syncs to S3) holds::
 
     epoch-0004.npz       the weights and the optimizer's variables after epoch 4
-    best-0003.npz        the weights of the best epoch so far (lowest validation loss)
+    best-0003.npz        the weights of the best epoch so far (highest validation mean AUPRC of
+                         the event labels; a value model: lowest validation loss)
     state.json           `TrainState`: completed epochs, history, early-stopping counters, and
                          which two files above are current; written last
 
@@ -39,7 +40,8 @@ class TrainState(Record):
     epochs_done: int = 0
     history: dict[str, list[float]] = {}
     best_epoch: int = 0  # 1-based; 0: none yet
-    best_val_loss: float | None = None
+    best_val_loss: float | None = None  # the best epoch's (values: what chose it)
+    best_val_auprc: float | None = None  # decisions: the best epoch's mean event AUPRC (what chose it)
     epochs_without_improvement: int = 0
     stopped_early: bool = False
     seconds: float = 0.0

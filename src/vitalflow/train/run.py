@@ -1,10 +1,15 @@
 """A training run: a verified dataset and a config to a complete model directory.
 
 Everything that can be refused is checked before the first epoch: the dataset (complete, verified,
-of a known spec, with train and validation windows and the features the network reads), the
-config (unknown keys, bad values, target weights naming no target), the model directory (holding
-another model) and the checkpoints (of another training). Rerunning the same command resumes from
-the last complete epoch; rerunning it after the model is written does nothing.
+of a known spec, with train and validation windows and the features the network reads; for the
+decision model, examples of schema version 2 with decision labels), the config (unknown keys, bad
+values, target weights naming no target), the model directory (holding another model) and the
+checkpoints (of another training). Rerunning the same command resumes from the last complete
+epoch; rerunning it after the model is written does nothing.
+
+A decision model (``task: decisions``) is calibrated after training: one temperature per event and
+direction label, fitted on the validation split (`vitalflow.model.calibration`), written into the
+card with the expected calibration error before and after.
 """
 
 from __future__ import annotations
@@ -18,19 +23,25 @@ from importlib.metadata import version
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from vitalflow.dataset.reference import Dataset, open_dataset
 from vitalflow.errors import ModelError, OutputError, SpecError
-from vitalflow.model.card import CARD_NAME, EXPORT_DIR, MODEL_FILE, DatasetRef, Feature, ModelCard, SpecPin, Tool, \
-    Training
+from vitalflow.model.calibration import BINS, ece, fit_temperature, sigmoid
+from vitalflow.model.card import CARD_NAME, EXPORT_DIR, MODEL_FILE, Calibration, DatasetRef, Feature, Head, ModelCard, \
+    SpecPin, Tool, Training
 from vitalflow.model.config import TrainConfig, load_train_config, train_config_hash
-from vitalflow.model.network import build_network, compile_network, input_names
+from vitalflow.model.heads import Heads
+from vitalflow.model.inputs import TRUTH
+from vitalflow.model.network import build_decision_network, build_network, compile_decision_network, \
+    compile_network, input_names
 from vitalflow.runtime.stop import StopRequest
 from vitalflow.spec.model import SPLITS, Spec, load_spec
 from vitalflow.store import Store
 from vitalflow.train.checkpoints import Checkpoints, TrainState
-from vitalflow.train.fit import fit, make_deterministic, restore
+from vitalflow.train.fit import Split, fit, make_deterministic, positive_weights, predict_split, read_split, \
+    restore
 
 log = logging.getLogger("vitalflow.progress")
 CHECKPOINT_DIR = "_checkpoints"
@@ -62,12 +73,25 @@ def dataset_spec(dataset: Dataset) -> Spec:
     return spec
 
 
+#: The example schema version that holds the decision labels (`vitalflow.dataset.schema`).
+DECISION_SCHEMA_VERSION = 2
+
+
 def check_dataset(dataset: Dataset, config: TrainConfig, spec: Spec) -> None:
+    if config.task == "decisions":
+        version = dataset.card.get("example_schema_version", 1)
+        if version < DECISION_SCHEMA_VERSION or "labels" not in dataset.example_schema.root:
+            raise OutputError(f"{dataset.uri}: examples of schema version {version} hold no decision labels; this "
+                              f"vitalflow trains on schema version {DECISION_SCHEMA_VERSION}: preprocess the "
+                              "recordings again (or set task: values)")
+        if spec.decisions is None:
+            raise SpecError(f"{dataset.uri}: its spec {spec.name} v{spec.version} defines no decision targets "
+                            "(or set task: values)")
     for split in ("train", "validation"):
         if dataset.examples(split) == 0:
             raise OutputError(f"{dataset.uri}: the {split} split has no windows (the split fractions or too few "
                               "subjects): training needs train and validation windows")
-    missing = [n for n in (*input_names(config), "target") if n not in dataset.example_schema.root]
+    missing = [n for n in (*input_names(config), *TRUTH[config.task]) if n not in dataset.example_schema.root]
     if missing:
         raise OutputError(f"{dataset.uri}: the examples have no {', '.join(missing)} feature (for the mask: "
                           "preprocess with output.write_mask: true, or set network.use_mask: false)")
@@ -82,9 +106,41 @@ def _features(spec: Spec, names) -> list[Feature]:
     return [Feature(name=n, unit=by_name[n].unit, range=by_name[n].range) for n in names]
 
 
-def build_card(spec: Spec, dataset: Dataset, config: TrainConfig, model: keras.Model, state: TrainState) -> ModelCard:
+def card_heads(heads: Heads) -> list[Head]:
+    out = []
+    for name, task, unit, rng in zip(heads.names, heads.tasks, heads.units, heads.ranges):
+        _, of, horizon = name.split("/")
+        out.append(Head(name=name, task=task, of=of, horizon_s=int(horizon), output="tanh" if task == "value" else "logit",
+                        unit=unit, range=rng))
+    return out
+
+
+def calibrate(model: keras.Model, validation: Split, heads: Heads) -> Calibration:
+    """One temperature per event and direction label on the validation split, and the ECE before and after."""
+    raw = predict_split(model, validation)
+    temperatures, before, after = {}, {}, {}
+    for i in heads.calibrated:
+        name = heads.names[i]
+        valid = validation.label_mask[:, i] > 0
+        z, y = raw[valid, i].astype(np.float64), validation.labels[valid, i].astype(np.float64)
+        t = fit_temperature(z, y)
+        temperatures[name] = round(t, 6)
+        if valid.any():
+            before[name] = ece(sigmoid(z), y)
+            after[name] = ece(sigmoid(z / temperatures[name]), y)
+    events = [n for n in heads.names_of("event") if n in before]
+    return Calibration(temperatures=temperatures, ece_before=before, ece_after=after, bins=BINS,
+                       mean_ece_before=float(np.mean([before[n] for n in events])) if events else None,
+                       mean_ece_after=float(np.mean([after[n] for n in events])) if events else None)
+
+
+def build_card(spec: Spec, dataset: Dataset, config: TrainConfig, model: keras.Model, state: TrainState,
+               heads: Heads | None = None, class_weights: dict[str, float] | None = None,
+               calibration: Calibration | None = None) -> ModelCard:
     windows = dataset.card.config.get("windows", {})
+    decisions = config.task == "decisions"
     return ModelCard(
+        task=config.task,
         tool=Tool(name="vitalflow", version=version("vitalflow"), tensorflow=tf.__version__, keras=keras.__version__),
         created_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         spec=SpecPin(name=spec.name, version=spec.version, hash=spec.content_hash(),
@@ -93,14 +149,18 @@ def build_card(spec: Spec, dataset: Dataset, config: TrainConfig, model: keras.M
                            windows={s: dataset.examples(s) for s in SPLITS}),
         timeseries=_features(spec, spec.feature_names),
         static=[Feature(name=f.name, unit=f.unit, range=f.range if f.range else (-1.0, 1.0)) for f in spec.static],
-        targets=_features(spec, spec.targets),
+        targets=[] if decisions else _features(spec, spec.targets),
+        heads=card_heads(heads) if decisions else [],
         inputs=list(input_names(config)),
         window_s=int(windows.get("length_s", 300)), horizon_s=int(windows.get("horizon_s", 30)),
         config=config.model_dump(mode="json"), config_hash=train_config_hash(config),
         parameters=int(model.count_params()),
         training=Training(epochs_run=state.epochs_done, best_epoch=state.best_epoch, stopped_early=state.stopped_early,
-                          resumed=state.resumed, seconds=round(state.seconds, 3), history=state.history),
+                          resumed=state.resumed, seconds=round(state.seconds, 3), history=state.history,
+                          monitor="val_auprc" if decisions else "val_loss"),
         metrics={k: v[state.best_epoch - 1] for k, v in state.history.items() if k.startswith("val_")},
+        class_weights=class_weights or {},
+        calibration=calibration,
         files={"model": MODEL_FILE, "export": EXPORT_DIR},
     )
 
@@ -153,8 +213,16 @@ def train_model(dataset_uri: str, output: str, config_path: str | None = None, c
     make_deterministic()
     keras.utils.set_random_seed(config.seed)
     length, features = dataset.example_schema["timeseries"].reshape
-    model = build_network(config, length, features, dataset.example_schema["static"].size, spec.target_indices)
-    compile_network(model, config, config.weights_for(spec.targets))
+    static = dataset.example_schema["static"].size
+    heads, class_weights = None, None
+    if config.task == "decisions":
+        heads = Heads.from_spec(spec)
+        weights, class_weights = positive_weights(dataset, config, heads)
+        model = build_decision_network(config, length, features, static, heads)
+        compile_decision_network(model, config, heads, weights)
+    else:
+        model = build_network(config, length, features, static, spec.target_indices)
+        compile_network(model, config, config.weights_for(spec.targets))
     if state is None or state.latest_file is None:
         checkpoints.remove_leftovers(None)
         state = TrainState(**expected)
@@ -164,10 +232,13 @@ def train_model(dataset_uri: str, output: str, config_path: str | None = None, c
         state = state.model_copy(update={"resumed": state.resumed + 1})
         log.info("resuming after epoch %d from %s", state.epochs_done, checkpoints.uri)
     with StopRequest(then="stopping after the current batch; the last complete epoch is checkpointed") as stop:
-        state, stopped = fit(model, config, dataset, checkpoints, state, stop)
+        state, stopped = fit(model, config, dataset, checkpoints, state, stop, heads)
         if stopped:
             return TrainResult(store.uri, None, stop.requested or "stop")
     model.set_weights(checkpoints.arrays(state.best_file)["weights"])
-    card = build_card(spec, dataset, config, model, state)
+    calibration = None
+    if heads is not None:
+        calibration = calibrate(model, read_split(dataset, "validation", config, max(config.batch_size, 256)), heads)
+    card = build_card(spec, dataset, config, model, state, heads, class_weights, calibration)
     write_model_dir(store, model, card)
     return TrainResult(store.uri, card, None)

@@ -1,0 +1,85 @@
+"""Temperature scaling of the decision model's probabilities (pure numpy).
+
+After training, each event and direction label gets one temperature ``T`` fitted on the
+validation split: the ``T`` in [``T_MIN``, ``T_MAX``] that minimizes the mean negative
+log-likelihood of ``sigmoid(logit / T)`` over the label's unmasked windows (a golden-section search
+over ``log T``; the NLL is unimodal in it). The predictor reports ``sigmoid(logit / T)``. A label
+with fewer than ``MIN_WINDOWS`` unmasked windows, or only one class among them, keeps ``T = 1``.
+Temperatures rescale confidence and never change the ranking (AUPRC, AUROC).
+
+The expected calibration error ``ece`` (``BINS`` equal-width bins of the probability, the mean
+over the windows of |mean probability - positive rate| of each window's bin) is reported per label
+before and after.
+
+>>> z = np.tile([-4.0, -2.0, 2.0, 4.0, 3.0, -3.0], 5); y = np.tile([0, 1, 1, 1, 0, 0], 5)
+>>> t = fit_temperature(z, y)  # over-confident logits: T > 1 softens them
+>>> 1 < t < T_MAX and nll(z / t, y) < nll(z, y)
+True
+>>> fit_temperature(z[:6], y[:6])  # too few windows to tell
+1.0
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+T_MIN, T_MAX = 0.05, 20.0
+MIN_WINDOWS = 20
+BINS = 10
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, dtype=np.float64)
+    return np.exp(-np.logaddexp(0.0, -z))
+
+
+def nll(z: np.ndarray, y: np.ndarray) -> float:
+    """The mean binary cross-entropy of logits ``z`` against 0/1 ``y``."""
+    z = np.asarray(z, dtype=np.float64)
+    return float(np.mean(y * np.logaddexp(0.0, -z) + (1 - y) * np.logaddexp(0.0, z)))
+
+
+def fit_temperature(z: np.ndarray, y: np.ndarray, iterations: int = 80) -> float:
+    """The ``T`` minimizing ``nll(z / T, y)`` (1 when the data cannot tell: see the module docstring)."""
+    z = np.asarray(z, dtype=np.float64).reshape(-1)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if z.size < MIN_WINDOWS or y.min() == y.max():
+        return 1.0
+    a, b = math.log(T_MIN), math.log(T_MAX)
+    ratio = (math.sqrt(5) - 1) / 2
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    fc, fd = nll(z / math.exp(c), y), nll(z / math.exp(d), y)
+    for _ in range(iterations):
+        if fc <= fd:
+            b, d, fd = d, c, fc
+            c = b - ratio * (b - a)
+            fc = nll(z / math.exp(c), y)
+        else:
+            a, c, fc = c, d, fd
+            d = a + ratio * (b - a)
+            fd = nll(z / math.exp(d), y)
+    t = math.exp((a + b) / 2)
+    return float(t) if nll(z / t, y) <= nll(z, y) else 1.0
+
+
+def ece(p: np.ndarray, y: np.ndarray, bins: int = BINS) -> float:
+    """Expected calibration error of probabilities ``p`` against 0/1 ``y`` (NaN without windows).
+
+    >>> ece(np.array([0.1, 0.1, 0.9, 0.9]), np.array([0, 0, 1, 1]))
+    0.1
+    """
+    p = np.asarray(p, dtype=np.float64).reshape(-1)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if p.size == 0:
+        return float("nan")
+    which = np.minimum((p * bins).astype(np.int64), bins - 1)
+    count = np.bincount(which, minlength=bins)
+    gap = np.abs(np.bincount(which, p, bins) - np.bincount(which, y, bins))  # = count x |mean p - rate|
+    return float(round(gap.sum() / count.sum(), 12))
+
+
+def apply_temperatures(raw: np.ndarray, columns: np.ndarray, temperatures: np.ndarray) -> np.ndarray:
+    """``sigmoid(raw[:, columns] / temperatures)`` ([N, len(columns)])."""
+    return sigmoid(np.asarray(raw, np.float64)[:, columns] / np.asarray(temperatures, np.float64)[None, :])
