@@ -217,3 +217,18 @@ def test_a_cache_build_killed_midway_is_never_taken_for_complete(trainable_datas
     n = sum(len(b["target"]) for b in window_batches(dataset, SPLIT, names, batch_size=100, cache=True)
             .as_numpy_iterator())
     assert n == _card(trainable_dataset)["splits"][SPLIT]["windows"]
+
+
+def test_decision_training_batches_pair_the_inputs_with_labels_and_their_mask(dataset):
+    """task decisions: y = concat(labels, label_mask), the windows in the order of window_batches."""
+    names = ["timeseries", "static", "labels", "label_mask"]
+    windows = [{k: v[i] for k, v in b.items()} for b in window_batches(dataset, SPLIT, names, batch_size=100, seed=0)
+               .as_numpy_iterator() for i in range(len(b["labels"]))]
+    pairs = list(training_batches(dataset, SPLIT, ["timeseries", "static"], task="decisions", batch_size=100,
+                                  seed=0).as_numpy_iterator())
+    assert sum(len(y) for _, y in pairs) == len(windows)
+    x, y = pairs[0]
+    assert set(x) == {"timeseries", "static"} and y.shape == (100, 150)
+    np.testing.assert_array_equal(y[:, :75], np.stack([w["labels"] for w in windows[:100]]))
+    np.testing.assert_array_equal(y[:, 75:], np.stack([w["label_mask"] for w in windows[:100]]))
+    np.testing.assert_array_equal(x["timeseries"], np.stack([w["timeseries"] for w in windows[:100]]))

@@ -23,6 +23,16 @@ from vitalflow.cli import app
 STATE = "_checkpoints/state.json"
 
 
+@pytest.fixture(scope="module")
+def tiny_config(tiny_config, tmp_path_factory):
+    """The shared tiny config as a value model (``task: values``): these tests check the 30 s value
+    model, which `evaluate` and the registry score; the decision model (the default task since the
+    decision labels) has its own tests in tests/test_decision_model.py."""
+    path = tmp_path_factory.mktemp("values-config") / "train.yaml"
+    path.write_text(tiny_config.read_text() + "task: values\n")
+    return path
+
+
 def train_cli(*args: str):
     return CliRunner().invoke(app, ["train", *map(str, args)])
 
@@ -183,6 +193,25 @@ def test_load_model_answers_in_clinical_units_as_the_export_does(trainable_datas
     np.testing.assert_allclose(whole.predicted[:40], expected, rtol=1e-5, atol=1e-6)
 
 
+def test_a_value_model_written_before_the_decision_model_still_loads(trainable_dataset, reference_model, tmp_path):
+    """A card of format 1 (no task, heads, calibration, class weights, monitor): a value model."""
+    import vitalflow
+
+    old = tmp_path / "old"
+    shutil.copytree(reference_model, old, ignore=shutil.ignore_patterns("_checkpoints"))
+    c = card(old)
+    for key in ("task", "heads", "calibration", "class_weights"):
+        c.pop(key)
+    c["training"].pop("monitor")
+    c["format"] = "vitalflow-model/1"
+    (old / "model_card.json").write_text(json.dumps(c))
+    predictor = vitalflow.load_model(old)
+    assert predictor.task == "values" and predictor.card.heads == []
+    whole = predictor.predict_dataset(str(trainable_dataset), "test")
+    np.testing.assert_array_equal(whole.predicted, vitalflow.load_model(reference_model).predict_dataset(
+        str(trainable_dataset), "test").predicted)
+
+
 def test_rerunning_a_finished_training_does_nothing(trainable_dataset, tiny_config, reference_model):
     before = (reference_model / "model_card.json").read_bytes()
     result = train_cli(trainable_dataset, "--output", reference_model, "--config", tiny_config)
@@ -241,7 +270,7 @@ def test_bad_datasets_are_refused_naming_the_reason(trainable_dataset, tiny_conf
 
 
 def test_a_model_pins_its_datasets_spec_and_refuses_data_of_another(trainable_dataset, tiny_config, tmp_path):
-    """A dataset made with an edited copy of the spec (version 2, another propofol range) trains a
+    """A dataset made with an edited copy of the spec (version 3, another propofol range) trains a
     model of that spec, wherever the spec file goes afterwards; evaluating that model on data of
     the built-in spec is refused, naming both."""
     from vitalflow.spec.model import BUILTIN_DIR
@@ -250,7 +279,8 @@ def test_a_model_pins_its_datasets_spec_and_refuses_data_of_another(trainable_da
     synth_corpus(tmp_path / "rec", 12, seed=0, hours=1.5, waves=False)
     spec = tmp_path / "my_spec.yaml"
     text = (BUILTIN_DIR / "master_poc.yaml").read_text()
-    spec.write_text(text.replace("version: 1", "version: 2").replace("range: [0, 12]\n    plausible: [0, 2000]",
+    # the built-in spec is version 2 since the decision targets: the edited copy is version 3
+    spec.write_text(text.replace("version: 2", "version: 3").replace("range: [0, 12]\n    plausible: [0, 2000]",
                                                                       "range: [0, 20]\n    plausible: [0, 2000]"))
     (tmp_path / "run.yaml").write_text("spec: my_spec.yaml\nsplit: {seed: 3}\n")
     r = CliRunner().invoke(app, ["preprocess", "-i", str(tmp_path / "rec"), "-c", str(tmp_path / "rec/clinical.csv"),
@@ -260,7 +290,7 @@ def test_a_model_pins_its_datasets_spec_and_refuses_data_of_another(trainable_da
     result = train_cli(tmp_path / "out", "--output", tmp_path / "m", "--config", tiny_config)
     assert result.exit_code == 0, result.output
     pinned = card(tmp_path / "m")["spec"]
-    assert pinned["version"] == 2
+    assert pinned["version"] == 3
     assert next(f for f in pinned["content"]["timeseries"] if f["name"] == "Propofol_INF")["range"] == [0, 20]
     assert card(tmp_path / "m")["targets"][0]["range"] == [0, 20]
     line = _error_line(CliRunner().invoke(app, ["evaluate", str(tmp_path / "m"), str(trainable_dataset)]))
