@@ -96,7 +96,7 @@ def reliability_png(path: Path, metrics: dict, events: Sequence[str]) -> Path:
 def value_table(metrics: dict) -> list[list[str]]:
     values = metrics.get("values", {})
     found = dict.fromkeys(k[:-4] for v in values.values() for k in v["all"] if k.endswith("_mae"))
-    scorers = [s for s in ("model", *found) if s in found]  # the model first, then in the document's order
+    scorers = [s for s in dict.fromkeys(("model", *found)) if s in found]  # the model first, then as found
     rows = [["set-point/H", "unit", "n all"] + [f"{s} MAE all" for s in scorers] + ["n changed"] +
             [f"{s} MAE changed" for s in scorers]]
     for key, v in values.items():
@@ -143,7 +143,8 @@ def write_decision_report(out_dir: Path, metrics: dict, y: Mapping[str, np.ndarr
               f"the anaesthesia) are left out. Intervals: {int(b['level'] * 100)} % bootstrap over cases "
               f"({b['resamples']} resamples, seed {b['seed']}). Gap closed: (model - no skill) / (oracle - no skill) "
               "on AUPRC."),
-        ("table", event_table(metrics)),
+        ("table", event_table(metrics, "auprc")),
+        ("table", event_table(metrics, "auroc")),
         ("h2", "Alerts at a budget of one per 10 minutes"),
         ("table", budget_table(metrics)),
         ("h2", "Set-point values (MAE in the set-point's unit)"),

@@ -343,26 +343,24 @@ def decision_metrics(spec: Spec, dataset: Dataset, split: str, test: DecisionWin
     return DecisionScores(doc, ys, kept_scores)
 
 
-def event_table(metrics: dict, horizons: tuple[int, ...] | None = None) -> list[list[str]]:
-    """Group x horizon rows: prevalence, then AUROC and AUPRC [95 % interval] of each scorer, and the
-    fraction of the gap closed by the model (a header row first)."""
-    scorers = metrics["scorers"]
+def event_table(metrics: dict, metric: str = "auprc") -> list[list[str]]:
+    """Group x horizon rows (a header row first): windows, prevalence, then each scorer's ``metric``
+    ("auprc" or "auroc") with its 95 % interval; with an oracle, the AUPRC table ends with the fraction
+    of the gap closed by the model (XGBoost's when there is no model). No skill is left out: its AUPRC
+    is the prevalence and its AUROC 0.5."""
+    scorers = [s for s in metrics["scorers"] if s != "no_skill"]
     label = lambda s: SCORER_LABELS.get(s, s)  # noqa: E731  (compare's columns are model labels)
-    head = ["event", "n", "prev."] + [f"{label(s)} AUROC" for s in scorers if s != "no_skill"] + \
-        [f"{label(s)} AUPRC" for s in scorers] + (["gap closed"] if "oracle" in scorers else [])
-    rows = [head]
+    gap = metric == "auprc" and "oracle" in scorers
+    rows = [["event", "n", "prev."] + [f"{label(s)} {metric.upper()}" for s in scorers] + (["gap closed"] if gap else [])]
     for key, ev in metrics["events"].items():
-        if horizons is not None and ev["horizon_s"] not in horizons:
-            continue
         if not ev.get("positives"):
             continue
         s = ev["scorers"]
         row = [key, str(ev["n"]), _fmt(ev["prevalence"])]
-        row += [_with_ci(s[name]["auroc"], s[name].get("auroc_ci")) for name in scorers if name != "no_skill"]
-        row += [_with_ci(s[name]["auprc"], s[name].get("auprc_ci")) for name in scorers]
-        if "oracle" in scorers:
+        row += [_with_ci(s[name][metric], s[name].get(f"{metric}_ci")) for name in scorers]
+        if gap:
             # the model's (or in a comparison, the first model's); XGBoost's without a model
-            prefer = [s for s in scorers if s not in ("no_skill", "rules", "oracle")] + ["rules"]
+            prefer = [s for s in scorers if s not in ("rules", "oracle")] + ["rules"]
             g = next((ev["gap_closed"][s] for s in prefer if s in ev["gap_closed"]), {})
             row.append(_with_ci(g.get("value"), g.get("ci")))
         rows.append(row)
@@ -374,8 +372,13 @@ def _fmt(x) -> str:
 
 
 def _with_ci(x, ci) -> str:
+    """``0.42 [0.31-0.55]``.
+
+    >>> _with_ci(0.4234, [0.3111, 0.5549]), _with_ci(None, None), _with_ci(-0.05, [-0.2, 0.1])
+    ('0.42 [0.31-0.55]', '-', '-0.05 [-0.20-0.10]')
+    """
     if x is None:
         return "-"
     if not ci or ci[0] is None:
-        return f"{x:.3f}"
-    return f"{x:.3f} [{ci[0]:.2f}, {ci[1]:.2f}]"
+        return f"{x:.2f}"
+    return f"{x:.2f} [{ci[0]:.2f}-{ci[1]:.2f}]"

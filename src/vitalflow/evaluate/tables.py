@@ -22,8 +22,8 @@ def metrics_tables(metrics: dict) -> list[Table]:
         from vitalflow.evaluate.decision_report import budget_table, value_table
         from vitalflow.evaluate.decisions import event_table
 
-        return [Table("events", "Decision events: prevalence, AUROC and AUPRC [95 % interval over cases]",
-                      event_table(metrics)),
+        return [Table("events", "Decision events: AUPRC [95 % interval over cases]", event_table(metrics, "auprc")),
+                Table("events-auroc", "Decision events: AUROC [95 % interval over cases]", event_table(metrics, "auroc")),
                 Table("budget", "Alerts at one per 10 minutes: recall / precision / median lead time (s)",
                       budget_table(metrics)),
                 Table("values", "Set-point values: MAE in the set-point's unit", value_table(metrics))]
