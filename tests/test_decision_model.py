@@ -173,7 +173,8 @@ def test_the_card_records_task_heads_class_weights_and_temperatures(model, train
     assert all(0.05 <= t <= 20 for t in cal["temperatures"].values())
     assert any(t != 1.0 for t in cal["temperatures"].values())
     assert set(cal["ece_after"]) == set(cal["ece_before"]) <= set(logits)
-    assert cal["mean_ece_after"] <= cal["mean_ece_before"] + 1e-9
+    # temperatures minimize the NLL, not the ECE: the ECE may move either way (tested on its own below)
+    assert all(0 <= v <= 1 for v in [*cal["ece_before"].values(), *cal["ece_after"].values()])
     t = c["training"]
     assert t["monitor"] == "val_auprc" and t["epochs_run"] == 3
     assert c["metrics"]["val_auprc"] == max(t["history"]["val_auprc"]) == t["history"]["val_auprc"][t["best_epoch"] - 1]
@@ -187,11 +188,17 @@ def _plain(dataset_dir: Path, split: str, n: int) -> dict[str, np.ndarray]:
     features = {"timeseries": tf.io.FixedLenFeature([300 * 16], tf.float32),
                 "static": tf.io.FixedLenFeature([6], tf.float32),
                 "labels": tf.io.FixedLenFeature([75], tf.float32),
-                "label_mask": tf.io.FixedLenFeature([75], tf.float32)}
+                "label_mask": tf.io.FixedLenFeature([75], tf.float32),
+                # the decision context: 10 set-points, 11 times since, 30 min of 16 features at 30 s
+                "setpoints": tf.io.FixedLenFeature([10], tf.float32),
+                "setpoints_known": tf.io.FixedLenFeature([10], tf.float32),
+                "context": tf.io.FixedLenFeature([11], tf.float32),
+                "history": tf.io.FixedLenFeature([60 * 16], tf.float32)}
     batch = next(iter(tf.data.TFRecordDataset(files, compression_type="GZIP").map(
         lambda r: tf.io.parse_single_example(r, features)).batch(n)))
     out = {k: v.numpy() for k, v in batch.items()}
     out["timeseries"] = out["timeseries"].reshape(-1, 300, 16)
+    out["history"] = out["history"].reshape(-1, 60, 16)
     return out
 
 
@@ -203,11 +210,13 @@ def test_predictions_are_the_calibrated_raw_outputs(model, trainable_dataset, sp
     c = _card(model)
     temps = c["calibration"]["temperatures"]
     plain = _plain(trainable_dataset, "test", 40)
+    inputs = ("timeseries", "static", "setpoints", "setpoints_known", "context", "history")
+    assert c["inputs"] == list(inputs)
     raw = keras.models.load_model(model / "model.keras", compile=False).predict(
-        {"timeseries": plain["timeseries"], "static": plain["static"]}, verbose=0).astype(np.float64)
+        {n: plain[n] for n in inputs}, verbose=0).astype(np.float64)
     names = [str(x) for x in spec.decisions.labels]
     predictor = vitalflow.load_model(model)
-    got = predictor.predict_decisions(plain["timeseries"], plain["static"])
+    got = predictor.predict_decisions(plain["timeseries"], plain["static"], context={n: plain[n] for n in inputs[2:]})
     setpoints = {s.name: s for s in spec.decisions.setpoints}
     for j, name in enumerate(names):
         task, of, _ = name.split("/")
@@ -236,6 +245,8 @@ def test_predictions_are_the_calibrated_raw_outputs(model, trainable_dataset, sp
 
     with pytest.raises(ModelError, match="predict_decisions"):
         predictor.predict(plain["timeseries"], plain["static"])
+    with pytest.raises(ModelError, match="decision context: pass context with history"):
+        predictor.predict_decisions(plain["timeseries"], plain["static"], context={n: plain[n] for n in inputs[2:5]})
 
 
 def test_the_early_stopping_auprc_is_sklearns_average_precision(model, trainable_dataset):
@@ -306,6 +317,21 @@ def test_examples_without_decision_labels_are_refused_naming_both_versions(train
     assert str(info.value) == (f"{old}: examples of schema version 1 hold no decision labels; this vitalflow trains on "
                                "schema version 2: preprocess the recordings again (or set task: values)")
     assert not (tmp_path / "m").exists()
+
+
+def test_a_dataset_without_the_decision_context_is_refused_unless_context_inputs_is_off(trainable_dataset, config,
+                                                                                       tmp_path):
+    from vitalflow.errors import OutputError
+    from vitalflow.train.run import train_model
+
+    old = tmp_path / "ds"
+    shutil.copytree(trainable_dataset, old)
+    path = old / "preprocessing_metadata.json"
+    card = json.loads(path.read_text())
+    card["example_schema"].pop("history")
+    path.write_text(json.dumps(card))
+    with pytest.raises(OutputError, match=r"no history feature .*context_inputs: false"):
+        train_model(str(old), str(tmp_path / "m"), str(config))
 
 
 # --- determinism and resume ----------------------------------------------------------------------

@@ -70,9 +70,13 @@ class HeadWeights(Strict):
     value: float = Field(default=0.3, ge=0)
 
 
+#: The example features of the decision context (`TrainConfig.context_inputs`), in input order.
+CONTEXT_INPUTS = ("setpoints", "setpoints_known", "context", "history")
+
 #: Fields of the decision model: left out of the hash of a ``task: values`` config, so a value
 #: model's config hashes as it did before the decision model existed.
-DECISION_FIELDS = frozenset({"task", "head_weights", "event_loss", "focal_gamma", "max_positive_weight"})
+DECISION_FIELDS = frozenset({"task", "head_weights", "event_loss", "focal_gamma", "max_positive_weight",
+                             "context_inputs"})
 
 
 #: Defaults that depend on ``task`` (a value the file sets wins). The decision model trains with
@@ -90,6 +94,9 @@ class TrainConfig(Strict):
     event_loss: Literal["bce", "focal"] = "bce"
     focal_gamma: float = Field(default=2.0, ge=0)
     max_positive_weight: float = Field(default=20.0, ge=1)
+    # also read the decision context of the examples (`CONTEXT_INPUTS`: the set-points now, the time
+    # since each last changed and since anestart, 30 min of history; spec decisions.context)
+    context_inputs: bool = True
     # --- task: values
     loss: Literal["mse", "huber", "mae"] = "huber"
     # target name -> loss weight (the spec's targets; a target not named weighs 1)

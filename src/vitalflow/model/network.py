@@ -19,8 +19,10 @@ value (the input channel the target is a copy of) rather than the value itself: 
 current value forward is right for most windows, so the network starts from persistence and spends
 its capacity on when and how far a value changes. ``residual: false`` is the plain head.
 
-``task: decisions`` keeps the trunk (everything up to the dropout) and ends in one output,
-``labels``, of one column per decision label (`vitalflow.model.heads`)::
+``task: decisions`` keeps the trunk (everything up to the dropout), joins the decision context to
+the static features (``context_inputs``: ``setpoints`` [10], ``setpoints_known`` [10], ``context``
+[11] as they are, ``history`` [60 x 16] flattened through Dense(24, gelu)), and ends in one output, ``labels``, of
+one column per decision label (`vitalflow.model.heads`)::
 
               Dense(32, gelu) -> Dropout(0.1)
               Dense(75) -> DecisionOutput            -> event and direction logits, tanh values
@@ -33,7 +35,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from vitalflow.model.config import TrainConfig
+from vitalflow.model.config import CONTEXT_INPUTS, TrainConfig
 from vitalflow.model.heads import Heads
 
 LOSSES = {"mse": "squared", "huber": "huber", "mae": "absolute"}
@@ -168,8 +170,10 @@ class DecisionOutput(layers.Layer):
         return {**super().get_config(), "value_columns": self.value_columns}
 
 
-def _trunk(config: TrainConfig, length: int, features: int, static: int):
-    """The inputs and the dropout's output (what both heads start from)."""
+def _trunk(config: TrainConfig, length: int, features: int, static: int, context: dict | None = None):
+    """The inputs and the dropout's output (what both heads start from). ``context``: the decision
+    context's inputs, name -> shape (`CONTEXT_INPUTS`): the vectors join the static features, the
+    history ([steps, features]) first runs through a small dense layer."""
     net = config.network
     series = keras.Input((length, features), name="timeseries")
     patient = keras.Input((static,), name="static")
@@ -184,7 +188,15 @@ def _trunk(config: TrainConfig, length: int, features: int, static: int):
             x = layers.MaxPooling1D(net.pool, padding="same", name=f"pool{i + 1}")(x)
     x = layers.LSTM(net.lstm_units[0], return_sequences=True, name="lstm1")(x)
     x = layers.LSTM(net.lstm_units[1], name="lstm2")(x)
-    x = layers.Concatenate(name="with_static")([x, patient])
+    joined = [x, patient]
+    for name, shape in (context or {}).items():
+        inputs[name] = keras.Input(tuple(shape), name=name)
+        if len(shape) == 2:  # flattened into a small dense layer: an LSTM over it costs half an epoch more
+            flat = layers.Flatten(name=f"{name}_flat")(inputs[name])
+            joined.append(layers.Dense(net.lstm_units[1], activation="gelu", name=f"{name}_dense")(flat))
+        else:
+            joined.append(inputs[name])
+    x = layers.Concatenate(name="with_static")(joined)
     x = layers.Dense(net.dense_units, activation="gelu", name="dense")(x)
     if net.dropout > 0:
         x = layers.Dropout(net.dropout, name="dropout")(x)
@@ -206,10 +218,11 @@ def build_network(config: TrainConfig, length: int, features: int, static: int,
     return keras.Model(inputs, outputs, name="cnn_lstm_lstm")
 
 
-def build_decision_network(config: TrainConfig, length: int, features: int, static: int, heads: Heads
-                           ) -> keras.Model:
-    """The decision network: the value network's trunk, one ``labels`` output (`vitalflow.model.heads`)."""
-    inputs, _, x = _trunk(config, length, features, static)
+def build_decision_network(config: TrainConfig, length: int, features: int, static: int, heads: Heads,
+                           context: dict | None = None) -> keras.Model:
+    """The decision network: the value network's trunk (with the decision context's inputs,
+    ``context``: name -> shape), one ``labels`` output (`vitalflow.model.heads`)."""
+    inputs, _, x = _trunk(config, length, features, static, context)
     raw = layers.Dense(len(heads), name="decision_logits")(x)
     outputs = DecisionOutput(heads.indices("value").tolist(), name="labels")(raw)
     return keras.Model(inputs, outputs, name="cnn_lstm_lstm_decisions")
@@ -243,4 +256,7 @@ def compile_decision_network(model: keras.Model, config: TrainConfig, heads: Hea
 
 def input_names(config: TrainConfig) -> tuple[str, ...]:
     """The example features the network reads."""
-    return ("timeseries", "static", "mask") if config.network.use_mask else ("timeseries", "static")
+    names = ("timeseries", "static", "mask") if config.network.use_mask else ("timeseries", "static")
+    if config.task == "decisions" and config.context_inputs:
+        names += CONTEXT_INPUTS
+    return names

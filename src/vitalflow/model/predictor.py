@@ -34,6 +34,7 @@ from vitalflow.dataset.reference import Dataset, open_dataset
 from vitalflow.errors import ModelError
 from vitalflow.model.calibration import apply_temperatures
 from vitalflow.model.card import MODEL_FILE, ModelCard, read_model_card
+from vitalflow.model.config import CONTEXT_INPUTS
 from vitalflow.model.heads import Heads
 from vitalflow.model.inputs import numpy_batches
 from vitalflow.spec.model import Spec
@@ -126,13 +127,26 @@ class Predictor:
         return len(self.card.heads) if self.card.task == "decisions" else len(self.card.targets)
 
     def predict_normalized(self, timeseries: np.ndarray, static: np.ndarray, mask: np.ndarray | None = None,
-                           batch_size: int = 256) -> np.ndarray:
-        """Normalized inputs (as the dataset holds them) to normalized targets [N, targets]."""
+                           batch_size: int = 256, context: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """Normalized inputs (as the dataset holds them) to the raw output: normalized targets
+        [N, targets] (values), or logits and normalized values [N, labels] (decisions).
+        ``context``: the decision context's example features by name (``CONTEXT_INPUTS``), when
+        the model reads them (its card's ``inputs``)."""
         inputs = {"timeseries": np.asarray(timeseries, np.float32), "static": np.asarray(static, np.float32)}
         if "mask" in self.card.inputs:
             if mask is None:
                 raise ModelError(f"{self.uri}: this model reads the mask channels: pass mask")
             inputs["mask"] = np.asarray(mask, np.float32)
+        wanted = [n for n in self.card.inputs if n in CONTEXT_INPUTS]
+        missing = [n for n in wanted if n not in (context or {})]
+        if missing:
+            raise ModelError(f"{self.uri}: this model reads the decision context: pass context with "
+                             f"{', '.join(missing)} (the example features of that name)")
+        for name in wanted:
+            inputs[name] = np.asarray(context[name], np.float32)
+            shape = tuple(self.model.get_layer(name).output.shape[1:])
+            if inputs[name].shape[1:] != shape:
+                inputs[name] = inputs[name].reshape(-1, *shape)
         expected = {"timeseries": (self.card.window_s, len(self.card.timeseries)), "static": (len(self.card.static),)}
         for name, shape in expected.items():
             if inputs[name].ndim != len(shape) + 1 or inputs[name].shape[1:] != shape:
@@ -166,11 +180,13 @@ class Predictor:
             value_units=tuple(heads.units[i] or "" for i in values),
             raw=raw)
 
-    def predict_decisions(self, timeseries: np.ndarray, static: np.ndarray, mask: np.ndarray | None = None
-                          ) -> DecisionPredictions:
-        """A case's (or any) windows, normalized as the dataset holds them ([N, 300, 16], [N, 6]), to
-        the decision model's calibrated probabilities and set-point values in clinical units."""
-        return self.decisions_from_raw(self.predict_normalized(timeseries, static, mask))
+    def predict_decisions(self, timeseries: np.ndarray, static: np.ndarray, mask: np.ndarray | None = None,
+                          context: dict[str, np.ndarray] | None = None) -> DecisionPredictions:
+        """A case's (or any) windows, normalized as the dataset holds them ([N, 300, 16], [N, 6] and,
+        for a model that reads it, the decision context: ``setpoints``, ``setpoints_known``,
+        ``context``, ``history`` by name), to the decision model's calibrated probabilities and
+        set-point values in clinical units."""
+        return self.decisions_from_raw(self.predict_normalized(timeseries, static, mask, context=context))
 
     def check_dataset(self, dataset: Dataset) -> None:
         if dataset.card.spec.hash != self.card.spec.hash:
@@ -212,7 +228,9 @@ class Predictor:
         names = [*self.card.inputs, *truth, "case_id", "window_start_s"]
         parts: dict[str, list[np.ndarray]] = {k: [] for k in ("raw", *truth, "case_id", "window_start_s")}
         for batch in numpy_batches(dataset, split, names, batch_size):
-            parts["raw"].append(self.predict_normalized(batch["timeseries"], batch["static"], batch.get("mask")))
+            context = {n: batch[n] for n in self.card.inputs if n in CONTEXT_INPUTS}
+            parts["raw"].append(self.predict_normalized(batch["timeseries"], batch["static"], batch.get("mask"),
+                                                        context=context))
             for k in (*truth, "case_id", "window_start_s"):
                 parts[k].append(batch[k])
         if not parts["raw"]:

@@ -31,7 +31,7 @@ from vitalflow.errors import ModelError, OutputError, SpecError
 from vitalflow.model.calibration import BINS, ece, fit_temperature, sigmoid
 from vitalflow.model.card import CARD_NAME, EXPORT_DIR, MODEL_FILE, Calibration, DatasetRef, Feature, Head, ModelCard, \
     SpecPin, Tool, Training
-from vitalflow.model.config import TrainConfig, load_train_config, train_config_hash
+from vitalflow.model.config import CONTEXT_INPUTS, TrainConfig, load_train_config, train_config_hash
 from vitalflow.model.heads import Heads
 from vitalflow.model.inputs import TRUTH
 from vitalflow.model.network import build_decision_network, build_network, compile_decision_network, \
@@ -93,8 +93,10 @@ def check_dataset(dataset: Dataset, config: TrainConfig, spec: Spec) -> None:
                               "subjects): training needs train and validation windows")
     missing = [n for n in (*input_names(config), *TRUTH[config.task]) if n not in dataset.example_schema.root]
     if missing:
-        raise OutputError(f"{dataset.uri}: the examples have no {', '.join(missing)} feature (for the mask: "
-                          "preprocess with output.write_mask: true, or set network.use_mask: false)")
+        hint = ("for the mask: preprocess with output.write_mask: true, or set network.use_mask: false"
+                if "mask" in missing else "the decision context: preprocess the recordings again (a spec with "
+                "decisions.context), or set context_inputs: false")
+        raise OutputError(f"{dataset.uri}: the examples have no {', '.join(missing)} feature ({hint})")
     try:
         config.weights_for(spec.targets)
     except ValueError as exc:
@@ -218,7 +220,9 @@ def train_model(dataset_uri: str, output: str, config_path: str | None = None, c
     if config.task == "decisions":
         heads = Heads.from_spec(spec)
         weights, class_weights = positive_weights(dataset, config, heads)
-        model = build_decision_network(config, length, features, static, heads)
+        context = {n: dataset.example_schema[n].reshape or dataset.example_schema[n].shape
+                   for n in input_names(config) if n in CONTEXT_INPUTS}
+        model = build_decision_network(config, length, features, static, heads, context)
         compile_decision_network(model, config, heads, weights)
     else:
         model = build_network(config, length, features, static, spec.target_indices)
