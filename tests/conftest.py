@@ -60,7 +60,10 @@ def clean_run(big_corpus, tmp_path_factory):
 
 
 #: A small network for training tests: seconds per run on 2 cores.
+# task: values: the lifecycle tests written for the 30 s value model keep testing it; the decision
+# model's lifecycle has its own tests (TINY_DECISION_CONFIG, tests/test_decision_lifecycle.py)
 TINY_TRAIN_CONFIG = """\
+task: values
 network: {conv_filters: [8], conv_kernel: 3, pool: 5, lstm_units: [8, 8], dense_units: 8}
 epochs: 6
 early_stopping: null

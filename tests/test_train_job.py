@@ -29,16 +29,6 @@ ROLE = "arn:aws:iam::123456789012:role/vitalflow-sagemaker"
 TIMEOUT = 300
 
 
-@pytest.fixture(scope="module")
-def tiny_config(tiny_config, tmp_path_factory):
-    """The shared tiny config as a value model (``task: values``): these tests check the 30 s value
-    model, which `evaluate` and the registry score; the decision model (the default task since the
-    decision labels) has its own tests in tests/test_decision_model.py."""
-    path = tmp_path_factory.mktemp("values-config") / "train.yaml"
-    path.write_text(tiny_config.read_text() + "task: values\n")
-    return path
-
-
 def launcher_request(config: Path) -> dict:
     """What `vitalflow launch train` would send (built by the launcher itself; nothing is sent)."""
     options = sm.LaunchOptions({"dataset": f"s3://{BUCKET}/datasets/ds1", "output": f"s3://{BUCKET}/models/m1",

@@ -19,16 +19,6 @@ runner = CliRunner()
 CARD = "preprocessing_metadata.json"
 
 
-@pytest.fixture(scope="module")
-def tiny_config(tiny_config, tmp_path_factory):
-    """The shared tiny config as a value model (``task: values``): these tests check the 30 s value
-    model, which `evaluate` and the registry score; the decision model (the default task since the
-    decision labels) has its own tests in tests/test_decision_model.py."""
-    path = tmp_path_factory.mktemp("values-config") / "train.yaml"
-    path.write_text(tiny_config.read_text() + "task: values\n")
-    return path
-
-
 def _sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 

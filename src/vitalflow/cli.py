@@ -438,9 +438,10 @@ def _train(dataset: str, output: str, config: str | None, checkpoints: str | Non
         raise typer.Exit(EXIT_STOPPED)
     t = result.card.training
     done = "already trained" if result.already_done else f"trained in {t.seconds:.1f} s"
+    best = (f"val mean AUPRC {result.card.metrics.get('val_auprc', float('nan')):.4f}"
+            if result.card.task == "decisions" else f"val_loss {result.card.metrics.get('val_loss', float('nan')):.5f}")
     out.print(f"model: {result.model_uri} ({done}; {t.epochs_run} epochs{', stopped early' * t.stopped_early}, "
-              f"best {t.best_epoch}: val_loss {result.card.metrics.get('val_loss', float('nan')):.5f}; "
-              f"{result.card.parameters} parameters)", markup=False)
+              f"best {t.best_epoch}: {best}; {result.card.parameters} parameters)", markup=False)
     if not register or result.already_done:
         return result, None
     from vitalflow.registry.tracking import TRACKING_ENV, tracking_uri

@@ -31,6 +31,7 @@ from vitalflow.evaluate.decisions import decision_metrics, read_windows
 from vitalflow.errors import OutputError
 from vitalflow.evaluate.report import CaseTimeline, metrics_document, write_report
 from vitalflow.model.card import ModelCard
+from vitalflow.model.config import CONTEXT_INPUTS
 from vitalflow.model.inputs import numpy_batches
 from vitalflow.model.predictor import Predictor, load_model
 from vitalflow.spec.model import SPLITS
@@ -161,7 +162,8 @@ def evaluate_decisions(predictor: Predictor, dataset: Dataset, split: str, outpu
         raise OutputError(f"{predictor.uri}: the model's event heads are not the spec's events")
 
     def model(batch) -> tuple[np.ndarray, np.ndarray]:
-        raw = predictor.predict_normalized(batch["timeseries"], batch["static"], batch.get("mask"))
+        raw = predictor.predict_normalized(batch["timeseries"], batch["static"], batch.get("mask"),
+                                           context={n: batch[n] for n in CONTEXT_INPUTS if n in batch})
         return predictor.decisions_from_raw(raw).event_probability, raw[:, values]
 
     log.info("evaluating %s on the %s split of %s (%d windows)", predictor.uri, split, dataset.uri,

@@ -51,8 +51,9 @@ class PredictJob:
 
     cases: PreprocessJob  # the model's spec and windows; preprocessing's read and transform
     reads_mask: bool  # the model takes the observed mask as an input
-    # a decision model's output labels (`vitalflow.predict.table.output_labels`); () for a value model
+    # a decision model's output labels (`vitalflow.predict.table.prediction_labels`); () for a value model
     decision_labels: tuple[str, ...] = ()
+    context_inputs: tuple[str, ...] = ()  # the decision context features the model reads
 
     def size(self, case_id: int) -> int:
         return self.cases.size(case_id)
@@ -66,14 +67,23 @@ class PredictJob:
     def _pack(self, outcome: CaseOutcome, recording: Recording, arrays: CaseArrays) -> CaseTimeline:
         w = self.cases.config.windows
         first = arrays.window_starts - arrays.crop.start_s
+        context = {name: window_context(arrays, name) for name in self.context_inputs} or None
         request = WindowRequest(arrays.case_id, arrays.series, arrays.observed if self.reads_mask else None,
-                                arrays.static, first, w.length_s)
+                                arrays.static, first, w.length_s, context)
         if self.decision_labels:  # rows at each window's end; what happened: the labels, NaN where masked
             return CaseTimeline(request, float(recording.start), first + w.length_s - 1 + arrays.crop.start_s,
                                 decision_truth(arrays, self.cases.spec, self.decision_labels))
         rows = target_seconds(first, w.length_s, w.horizon_s)
         return CaseTimeline(request, float(recording.start), rows + arrays.crop.start_s,
                             np.asarray(arrays.recorded_targets[rows], np.float64))
+
+
+def window_context(arrays: CaseArrays, name: str) -> np.ndarray:
+    """A decision context feature of every window as the examples hold it (float32, one row per window)."""
+    value = getattr(arrays, name)
+    if value is None:
+        raise ModelError(f"case {arrays.case_id}: the model reads {name}, which the model's spec does not make")
+    return np.asarray(value, np.float32).reshape(arrays.n_windows, -1)
 
 
 def decision_truth(arrays: CaseArrays, spec, labels: tuple[str, ...]) -> np.ndarray:

@@ -39,6 +39,9 @@ class WindowRequest:
     static: np.ndarray  # float32 [static features], normalized
     first: np.ndarray  # int64 [windows]: each window's first row in ``series``
     length: int  # seconds per window
+    # a decision model that reads the decision context: its per-window example features by name
+    # (`vitalflow.model.config.CONTEXT_INPUTS`: setpoints, setpoints_known, context, history)
+    context: dict[str, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ def predict_request(predictor, request: WindowRequest) -> np.ndarray:
     ts = windows_of(request.series, request.first, request.length)
     mask = None if request.mask is None else windows_of(request.mask, request.first, request.length)
     static = np.broadcast_to(request.static, (len(request.first), request.static.shape[0]))
-    return outputs_of(predictor, predictor.predict_normalized(ts, static, mask))
+    return outputs_of(predictor, predictor.predict_normalized(ts, static, mask, context=request.context))
 
 
 def outputs_of(predictor, raw: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from vitalflow.errors import CaseDataError, VitalReadError
 from vitalflow.predict.job import PredictJob
 from vitalflow.predict.model_process import predict_request
 from vitalflow.predict.run import prediction_config
-from vitalflow.predict.table import CaseTable, output_columns, prediction_labels
+from vitalflow.predict.table import CaseTable, context_inputs, output_columns, prediction_labels
 from vitalflow.run.inputs import CaseFile
 from vitalflow.run.preprocess_job import PreprocessJob
 from vitalflow.spec.model import Config
@@ -101,7 +101,7 @@ def predict_recording(recording: bytes | str | os.PathLike, patient: Mapping[str
         folder, label = str(path.parent), path.name
         file = CaseFile(label, path.stat().st_size)
         cases = PreprocessJob(folder, {case_id: file}, {case_id: person}, {}, config, predictor.spec)
-        result = PredictJob(cases, "mask" in card.inputs, prediction_labels(card)).run_case(case_id)
+        result = PredictJob(cases, "mask" in card.inputs, prediction_labels(card), context_inputs(card)).run_case(case_id)
     outcome, timeline = result.payload
     if outcome.status != "ok":
         reason = _without_case(outcome.reason or "no reason given", case_id).replace(str(path), label)

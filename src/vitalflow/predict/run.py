@@ -36,7 +36,7 @@ from vitalflow.model.card import CARD_NAME, ModelCard, read_model_card
 from vitalflow.predict.card import (CaseCounts, ModelRef, PredictionCard, Registered, Target, card_name)
 from vitalflow.predict.job import Outputs, PredictionCommitter, PredictJob, leftover_files
 from vitalflow.predict.model_process import ModelProcess
-from vitalflow.predict.table import PARQUET, case_files, output_columns, prediction_labels
+from vitalflow.predict.table import PARQUET, case_files, context_inputs, output_columns, prediction_labels
 from vitalflow.registry.resolve import resolve_model
 from vitalflow.run.cases import CaseSelection
 from vitalflow.run.inputs import find_case_files, input_identity, read_input_bytes
@@ -201,7 +201,7 @@ def predict(
                 tally.add(done[c].windows, done[c].status == "failed")
         tally.done_at_start = tally.done
         job = PredictJob(PreprocessJob(input_uri, files, patients, {}, config, spec), "mask" in card.inputs,
-                         prediction_labels(card))
+                         prediction_labels(card), context_inputs(card))
         timings = {"read": 0.0, "transform": 0.0, "pack": 0.0, "model": 0.0, "write": 0.0}
         run_info = {"workers": options.workers, "commit_every": options.commit_every, "stopped_by": None,
                     "cases_processed": 0, "removed_leftovers": removed, "worker_deaths": []}

@@ -48,6 +48,13 @@ def prediction_labels(card) -> tuple[str, ...]:
     return tuple([h.name for h in card.heads if h.task == "event"] + [h.name for h in card.heads if h.task == "value"])
 
 
+def context_inputs(card) -> tuple[str, ...]:
+    """The decision context features a model reads (``setpoints``, ``context``, ...; in its card's inputs)."""
+    from vitalflow.model.config import CONTEXT_INPUTS
+
+    return tuple(n for n in card.inputs if n in CONTEXT_INPUTS)
+
+
 def output_columns(card) -> list[tuple[str, str]]:
     """(name, unit) of what a model predicts per window (a `vitalflow.model.card.ModelCard`): a value
     model's targets; a decision model's event probabilities and set-point values (`output_labels`)."""
