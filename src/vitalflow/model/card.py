@@ -87,6 +87,17 @@ class Calibration(Record):
     mean_ece_after: float | None = None
 
 
+class Tuning(Record):
+    """The hyper-parameter study (`vitalflow tune`) whose best trial's config trained this model."""
+
+    storage: str  # the Optuna storage URL (sqlite:///<study dir>/study.db)
+    study: str  # the study name
+    trial: int  # the best trial's number
+    value: float  # its objective: the best epoch's validation mean event AUPRC
+    trials: int  # trials finished (complete or pruned) when the model was trained
+    params: dict[str, Any]  # the best trial's sampled values, by dotted config path
+
+
 class Training(Record):
     epochs_run: int
     best_epoch: int  # 1-based: the weights the model holds
@@ -122,6 +133,7 @@ class ModelCard(Record):
     metrics: dict[str, float]
     class_weights: dict[str, float] = {}  # event label -> weight of its positives in the loss (decisions, bce)
     calibration: Calibration | None = None  # decisions
+    tuning: Tuning | None = None  # the study that chose the config (`vitalflow tune`); None: not tuned
     files: dict[str, str]  # role -> path in the directory
 
 

@@ -22,6 +22,7 @@ import ctypes
 import logging
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
@@ -137,10 +138,13 @@ def validation_scores(model: keras.Model, validation: Split, heads: Heads) -> di
 
 
 def fit(model: keras.Model, config: TrainConfig, dataset: Dataset, checkpoints: Checkpoints, state: TrainState,
-        stop: StopRequest, heads: Heads | None = None) -> tuple[TrainState, bool]:
+        stop: StopRequest, heads: Heads | None = None,
+        on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> tuple[TrainState, bool]:
     """Train from ``state`` until ``config.epochs``, early stopping or a stop request; returns the
     final state and whether the run was stopped. The model holds the last epoch's weights.
-    ``heads``: the decision model's (``task: decisions``)."""
+    ``heads``: the decision model's (``task: decisions``). ``on_epoch(epoch, scores)``: called after
+    each epoch is checkpointed (1-based epoch; the epoch's scores, e.g. ``val_auprc``); what it raises
+    ends the training (`vitalflow.tune` prunes a trial so), the checkpoint of that epoch kept."""
     inputs = input_names(config)
     decisions = config.task == "decisions"
     early = config.early_stopping
@@ -195,4 +199,6 @@ def fit(model: keras.Model, config: TrainConfig, dataset: Dataset, checkpoints: 
         log.info("epoch %d/%d: loss %.4f, val_loss %.4f%s%s (%.1f s)", epoch + 1, config.epochs, history["loss"][-1],
                  val_loss, f", val_auprc {scores['val_auprc']:.4f}" if decisions else "", " (best)" if improved else "",
                  time.monotonic() - started)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, scores)
     return state, False

@@ -18,6 +18,7 @@ import datetime as _dt
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -30,7 +31,7 @@ from vitalflow.dataset.reference import Dataset, open_dataset
 from vitalflow.errors import ModelError, OutputError, SpecError
 from vitalflow.model.calibration import BINS, ece, fit_temperature, sigmoid
 from vitalflow.model.card import CARD_NAME, EXPORT_DIR, MODEL_FILE, Calibration, DatasetRef, Feature, Head, ModelCard, \
-    SpecPin, Tool, Training
+    SpecPin, Tool, Training, Tuning
 from vitalflow.model.config import CONTEXT_INPUTS, TrainConfig, load_train_config, train_config_hash
 from vitalflow.model.heads import Heads
 from vitalflow.model.inputs import TRUTH
@@ -138,7 +139,7 @@ def calibrate(model: keras.Model, validation: Split, heads: Heads) -> Calibratio
 
 def build_card(spec: Spec, dataset: Dataset, config: TrainConfig, model: keras.Model, state: TrainState,
                heads: Heads | None = None, class_weights: dict[str, float] | None = None,
-               calibration: Calibration | None = None) -> ModelCard:
+               calibration: Calibration | None = None, tuning: Tuning | None = None) -> ModelCard:
     windows = dataset.card.config.get("windows", {})
     decisions = config.task == "decisions"
     return ModelCard(
@@ -163,6 +164,7 @@ def build_card(spec: Spec, dataset: Dataset, config: TrainConfig, model: keras.M
         metrics={k: v[state.best_epoch - 1] for k, v in state.history.items() if k.startswith("val_")},
         class_weights=class_weights or {},
         calibration=calibration,
+        tuning=tuning,
         files={"model": MODEL_FILE, "export": EXPORT_DIR},
     )
 
@@ -185,8 +187,12 @@ def write_model_dir(store: Store, model: keras.Model, card: ModelCard) -> None:
 
 
 def train_model(dataset_uri: str, output: str, config_path: str | None = None, checkpoints_uri: str | None = None,
-                overwrite: bool = False) -> TrainResult:
-    """Train (or resume training) the network on a dataset and write the model directory."""
+                overwrite: bool = False, on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+                tuning: Tuning | None = None) -> TrainResult:
+    """Train (or resume training) the network on a dataset and write the model directory.
+    ``on_epoch``: passed to `vitalflow.train.fit.fit` (called after each epoch; what it raises ends
+    the training and propagates, no model written). ``tuning``: the study that chose the config,
+    recorded in the card."""
     config = load_train_config(config_path)
     dataset = open_dataset(dataset_uri)
     spec = dataset_spec(dataset)
@@ -236,13 +242,13 @@ def train_model(dataset_uri: str, output: str, config_path: str | None = None, c
         state = state.model_copy(update={"resumed": state.resumed + 1})
         log.info("resuming after epoch %d from %s", state.epochs_done, checkpoints.uri)
     with StopRequest(then="stopping after the current batch; the last complete epoch is checkpointed") as stop:
-        state, stopped = fit(model, config, dataset, checkpoints, state, stop, heads)
+        state, stopped = fit(model, config, dataset, checkpoints, state, stop, heads, on_epoch)
         if stopped:
             return TrainResult(store.uri, None, stop.requested or "stop")
     model.set_weights(checkpoints.arrays(state.best_file)["weights"])
     calibration = None
     if heads is not None:
         calibration = calibrate(model, read_split(dataset, "validation", config, max(config.batch_size, 256)), heads)
-    card = build_card(spec, dataset, config, model, state, heads, class_weights, calibration)
+    card = build_card(spec, dataset, config, model, state, heads, class_weights, calibration, tuning)
     write_model_dir(store, model, card)
     return TrainResult(store.uri, card, None)
