@@ -19,7 +19,7 @@ def describe_conversion(conversion) -> str:
         per = " / 60" if conversion.per == "minute" else ""
         return f"mL/h x {conversion.concentration:g}{per} / weight"
     if isinstance(conversion, PerIdealBodyWeight):
-        return "/ ideal body weight"
+        return "/ ideal body weight" if conversion.factor == 1 else f"x {conversion.factor:g} / ideal body weight"
     if isinstance(conversion, VolPercentToKpa):
         return f"vol % x ambient kPa / 100 ({conversion.ambient_track}, else {conversion.ambient_default_kpa:g})"
     raise TypeError(conversion)
@@ -53,5 +53,27 @@ def markdown_tables(spec: Spec) -> str:
             norm = f"(x - {lo:g}) / {hi - lo:g} x 2 - 1"
         default = f.default if isinstance(f.default, str) else f"{f.default:g}"
         rows.append(f"| {i} | {f.name} | {f.unit} | {norm} | {default} |")
-    rows += ["", "Targets, in order: " + ", ".join(spec.targets) + "."]
+    rows += ["", "Targets (the 30 s value task), in order: " + ", ".join(spec.targets) + "."]
+    if spec.decisions is not None:
+        rows += ["", *decision_table(spec)]
     return "\n".join(rows)
+
+
+def decision_table(spec: Spec) -> list[str]:
+    """The decision targets: set-points with their group, sources, unit, tolerance and gap; horizons."""
+    d = spec.decisions
+    assert d is not None
+    rows = ["| # | set-point | group | unit | sources (priority) and conversion | value range | change above "
+            "| known for | used |", "|---|---|---|---|---|---|---|---|---|"]
+    for i, sp in enumerate(d.setpoints, start=1):
+        sources = [s.track + (f" ({describe_conversion(s.convert)})" if describe_conversion(s.convert) else "")
+                   for s in sp.sources]
+        used = f"when {sp.only_without} has no source" if sp.only_without else "always"
+        rows.append(f"| {i} | {sp.name} | {d.group_of(sp.name)} | {sp.unit} | {'; '.join(sources)} "
+                    f"| {sp.range[0]:g}..{sp.range[1]:g} | {sp.tolerance:g} | {sp.max_gap_s} s | {used} |")
+    ctx = d.context
+    history = (f"{ctx.history_s} s of every feature at one mean per {ctx.history_step_s} s" if ctx.history_steps
+               else "none")
+    return rows + ["", f"Horizons: {', '.join(f'{h} s' for h in d.horizons_s)}; tasks: {', '.join(d.tasks)}; "
+                       f"{len(d.labels)} labels per window ({len(d.events)} events). Context: history {history}; "
+                       f"time since changes and since anestart: {'yes' if ctx.time_since else 'no'}."]
