@@ -465,6 +465,8 @@ def timeline(path: Path) -> dict:
         out["targets"].append({"name": t, "unit": unit,
                                "predicted": [_json_number(v) for v in table.column(f"{t}_pred").to_pylist()],
                                "recorded": [_json_number(v) for v in table.column(f"{t}_recorded").to_pylist()]})
+    # a decision model's timeline: event probabilities (unit "probability"), then set-point values
+    out["decisions"] = any(t["unit"] == "probability" for t in out["targets"])
     meta = table.schema.metadata or {}
     out["recording_start_utc"] = meta.get(b"vitalflow.recording_start_utc", b"").decode() or None
     return out
