@@ -425,13 +425,14 @@ def _train_extra():
 
 
 def _train(dataset: str, output: str, config: str | None, checkpoints: str | None, overwrite: bool,
-           register: bool = True):
+           register: bool = True, tuning=None):
     """Train; then (``register``, a new model) evaluate it on the test split and log it to the
-    registry. Returns the training result and the evaluation (None when not evaluated)."""
+    registry. Returns the training result and the evaluation (None when not evaluated).
+    ``tuning``: the study that chose the config (`vitalflow tune`), recorded in the card."""
     _train_extra()
     from vitalflow.train.run import train_model
 
-    result = train_model(dataset, output, config, checkpoints, overwrite)
+    result = train_model(dataset, output, config, checkpoints, overwrite, tuning=tuning)
     if result.stopped:
         err.print(f"stopped by {result.stopped}: the last complete epoch is checkpointed; rerun the same "
                   "command to resume", markup=False)
@@ -524,6 +525,59 @@ def evaluate(
     on synthetic data, the oracle; a value model: persistence, the training median and XGBoost); write
     metrics and a report."""
     _evaluate(model_dir, dataset, split.value, output, resamples=bootstrap)
+
+
+@app.command()
+@_errors
+def tune(
+    dataset: str = typer.Argument(..., help="A verified preprocess output (folder or s3:// prefix)."),
+    trials: int = typer.Option(..., "--trials", "-n", min=1, help="Trials to finish (complete or pruned), "
+                               "counting those the study holds already."),
+    output: Path = typer.Option(..., "--output", "-o", help="Study directory (local): study.db, trials/, "
+                                "best.yaml, best-model/."),
+    config: Optional[str] = typer.Option(None, "--config", help="Tune config YAML: base train config and search "
+                                         "space (default: built-in, README 'Hyper-parameter search')."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=0, help="Start no trial after this many "
+                                            "seconds (the running one finishes)."),
+    register: bool = typer.Option(True, "--register/--no-register", help="Evaluate the best model on the test "
+                                  "split and register it in the MLflow registry."),
+) -> None:
+    """Search train configs with Optuna (median pruning on the validation mean AUPRC), then train the best
+    one into <output>/best-model like `vitalflow train`; rerun the same command to resume."""
+    _train_extra()
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        raise VitalflowError('tune needs Optuna: pip install "vitalflow[train]"') from None
+    from vitalflow.tune.study import prepare_best_model, run_study
+
+    result = run_study(dataset, output, trials, config, timeout)
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(result.counts.items()))
+    out.print(f"study {result.study_name!r} in {result.storage}: {counts or 'no trials'} "
+              f"({result.ran} finished by this run)", markup=False)
+    if result.stopped:
+        err.print(f"stopped by {result.stopped}: rerun the same command to resume the study (an interrupted "
+                  "trial reruns from its last complete epoch)", markup=False)
+        raise typer.Exit(EXIT_STOPPED)
+    best = result.best
+    if best is None:
+        raise VitalflowError(f"no trial of study {result.study_name!r} completed ({counts or 'none ran'}): "
+                             "nothing to train; run more --trials")
+    out.print(f"best trial {best.number}: val mean AUPRC {best.value:.4f} ({result.finished} trials finished)",
+              markup=False)
+    table = Table()
+    table.add_column("parameter", no_wrap=True)
+    table.add_column("value", justify="right", no_wrap=True)
+    for name, value in best.params.items():
+        table.add_row(name, f"{value:.4g}" if isinstance(value, float) else json.dumps(value))
+    Console(highlight=False, width=max(out.width, 120)).print(table)
+    best_config = output / "best.yaml"
+    out.print(f"best config: {best_config} (vitalflow train DATASET --config {best_config})", markup=False)
+    if result.timed_out:
+        out.print(f"--timeout reached: {result.finished} of {trials} trials finished; the best so far is trained",
+                  markup=False)
+    _train(dataset, str(prepare_best_model(output, best)), str(best_config), best.checkpoints, False, register,
+           tuning=result.tuning())
 
 
 @app.command("spec")

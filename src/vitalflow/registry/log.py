@@ -13,7 +13,8 @@ The run holds:
   value forward);
 - **artifacts**: the model directory under ``model/`` (card, ``model.keras``, ``export/``,
   ``evaluation/``; not ``_checkpoints/`` nor any other ``_``-prefixed folder);
-- **tags**: the lineage (:func:`lineage_tags`), also set on the model version.
+- **tags**: the lineage (:func:`lineage_tags`) and, for a tuned model, the study (:func:`tuning_tags`),
+  also set on the model version.
 """
 
 from __future__ import annotations
@@ -64,6 +65,15 @@ def lineage_tags(card: ModelCard, model_uri: str) -> dict[str, str]:
     }
     assert tuple(tags) == LINEAGE_TAGS
     return tags
+
+
+def tuning_tags(card: ModelCard) -> dict[str, str]:
+    """The study that chose the config (`vitalflow tune`; the card's ``tuning``), as ``tuning.*`` tags."""
+    t = card.tuning
+    if t is None:
+        return {}
+    return {"tuning.storage": t.storage, "tuning.study": t.study, "tuning.trial": str(t.trial),
+            "tuning.value": repr(t.value), "tuning.trials": str(t.trials), "tuning.params": json.dumps(t.params)}
 
 
 def metric_key(*parts: str) -> str:
@@ -229,7 +239,7 @@ def log_training(model_dir: str, evaluation_metrics: Mapping | None, registered_
     uri = tracking_uri()
     c = client(uri)
     model_uri = Store(model_dir).uri
-    tags = lineage_tags(card, model_uri)
+    tags = {**lineage_tags(card, model_uri), **tuning_tags(card)}
     run_name = f"{registered_model}-{Path(model_uri.rstrip('/')).name}"
     try:
         run = c.create_run(experiment_id(c, registered_model, uri), tags=tags, run_name=run_name)
