@@ -151,17 +151,29 @@ def test_resume_then_best_yaml_and_the_best_model_registered(trainable_dataset, 
     assert tags["tuning.trials"] == "3" and json.loads(tags["tuning.params"]) == params
 
 
-def test_a_trial_left_running_by_a_dead_process_is_failed_and_rerun(trainable_dataset, tune_config, tmp_path):
+def test_a_trial_left_running_by_a_dead_process_is_failed_and_rerun_from_its_checkpoint(trainable_dataset, tune_config, tmp_path):
     from vitalflow.dataset.reference import open_dataset
-    from vitalflow.tune.space import load_tune_config
+    from vitalflow.model.card import read_model_card
+    from vitalflow.train.run import train_model
+    from vitalflow.tune.space import apply, load_tune_config
     from vitalflow.tune.study import open_study, run_study
 
     study_dir = tmp_path / "study"
     tune, base = load_tune_config(tune_config)
     study = open_study(study_dir, tune, base, open_dataset(str(trainable_dataset)).fingerprint)
-    dead = study.ask()  # a process that asked for a trial, sampled it and died
+    dead = study.ask()  # a process that asked for a trial, sampled it, trained an epoch and died
     params = {path: dist.suggest(dead, path) for path, dist in tune.search.items()}
-    dead.set_user_attr("checkpoints", str(study_dir / "trials" / "0" / "_checkpoints"))
+    trial_dir = study_dir / "trials" / "0"
+    dead.set_user_attr("checkpoints", str(trial_dir / "_checkpoints"))
+    trial_dir.mkdir(parents=True)
+    (trial_dir / "train.yaml").write_text(yaml.safe_dump(apply(base, params).model_dump(mode="json")))
+
+    def killed(epoch, scores):
+        dead.report(scores["val_auprc"], epoch)
+        raise KeyboardInterrupt  # stands for SIGKILL: the epoch is checkpointed, nothing else happens
+
+    with pytest.raises(KeyboardInterrupt):
+        train_model(str(trainable_dataset), str(trial_dir), str(trial_dir / "train.yaml"), on_epoch=killed)
 
     result = run_study(str(trainable_dataset), study_dir, 1, str(tune_config))
     trials = _study(study_dir).get_trials()
@@ -170,6 +182,11 @@ def test_a_trial_left_running_by_a_dead_process_is_failed_and_rerun(trainable_da
     assert trials[1].user_attrs["resumes"] == 0
     assert {k: tune.search[k].decode(v) for k, v in trials[1].params.items()} == params
     assert result.best.number == 1 and result.ran == 1
+    # the rerun went on from the dead trial's checkpoint of epoch 1, reporting both epochs
+    assert trials[1].intermediate_values[1] == trials[0].intermediate_values[1]
+    assert list(trials[1].intermediate_values) == [1, 2]
+    card = read_model_card(str(study_dir / "trials" / "1"))
+    assert card.training.resumed == 1 and card.training.epochs_run == 2
 
 
 class _AlwaysPrune(optuna.pruners.BasePruner):
