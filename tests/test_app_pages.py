@@ -62,12 +62,20 @@ def build_site(trainable_dataset: Path, tiny_config: Path, tmp_path_factory) -> 
     _vitalflow("synth", preds / "unseen", "--cases", 3, "--seed", 77, "--no-waves", "--hours", 0.5)
     _vitalflow("predict", "--model", f"{REGISTERED}/1", "--input", preds / "unseen", "--clinical",
                preds / "unseen/clinical.csv", "--output", preds / "batch", "--workers", 1)
+    # a decision model (its own registered name) and its batch predictions
+    decisions = work / "decisions.yaml"
+    decisions.write_text(tiny_config.read_text().replace("task: values", "task: decisions").replace("epochs: 6", "epochs: 2")
+                         + f"registered_model: {REGISTERED}-decisions\n")
+    _vitalflow("train", trainable_dataset, "--output", work / "md", "--config", decisions)
+    _vitalflow("predict", "--model", work / "md", "--input", preds / "unseen", "--clinical",
+               preds / "unseen/clinical.csv", "--output", preds / "decisions-batch", "--workers", 1)
     job = preds / "service-results" / "job-7"
     job.mkdir(parents=True)
     first = sorted((preds / "batch/cases").glob("*.parquet"))[0]
     shutil.copy(first, job / "timeline.parquet")
     (job / "summary.json").write_text(json.dumps({"jobId": "job-7", "input": SECRET, "model": {"uri": "m"}, "rows": 1}))
     _BUILT.update(dataset=trainable_dataset, models=models, preds=preds, batch=preds / "batch", job=job,
+                  decision_model=(f"{REGISTERED}-decisions/1", work / "md"), decision_batch=preds / "decisions-batch",
                   roots=(str(trainable_dataset.parent), str(preds)), work=work)
     return _BUILT
 
@@ -272,9 +280,10 @@ def test_models_table_shows_versions_metrics_against_persistence_and_lineage(htt
         cells = row_cells(page.text, f'data-reference="{reference}"')
         assert cells[0] == reference
         assert cells[3] == f"{model_card['metrics']['val_loss']:.5g}"
-        assert cells[4] == f"{_ratio(metrics, 'all'):.4g}" and cells[5] == f"{_ratio(metrics, 'changed'):.4g}"
-        assert cells[7] == model_card["dataset"]["fingerprint"][:19]
-        assert cells[9] == model_card["config_hash"][:19]
+        assert cells[4:6] == ["-", "-"]  # a value model has no decision AUPRC
+        assert cells[6] == f"{_ratio(metrics, 'all'):.4g}" and cells[7] == f"{_ratio(metrics, 'changed'):.4g}"
+        assert cells[9] == model_card["dataset"]["fingerprint"][:19]
+        assert cells[11] == model_card["config_hash"][:19]
     # the lineage links to the dataset page (its fingerprint is below the roots)
     assert f'href="/datasets/{ident}"' in page.text
     row = next(v for v in http.get("/api/models").json()["versions"] if v["reference"] == f"{REGISTERED}/1")
@@ -372,6 +381,47 @@ def test_prediction_pages_show_the_parquet_columns(http, site):
         assert _same_column(t["recorded"], table[f"{t['name']}_recorded"]), t["name"]
     assert http.get(f"/api/predictions/{batch['id']}/cases/{case_id}").json() == shown
     assert http.get(f"/predictions/{batch['id']}/cases/999999").status_code == 404
+
+
+def test_a_decision_model_page_shows_the_event_tables_and_its_curves(http, site):
+    from vitalflow.evaluate.decisions import event_table
+
+    reference, model_dir = site["decision_model"]
+    name, version = reference.split("/")
+    page = http.get(f"/models/{name}/{version}")
+    assert page.status_code == 200
+    metrics = json.loads((model_dir / "evaluation/test/metrics.json").read_text())
+    expected = event_table(metrics, "auprc")
+    table = page.text.split('id="metrics-events"')[1].split("</table>")[0]
+    assert row_starting(table, "event") == expected[0]
+    for row in expected[1:]:
+        assert row_starting(table, row[0]) == row  # the numbers of metrics.json, intervals included
+    for image in ("pr_curves.png", "roc_curves.png", "reliability.png"):
+        assert f"/evaluation/test/{image}" in page.text
+    models = http.get("/models").text
+    mean = [ev["scorers"]["model"]["auprc"] for ev in metrics["events"].values()
+            if ev["positives"] and ev["scorers"]["model"]["auprc"] is not None]
+    assert row_cells(models, f'data-reference="{reference}"')[4] == f"{sum(mean) / len(mean):.4g}"
+
+
+def test_a_decision_timeline_shows_alert_probabilities_and_the_decisions(http, site):
+    import pyarrow.parquet as pq
+
+    batch = next(b for b in http.get("/api/predictions").json()["batches"]
+                 if b["path"] == str(site["decision_batch"].resolve()))
+    card = json.loads((site["decision_batch"] / "prediction_card.json").read_text())
+    case_id = card["done"][0]["case_id"]
+    page = http.get(f"/predictions/{batch['id']}/cases/{case_id}").text
+    shown = embedded(page, "timeline-data")
+    table = pq.read_table(site["decision_batch"] / f"cases/{case_id}.parquet").to_pydict()
+    assert shown["decisions"] is True and "the windows after which it did change" in page
+    assert [t["name"] for t in shown["targets"]][:3] == ["hypnotic_60s", "hypnotic_300s", "hypnotic_600s"]
+    alerts = [t for t in shown["targets"] if t["unit"] == "probability"]
+    assert len(alerts) == 15
+    for t in shown["targets"]:
+        assert _same_column(t["predicted"], table[f"{t['name']}_pred"]), t["name"]
+        assert _same_column(t["recorded"], table[f"{t['name']}_recorded"]), t["name"]
+    assert all(0 <= p <= 1 for t in alerts for p in t["predicted"])
 
 
 def test_a_job_results_timeline_without_credentials(http, site):

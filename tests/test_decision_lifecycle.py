@@ -178,3 +178,33 @@ def test_a_recording_through_predict_recording_answers_probabilities_per_group_a
     assert document["units"][0] == "probability"
     probabilities = np.array(document["predictions"])[:, :15]
     assert ((probabilities >= 0) & (probabilities <= 1)).all()
+
+
+def test_the_service_answers_json_windows_with_their_context_as_the_predictor_does(trained, trainable_dataset,
+                                                                                 tmp_path):
+    from tests.test_serve_http import serve
+    from vitalflow.dataset.reference import open_dataset
+    from vitalflow.model.config import CONTEXT_INPUTS
+    from vitalflow.model.inputs import numpy_batches
+    from vitalflow.model.predictor import load_model
+    from vitalflow.predict.table import output_name
+
+    model, _ = trained
+    predictor = load_model(model)
+    batch = next(iter(numpy_batches(open_dataset(str(trainable_dataset)), "test",
+                                    ["timeseries", "static", *CONTEXT_INPUTS], batch_size=3)))
+    context = {name: batch[name].reshape(3, -1) for name in CONTEXT_INPUTS}
+    expected = predictor.predict_decisions(batch["timeseries"], batch["static"], context=context)
+    body = {"timeseries": batch["timeseries"].tolist(), "static": batch["static"].tolist(), "units": "normalized"}
+    with serve("--model", str(model), tmp=tmp_path) as server:
+        answer = server.client.post("/invocations", json={**body, "context": {k: v.tolist() for k, v in context.items()}})
+        assert answer.status_code == 200, answer.text
+        doc = answer.json()
+        assert doc["targets"][:15] == [output_name(n) for n in expected.event_names]
+        assert doc["units"][:15] == ["probability"] * 15
+        got = np.array(doc["predictions"])
+        assert np.allclose(got[:, :15], expected.event_probability, atol=1e-5)
+        assert np.allclose(got[:, 15:], expected.value, atol=1e-4)
+        refused = server.client.post("/invocations", json=body)
+        assert refused.status_code == 422 and "decision context" in refused.text
+        assert server.ping().status_code == 200

@@ -41,6 +41,7 @@ from vitalflow.serve.auth import BearerAuth, BodyLimit, redact
 from vitalflow.serve.inputs import (
     CLINICAL,
     InputRejected,
+    context_input,
     mask_input,
     model_inputs,
     parse_static_query,
@@ -53,7 +54,7 @@ from vitalflow.serve.queue import Job, JobQueue
 from vitalflow.serve.settings import ServeSettings
 from vitalflow.serve.worker import WorkerSupervisor
 from vitalflow.predict.model_process import outputs_of
-from vitalflow.predict.table import output_columns
+from vitalflow.predict.table import context_inputs, output_columns
 
 log = logging.getLogger("vitalflow.serve")
 
@@ -222,7 +223,8 @@ def create_app(settings: ServeSettings, host: ModelHost | None = None,
         length = predictor.card.window_s
         ts, st = model_inputs(parsed.timeseries, parsed.static, parsed.units, predictor.spec, length)
         mask = _mask(predictor, parsed.mask, len(ts))
-        return await _answer(request, predictor, ts, st, mask)
+        context = context_input(parsed.context, context_inputs(predictor.card), len(ts), predictor.spec)
+        return await _answer(request, predictor, ts, st, mask, context)
 
     async def _windows_npy(request: Request, body: bytes) -> Response:
         unknown = sorted(set(request.query_params) - set(NPY_QUERY))
@@ -236,6 +238,9 @@ def create_app(settings: ServeSettings, host: ModelHost | None = None,
         units = request.query_params.get("units", CLINICAL)
         static = parse_static_query(request.query_params["static"])
         ts, st = model_inputs(array, static, units, predictor.spec, predictor.card.window_s)
+        if context_inputs(predictor.card):
+            raise Refused(422, "this model reads the decision context, which a .npy request cannot carry: send JSON "
+                               "with \"context\", or the .vital recording")
         return await _answer(request, predictor, ts, st, _mask(predictor, None, len(ts)))
 
     def _mask(predictor, mask: Any, windows: int) -> np.ndarray | None:
@@ -246,8 +251,8 @@ def create_app(settings: ServeSettings, host: ModelHost | None = None,
                                "timeseries) in a JSON request")
         return mask_input(mask, windows, predictor.spec, predictor.card.window_s)
 
-    async def _answer(request: Request, predictor, ts: np.ndarray, st: np.ndarray, mask) -> Response:
-        normalized = await model.predict_normalized(ts, st, mask)
+    async def _answer(request: Request, predictor, ts: np.ndarray, st: np.ndarray, mask, context=None) -> Response:
+        normalized = await model.predict_normalized(ts, st, mask, context)
         predictions = outputs_of(predictor, normalized)
         names, units = (list(x) for x in zip(*output_columns(predictor.card)))
         if _accepts(request, NPY):

@@ -52,6 +52,9 @@ class WindowsRequest(BaseModel):
     static: list[Any]  # [6] or [N][6]
     units: Literal["clinical", "normalized"] = CLINICAL
     mask: list[Any] | None = None  # 0/1, the shape of timeseries (only a model trained with use_mask reads it)
+    # a decision model's context, per window as the examples hold it (normalized): setpoints,
+    # setpoints_known, context, history (README "Decision targets"; only a model that reads it)
+    context: dict[str, list[Any]] | None = None
 
 
 def parse_windows_request(document: Any) -> WindowsRequest:
@@ -211,6 +214,52 @@ def mask_input(mask: Any, windows: int, spec: Spec, length: int = 300) -> np.nda
     if not np.isin(array, (0.0, 1.0)).all():
         raise InputRejected("mask: values are 0 (not recorded) or 1 (recorded)")
     return array.astype(np.float32)
+
+
+def context_sizes(spec: Spec) -> dict[str, int]:
+    """Values per window of each decision context feature under ``spec`` (the example schema's sizes).
+
+    >>> from vitalflow.spec import load_spec
+    >>> context_sizes(load_spec())
+    {'setpoints': 10, 'setpoints_known': 10, 'context': 11, 'history': 960}
+    """
+    d = spec.decisions
+    if d is None:
+        return {}
+    s = len(d.setpoints)
+    return {"setpoints": s, "setpoints_known": s, "context": s + 1,
+            "history": d.context.history_steps * len(spec.timeseries)}
+
+
+def context_input(context: dict[str, Any] | None, names: Sequence[str], windows: int, spec: Spec
+                  ) -> dict[str, np.ndarray] | None:
+    """The decision context a model reads (``names``), validated: per window, normalized, finite, in
+    [-1, 1] (``*_known``: 0/1); None when the model reads none."""
+    if not names:
+        return None
+    if context is None:
+        raise InputRejected(f"context: this model reads the decision context: send \"context\" with "
+                            f"{', '.join(names)} (per window, normalized as in the dataset's examples), or the "
+                            ".vital recording")
+    unknown = sorted(set(context) - set(names))
+    if unknown:
+        raise InputRejected(f"context: unknown key(s) {', '.join(unknown)} (this model reads {', '.join(names)})")
+    sizes, out = context_sizes(spec), {}
+    for name in names:
+        if name not in context:
+            raise InputRejected(f"context.{name}: missing")
+        array = _array(context[name], f"context.{name}")
+        array = array.reshape(1, -1) if array.ndim == 1 and windows == 1 and array.size == sizes[name] else array
+        array = array.reshape(len(array), -1) if array.ndim > 1 else array
+        if array.ndim != 2 or array.shape != (windows, sizes[name]):
+            raise InputRejected(f"context.{name}: expected {windows} window(s) of {sizes[name]} values, got shape "
+                                f"{list(array.shape)}")
+        if name.endswith("_known") and not np.isin(array, (0.0, 1.0)).all():
+            raise InputRejected(f"context.{name}: values are 0 or 1")
+        if np.abs(array).max(initial=0) > 1:
+            raise InputRejected(f"context.{name}: normalized values lie in [-1, 1]")
+        out[name] = array.astype(np.float32)
+    return out
 
 
 def read_npy(body: bytes) -> np.ndarray:

@@ -46,6 +46,7 @@ class _Pending:
     static: np.ndarray
     mask: np.ndarray | None
     future: asyncio.Future
+    context: dict[str, np.ndarray] | None = None  # a decision model's context inputs
 
 
 def _load(reference: str) -> Predictor:
@@ -109,21 +110,26 @@ class ModelHost:
 
     # -- predicting ----------------------------------------------------------------------------
     @staticmethod
-    def _call(predictor: Predictor, timeseries: np.ndarray, static: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    def _call(predictor: Predictor, timeseries: np.ndarray, static: np.ndarray, mask: np.ndarray | None,
+              context: dict[str, np.ndarray] | None = None) -> np.ndarray:
         inputs = {"timeseries": timeseries, "static": static}
         if mask is not None:
             inputs["mask"] = mask
+        for name, values in (context or {}).items():  # a decision model's context, shaped as its input layer
+            inputs[name] = values.reshape(-1, *predictor.model.get_layer(name).output.shape[1:])
         return np.asarray(predictor.model.predict_on_batch(inputs))
 
     async def predict_normalized(self, timeseries: np.ndarray, static: np.ndarray,
-                                 mask: np.ndarray | None = None) -> np.ndarray:
-        """Normalized inputs ``[N, window, features]``, ``[N, static]`` -> normalized targets ``[N, targets]``."""
+                                 mask: np.ndarray | None = None,
+                                 context: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """Normalized inputs ``[N, window, features]``, ``[N, static]`` (and a decision model's
+        ``context``) -> the network's raw output ``[N, outputs]``."""
         self.require()
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._consumer = asyncio.get_running_loop().create_task(self._consume())
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(timeseries, static, mask, future))
+        await self._queue.put(_Pending(timeseries, static, mask, future, context))
         return await future
 
     async def _consume(self) -> None:
@@ -146,8 +152,11 @@ class ModelHost:
         mask = None
         if group[0].mask is not None:
             mask = np.concatenate([p.mask for p in group]) if len(group) > 1 else group[0].mask
+        context = None
+        if group[0].context is not None:
+            context = {name: np.concatenate([p.context[name] for p in group]) for name in group[0].context}
         try:
-            out = await loop.run_in_executor(self._executor, self._call, predictor, ts, st, mask)
+            out = await loop.run_in_executor(self._executor, self._call, predictor, ts, st, mask, context)
         except Exception as exc:
             for p in group:
                 if not p.future.done():
