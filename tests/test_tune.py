@@ -67,7 +67,8 @@ def test_a_bad_search_path_is_a_one_line_error_before_any_trial(tmp_path):
 
 
 @pytest.mark.parametrize("search, message", [
-    ("network.dropout: {uniform: [0, 1]}", r"network.dropout = 1.0 is not a valid train config \(network.dropout: Input should be less than 1\)"),
+    ("network.dropout: {uniform: [0, 1]}",
+     r"network.dropout = 1.0 is not a valid train config \(network.dropout: Input should be less than 1\)"),
     ("batch_size: {choice: [64, 0]}", r"batch_size = 0 is not a valid train config"),
     ("learning_rate: {log_uniform: [0, 1.0e-2]}", r"log scale needs lo > 0"),
     ("learning_rate: {uniform: [1, 2], choice: [1]}", r"exactly one of"),
@@ -151,7 +152,8 @@ def test_resume_then_best_yaml_and_the_best_model_registered(trainable_dataset, 
     assert tags["tuning.trials"] == "3" and json.loads(tags["tuning.params"]) == params
 
 
-def test_a_trial_left_running_by_a_dead_process_is_failed_and_rerun_from_its_checkpoint(trainable_dataset, tune_config, tmp_path):
+def test_a_trial_left_running_by_a_dead_process_is_failed_and_rerun_from_its_checkpoint(trainable_dataset, tune_config,
+                                                                                        tmp_path):
     from vitalflow.dataset.reference import open_dataset
     from vitalflow.model.card import read_model_card
     from vitalflow.train.run import train_model
@@ -214,3 +216,11 @@ def test_tune_writes_yaml_that_vitalflow_train_reads(tmp_path):
     path = tmp_path / "best.yaml"
     path.write_text("# vitalflow tune: ...\n" + yaml.safe_dump(TrainConfig().model_dump(mode="json"), sort_keys=False))
     assert load_train_config(path) == TrainConfig()
+
+
+def test_tune_has_help_with_flags_as_flags_and_verbose():
+    result = CliRunner().invoke(app, ["tune", "--help"])
+    assert result.exit_code == 0 and "Usage:" in result.output
+    assert "--trials" in result.output and "--timeout" in result.output and "<bool>" not in result.output
+    assert "--verbose" in result.output
+    assert "tune" in CliRunner().invoke(app, ["--help"]).output

@@ -210,7 +210,9 @@ def load_tune_config(path: str | Path | None) -> tuple[TuneConfig, dict]:
     else:
         where_base = where
     data = _merge(data, tune.train)
-    config = _validate(TrainConfig, data, where_base if not tune.train else f"{where_base} (with the tune config's train keys)")
+    if tune.train:
+        where_base = f"{where_base} (with the tune config's train keys)"
+    config = _validate(TrainConfig, data, where_base)
     full = config.model_dump(mode="json")
     check_space(tune, full, where)
     return tune, full

@@ -99,7 +99,7 @@ def open_study(study_dir: Path, tune: TuneConfig, base: dict, fingerprint: str,
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study_dir.mkdir(parents=True, exist_ok=True)
     study = optuna.create_study(storage=storage_url(study_dir), study_name=tune.study_name, load_if_exists=True,
-                                direction="maximize", sampler=optuna.samplers.TPESampler(seed=tune.seed),  # reseeded per trial
+                                direction="maximize", sampler=optuna.samplers.TPESampler(seed=tune.seed),
                                 pruner=pruner or _pruner(tune))
     expected = {"space_hash": space_hash(tune, base), "dataset_fingerprint": fingerprint}
     held = {k: study.user_attrs.get(k) for k in expected}
