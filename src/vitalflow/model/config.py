@@ -62,6 +62,25 @@ class EarlyStopping(Strict):
     min_delta: float = Field(default=0.0, ge=0)
 
 
+class DecisionNetwork(Strict):
+    """What the decision network adds to the trunk (`vitalflow.model.network`); each part measured
+    on validation (bench/quality.py, 60 synthetic cases)."""
+
+    # standardize the window and the history per feature with the train split's mean and variance
+    # (stored in the model): the clinician's thresholds (SpO2 94 %, EtCO2 30-42) are narrow slices
+    # of the [-1, 1] ranges
+    normalize: bool = True
+    # sigmoid detectors over the window (Conv1D, kernel 5), each averaged over the last 30, 60,
+    # 120, 180 and 300 s: "a condition held for T" (0: none)
+    detectors: int = Field(default=32, ge=0)
+    head_units: int = Field(default=64, ge=1)  # the dense layer before the outputs
+    # the value heads predict the change from the set-point now (``setpoints``), like the value model
+    residual_values: bool = True
+    # the time since each set-point's last change also as exp(-t / tau) for these taus (s):
+    # refractory and reaction times are minutes, a small slice of the 0-1 h input
+    since_decays_s: tuple[float, ...] = (60.0, 180.0, 400.0, 900.0)
+
+
 class HeadWeights(Strict):
     """The decision loss's weight of each head (each head's loss is its mean over the unmasked labels)."""
 
@@ -76,7 +95,7 @@ CONTEXT_INPUTS = ("setpoints", "setpoints_known", "context", "history")
 #: Fields of the decision model: left out of the hash of a ``task: values`` config, so a value
 #: model's config hashes as it did before the decision model existed.
 DECISION_FIELDS = frozenset({"task", "head_weights", "event_loss", "focal_gamma", "max_positive_weight",
-                             "context_inputs"})
+                             "context_inputs", "decision_network"})
 
 
 #: Defaults that depend on ``task`` (a value the file sets wins). The decision model trains with
@@ -89,6 +108,7 @@ class TrainConfig(Strict):
     network: Network = Network()
     # --- task: decisions
     head_weights: HeadWeights = HeadWeights()
+    decision_network: DecisionNetwork = DecisionNetwork()
     # events: binary cross-entropy with a positive-class weight per event label (negatives /
     # positives of the train split, capped at max_positive_weight), or the focal loss (no weights)
     event_loss: Literal["bce", "focal"] = "bce"

@@ -170,7 +170,85 @@ class DecisionOutput(layers.Layer):
         return {**super().get_config(), "value_columns": self.value_columns}
 
 
-def _trunk(config: TrainConfig, length: int, features: int, static: int, context: dict | None = None):
+#: The windows over which the detectors are averaged (seconds, the window's last ones).
+DETECTOR_SPANS_S = (30, 60, 120, 180, 300)
+#: ... and the history conv's outputs (steps of the history, its last ones).
+HISTORY_SPANS = (2, 4, 10, 20, 60)
+#: The context's scale (`vitalflow.transform.case.time_since_context`): -1..1 is 0..SINCE_CAP_S.
+SINCE_CAP_S = 3600.0
+
+
+@keras.saving.register_keras_serializable(package="vitalflow")
+class TailMeans(layers.Layer):
+    """``[B, T, C]`` -> ``[B, len(spans) x C]``: the mean over the last ``s`` steps, per span ``s``
+    (a span longer than the series is the whole series)."""
+
+    def __init__(self, spans=(1,), **kwargs):
+        super().__init__(**kwargs)
+        self.spans = [int(s) for s in spans]
+
+    def call(self, x):
+        return keras.ops.concatenate([keras.ops.mean(x[:, -s:, :], axis=1) for s in self.spans], axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "spans": self.spans}
+
+
+@keras.saving.register_keras_serializable(package="vitalflow")
+class SinceDecays(layers.Layer):
+    """The ``context`` input ([B, S + 1]: the time since each set-point's last change, 0..1 h, then
+    since anestart, 0..4 h, each as -1..1) joined by ``exp(-t / tau)`` of each set-point's time ``t``
+    per ``tau`` (s)."""
+
+    def __init__(self, taus_s=(60.0,), **kwargs):
+        super().__init__(**kwargs)
+        self.taus_s = [float(t) for t in taus_s]
+
+    def call(self, context):
+        t = (context[:, :-1] + 1.0) / 2.0 * SINCE_CAP_S
+        return keras.ops.concatenate([context] + [keras.ops.exp(-t / tau) for tau in self.taus_s], axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "taus_s": self.taus_s}
+
+
+@keras.saving.register_keras_serializable(package="vitalflow")
+class ResidualValues(layers.Layer):
+    """The ``labels`` output of the decision network with residual values: logits as they are; each
+    value column ``clip(tanh(raw) + setpoint now, -1, 1)`` (``setpoints``: 0 where unknown, so the
+    value is then the plain tanh head)."""
+
+    def __init__(self, value_columns=(), setpoint_index=(), setpoints: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.value_columns = [int(c) for c in value_columns]
+        self.setpoint_index = [int(i) for i in setpoint_index]
+        self.setpoints = int(setpoints)
+
+    def call(self, raw, setpoints):
+        ops = keras.ops
+        n = raw.shape[-1]
+        select = [[0.0] * n for _ in range(self.setpoints)]
+        for column, j in zip(self.value_columns, self.setpoint_index):
+            select[j][column] = 1.0
+        shift = ops.matmul(setpoints, ops.convert_to_tensor(select, dtype=raw.dtype))
+        is_value = ops.convert_to_tensor([c in set(self.value_columns) for c in range(n)])
+        return ops.where(is_value, ops.clip(ops.tanh(raw) + shift, -1.0, 1.0), raw)
+
+    def get_config(self):
+        return {**super().get_config(), "value_columns": self.value_columns, "setpoint_index": self.setpoint_index,
+                "setpoints": self.setpoints}
+
+
+def _normalized(x, stats: dict | None, name: str):
+    """``x`` standardized per feature with ``stats[name]`` = (mean, variance), or as it is."""
+    if not stats or name not in stats:
+        return x
+    mean, variance = stats[name]
+    return layers.Normalization(axis=-1, mean=mean, variance=variance, name=f"{name}_norm")(x)
+
+
+def _trunk(config: TrainConfig, length: int, features: int, static: int, context: dict | None = None,
+           stats: dict | None = None):
     """The inputs and the dropout's output (what both heads start from). ``context``: the decision
     context's inputs, name -> shape (`CONTEXT_INPUTS`): the vectors join the static features, the
     history ([steps, features]) first runs through a small dense layer."""
@@ -178,10 +256,12 @@ def _trunk(config: TrainConfig, length: int, features: int, static: int, context
     series = keras.Input((length, features), name="timeseries")
     patient = keras.Input((static,), name="static")
     inputs = {"timeseries": series, "static": patient}
-    x = series
+    decisions = config.task == "decisions"
+    dn = config.decision_network
+    x = seen = _normalized(series, stats, "timeseries") if decisions else series
     if net.use_mask:
         inputs["mask"] = keras.Input((length, features), name="mask")
-        x = layers.Concatenate(name="with_mask")([series, inputs["mask"]])
+        x = layers.Concatenate(name="with_mask")([x, inputs["mask"]])
     for i, filters in enumerate(net.conv_filters):
         x = layers.Conv1D(filters, net.conv_kernel, padding="same", activation="relu", name=f"conv{i + 1}")(x)
         if net.pool > 1:
@@ -189,15 +269,24 @@ def _trunk(config: TrainConfig, length: int, features: int, static: int, context
     x = layers.LSTM(net.lstm_units[0], return_sequences=True, name="lstm1")(x)
     x = layers.LSTM(net.lstm_units[1], name="lstm2")(x)
     joined = [x, patient]
+    if decisions and dn.detectors:
+        detected = layers.Conv1D(dn.detectors, 5, padding="same", activation="sigmoid", name="detectors")(seen)
+        joined += [TailMeans(DETECTOR_SPANS_S, name="held")(detected), TailMeans((1,), name="last_values")(seen)]
     for name, shape in (context or {}).items():
         inputs[name] = keras.Input(tuple(shape), name=name)
-        if len(shape) == 2:  # flattened into a small dense layer: an LSTM over it costs half an epoch more
-            flat = layers.Flatten(name=f"{name}_flat")(inputs[name])
+        if len(shape) == 2 and decisions and dn.detectors:  # a conv over the history, averaged over spans
+            h = layers.Conv1D(16, 3, padding="same", activation="relu", name=f"{name}_conv")(
+                _normalized(inputs[name], stats, name))
+            joined.append(TailMeans(HISTORY_SPANS, name=f"{name}_held")(h))
+        elif len(shape) == 2:  # flattened into a small dense layer: an LSTM over it costs half an epoch more
+            flat = layers.Flatten(name=f"{name}_flat")(_normalized(inputs[name], stats, name))
             joined.append(layers.Dense(net.lstm_units[1], activation="gelu", name=f"{name}_dense")(flat))
+        elif name == "context" and decisions and dn.since_decays_s:
+            joined.append(SinceDecays(dn.since_decays_s, name="since")(inputs[name]))
         else:
             joined.append(inputs[name])
     x = layers.Concatenate(name="with_static")(joined)
-    x = layers.Dense(net.dense_units, activation="gelu", name="dense")(x)
+    x = layers.Dense(dn.head_units if decisions else net.dense_units, activation="gelu", name="dense")(x)
     if net.dropout > 0:
         x = layers.Dropout(net.dropout, name="dropout")(x)
     return inputs, series, x
@@ -219,12 +308,20 @@ def build_network(config: TrainConfig, length: int, features: int, static: int,
 
 
 def build_decision_network(config: TrainConfig, length: int, features: int, static: int, heads: Heads,
-                           context: dict | None = None) -> keras.Model:
+                           context: dict | None = None, stats: dict | None = None,
+                           setpoint_index: list[int] | None = None) -> keras.Model:
     """The decision network: the value network's trunk (with the decision context's inputs,
-    ``context``: name -> shape), one ``labels`` output (`vitalflow.model.heads`)."""
-    inputs, _, x = _trunk(config, length, features, static, context)
+    ``context``: name -> shape), one ``labels`` output (`vitalflow.model.heads`). ``stats``: input
+    name -> (mean, variance) per feature of the train split (``decision_network.normalize``);
+    ``setpoint_index``: per value label its set-point's column in ``setpoints`` (residual values)."""
+    inputs, _, x = _trunk(config, length, features, static, context, stats)
     raw = layers.Dense(len(heads), name="decision_logits")(x)
-    outputs = DecisionOutput(heads.indices("value").tolist(), name="labels")(raw)
+    values = heads.indices("value").tolist()
+    if config.decision_network.residual_values and "setpoints" in inputs and setpoint_index is not None:
+        outputs = ResidualValues(values, setpoint_index, inputs["setpoints"].shape[-1], name="labels")(
+            raw, inputs["setpoints"])
+    else:
+        outputs = DecisionOutput(values, name="labels")(raw)
     return keras.Model(inputs, outputs, name="cnn_lstm_lstm_decisions")
 
 

@@ -121,6 +121,34 @@ def positive_weights(dataset: Dataset, config: TrainConfig, heads: Heads) -> tup
     return weights, {heads.names[i]: weights[i] for i in heads.indices("event")}
 
 
+#: The inputs ``decision_network.normalize`` standardizes (per feature, the last axis).
+NORMALIZED_INPUTS = ("timeseries", "history")
+
+
+def input_stats(dataset: Dataset, config: TrainConfig) -> dict[str, tuple[list[float], list[float]]]:
+    """Per input of `NORMALIZED_INPUTS` the network reads: the train split's mean and variance of
+    each feature (over windows and steps; float64 sums in the dataset's order, so the same every
+    run; the variance floored at 1e-4, a constant feature)."""
+    names = [n for n in NORMALIZED_INPUTS if n in input_names(config)]
+    if not names:
+        return {}
+    sums: dict[str, list] = {}
+    for batch in training_batches(dataset, "train", input_names(config), task=config.task, batch_size=1024,
+                                  cache=True).map(lambda x, y: x).as_numpy_iterator():
+        for n in names:
+            v = batch[n].reshape(-1, batch[n].shape[-1]).astype(np.float64)
+            s = sums.setdefault(n, [0, np.zeros(v.shape[1]), np.zeros(v.shape[1])])
+            s[0] += v.shape[0]
+            s[1] += v.sum(axis=0)
+            s[2] += np.square(v).sum(axis=0)
+    out = {}
+    for n, (count, total, squares) in sums.items():
+        mean = total / count
+        variance = np.maximum(squares / count - np.square(mean), 1e-4)
+        out[n] = ([round(float(m), 6) for m in mean], [round(float(v), 6) for v in variance])
+    return out
+
+
 def predict_split(model: keras.Model, split: Split) -> np.ndarray:
     """The raw output [N, L] on the split's windows, in order."""
     with warnings.catch_warnings():  # Keras warns that a finite dataset "ran out of data": it is the split

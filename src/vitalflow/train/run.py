@@ -41,8 +41,8 @@ from vitalflow.runtime.stop import StopRequest
 from vitalflow.spec.model import SPLITS, Spec, load_spec
 from vitalflow.store import Store
 from vitalflow.train.checkpoints import Checkpoints, TrainState
-from vitalflow.train.fit import Split, fit, make_deterministic, positive_weights, predict_split, read_split, \
-    restore
+from vitalflow.train.fit import Split, fit, input_stats, make_deterministic, positive_weights, predict_split, \
+    read_split, restore
 
 log = logging.getLogger("vitalflow.progress")
 CHECKPOINT_DIR = "_checkpoints"
@@ -228,7 +228,10 @@ def train_model(dataset_uri: str, output: str, config_path: str | None = None, c
         weights, class_weights = positive_weights(dataset, config, heads)
         context = {n: dataset.example_schema[n].reshape or dataset.example_schema[n].shape
                    for n in input_names(config) if n in CONTEXT_INPUTS}
-        model = build_decision_network(config, length, features, static, heads, context)
+        stats = input_stats(dataset, config) if config.decision_network.normalize else None
+        setpoints = [sp.name for sp in spec.decisions.setpoints]
+        setpoint_index = [setpoints.index(heads.names[i].split("/")[1]) for i in heads.indices("value")]
+        model = build_decision_network(config, length, features, static, heads, context, stats, setpoint_index)
         compile_decision_network(model, config, heads, weights)
     else:
         model = build_network(config, length, features, static, spec.target_indices)
