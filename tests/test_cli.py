@@ -13,7 +13,7 @@ from vitalflow.dataset import parts as parts_module
 from vitalflow.dataset.card import CARD_NAME
 
 runner = CliRunner()
-COMMANDS = ["synth", "preprocess", "verify", "demo", "spec"]
+COMMANDS = ["synth", "preprocess", "verify", "demo", "spec", "tune"]
 
 
 def invoke(*args):
@@ -142,7 +142,7 @@ def test_spec_with_unknown_key_is_one_clear_line(corpus, tmp_path):
     spec = tmp_path / "spec.yaml"
     from vitalflow.spec.model import BUILTIN_DIR
 
-    spec.write_text((BUILTIN_DIR / "master_poc.yaml").read_text().replace("version: 1", "version: 1\nflavour: x"))
+    spec.write_text((BUILTIN_DIR / "master_poc.yaml").read_text().replace("\nversion: 2", "\nversion: 2\nflavour: x"))
     config = tmp_path / "run.yaml"
     config.write_text(f"spec: {spec}\n")
     result = invoke("preprocess", "--input", corpus, "--clinical", corpus / "clinical.csv",
@@ -245,7 +245,8 @@ def test_demo_runs_end_to_end(tmp_path):
     assert (tmp_path / "demo" / "output" / CARD_NAME).exists()
     assert (tmp_path / "demo" / "model" / "model_card.json").exists()
     assert (tmp_path / "demo" / "model" / "evaluation" / "test" / "report.html").exists()
-    for label in ("persistence", "train median", "XGBoost", "Propofol_INF", "change"):
+    # the decision model's event tables, against the rule protocol, XGBoost and the oracle
+    for label in ("AUPRC", "AUROC", "rules", "XGBoost", "oracle", "gap closed", "hypnotic/300", "oxygen/600"):
         assert label in result.stdout
 
 

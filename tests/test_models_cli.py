@@ -71,8 +71,9 @@ def test_train_registers_each_model_and_list_shows_both_with_metrics(trained):
         metrics = json.loads((trained["dirs"][seed] / "evaluation/test/metrics.json").read_text())["models"]
         ratios = [metrics["model"][t]["changed"]["mae"] / metrics["persistence"][t]["changed"]["mae"]
                   for t in metrics["model"] if metrics["persistence"][t]["changed"]["mae"]]
-        assert float(row[4]) == pytest.approx(sum(ratios) / len(ratios), rel=1e-3)
-        assert row[5] == "master-poc v1" and card(trained["dirs"][seed])["dataset"]["fingerprint"].startswith(row[6])
+        assert row[4] == "-"  # a value model: no decision AUPRC
+        assert float(row[5]) == pytest.approx(sum(ratios) / len(ratios), rel=1e-3)
+        assert row[6] == "master-poc v2" and card(trained["dirs"][seed])["dataset"]["fingerprint"].startswith(row[7])
 
 
 def test_promote_then_the_alias_resolves_to_a_model_that_predicts_like_the_original(trained, trainable_dataset):
@@ -107,7 +108,7 @@ def test_show_prints_the_card_lineage_and_metrics_against_baselines(trained):
     assert text.startswith("vitalflow-cli/1 (aliases:")
     for value in (c["dataset"]["fingerprint"], c["spec"]["hash"], c["config_hash"], c["dataset"]["uri"]):
         assert value in text
-    assert "against the baselines, all windows" in text and "windows where the target changes" in text
+    assert "against the baselines: All windows" in text and "Windows where the target changes" in text
     header = next(x for x in text.splitlines() if "target" in x and "persistence" in x)
     assert [h.strip() for h in header.split("┃")[1:-1]] == ["target", "unit", "n", "model", "persistence",
                                                              "train median", "XGBoost"]
@@ -130,16 +131,16 @@ def test_compare_shows_both_models_on_the_same_windows(trained, trainable_datase
 
 
 def _model_of_another_spec(model_dir: Path, dest: Path) -> Path:
-    """A copy of a model whose card pins an edited spec (version 2, another propofol range) with
+    """A copy of a model whose card pins an edited spec (version 3, another propofol range) with
     that spec's true hash: what a model trained on a dataset of another spec looks like."""
     from vitalflow.spec.model import Spec
 
     shutil.copytree(model_dir, dest, ignore=shutil.ignore_patterns("_checkpoints"))
     data = card(dest)
     content = data["spec"]["content"]
-    content["version"] = 2
+    content["version"] = 3
     next(f for f in content["timeseries"] if f["name"] == "Propofol_INF")["range"] = [0, 20]
-    data["spec"].update(version=2, hash=Spec.model_validate(content).content_hash())
+    data["spec"].update(version=3, hash=Spec.model_validate(content).content_hash())
     (dest / "model_card.json").write_text(json.dumps(data))
     return dest
 
@@ -147,7 +148,7 @@ def _model_of_another_spec(model_dir: Path, dest: Path) -> Path:
 def test_compare_refuses_other_specs_and_warns_of_other_datasets(trained, tmp_path):
     other = _model_of_another_spec(trained["dirs"][0], tmp_path / "other-spec")
     line = error_line(cli("models", "compare", "vitalflow-cli/1", other))
-    assert "different specs" in line and "v2" in line and "v1" in line
+    assert "different specs" in line and "v3" in line and "v2" in line
     refit = tmp_path / "other-data"
     shutil.copytree(trained["dirs"][1], refit, ignore=shutil.ignore_patterns("_checkpoints"))
     data = card(refit)

@@ -84,9 +84,18 @@ class Comparison:
     def tables(self) -> list:
         """The combined document's tables (`vitalflow.evaluate.tables.metrics_tables`): the two
         models' columns first, then the baselines of the first."""
-        from vitalflow.evaluate.tables import metrics_tables
+        from vitalflow.evaluate.tables import Table, metrics_tables
 
-        return metrics_tables(self.combined)
+        tables = metrics_tables(self.combined)
+        if self.combined.get("task") == "decisions":
+            return tables  # its scorers are already in that order
+        out = []
+        for t in tables:  # value tables: target, unit, n, then the two models, then the baselines
+            head = t.rows[0]
+            order = [0, 1, 2] + [head.index(c) for c in self.labels] + \
+                [i for i, c in enumerate(head) if i > 2 and c not in self.labels]
+            out.append(Table(t.key, t.title, [[row[i] for i in order] for row in t.rows]))
+        return out
 
 
 def _combined_decisions(docs: list[dict], labels: tuple[str, str]) -> dict:
