@@ -149,19 +149,30 @@ class CaseTable:
             lines.append(",".join([str(t), iso_utc(self.start_unix + t), *values]))
         return ("\n".join(lines) + "\n").encode()
 
-    def png(self, title: str) -> bytes:
-        """Predicted (line) against recorded (dots), one panel per target, hours on the x axis; a
-        decision model: `decisions_png`."""
+    def _panels(self, rows: int, height_in: float):
+        """A figure of ``rows`` panels stacked over one hours axis: (figure, axes, hours)."""
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
+        fig = Figure(figsize=(10, height_in * rows + 0.8), dpi=80)
+        FigureCanvasAgg(fig)
+        return fig, fig.subplots(max(rows, 1), 1, sharex=True, squeeze=False)[:, 0], self.time_s / 3600.0
+
+    def _png(self, fig, axes, title: str) -> bytes:
+        """Title, the hours axis's label, and the figure as PNG bytes."""
+        axes[0].set_title(title, fontsize=9)
+        axes[-1].set_xlabel(f"hours from the recording start ({iso_utc(self.start_unix)})", fontsize=8)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        return buffer.getvalue()
+
+    def png(self, title: str) -> bytes:
+        """Predicted (line) against recorded (dots), one panel per target, hours on the x axis; a
+        decision model: `decisions_png`."""
         if any(unit == PROBABILITY for _, unit in self.targets):
             return self.decisions_png(title)
-        n = len(self.targets)
-        fig = Figure(figsize=(10, 1.6 * n + 0.8), dpi=80)
-        FigureCanvasAgg(fig)
-        axes = fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0]
-        hours = self.time_s / 3600.0
+        fig, axes, hours = self._panels(len(self.targets), 1.6)
         for j, (ax, (name, unit)) in enumerate(zip(axes, self.targets)):
             ax.plot(hours, self.predicted[:, j], color="tab:blue", linewidth=1.2, label="predicted")
             seen = ~np.isnan(self.recorded[:, j])
@@ -170,29 +181,17 @@ class CaseTable:
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
         axes[0].legend(loc="upper right", fontsize=7, ncols=2)
-        axes[0].set_title(title, fontsize=9)
-        axes[-1].set_xlabel(f"hours from the recording start ({iso_utc(self.start_unix)})", fontsize=8)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-        return buffer.getvalue()
+        return self._png(fig, axes, title)
 
     def decisions_png(self, title: str) -> bytes:
         """Per group, the alert probabilities at each horizon with the true decisions marked (a tick
         where the group changed within the shortest horizon); below, each set-point's curve (its value
         at t + H for the shortest H, dots) with the predicted value at the longest horizon (line)."""
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
         names = [n for n, _ in self.targets]
         groups = list(dict.fromkeys(n.rsplit("_", 1)[0] for n, u in self.targets if u == PROBABILITY))
         setpoints = [sp for sp in dict.fromkeys(n.rsplit("_", 1)[0] for n, u in self.targets if u != PROBABILITY)
                      if np.isfinite(self.recorded[:, [j for j, n in enumerate(names) if n.rsplit("_", 1)[0] == sp]]).any()]
-        rows = len(groups) + len(setpoints)
-        fig = Figure(figsize=(10, 1.4 * rows + 0.8), dpi=80)
-        FigureCanvasAgg(fig)
-        axes = fig.subplots(max(rows, 1), 1, sharex=True, squeeze=False)[:, 0]
-        hours = self.time_s / 3600.0
+        fig, axes, hours = self._panels(len(groups) + len(setpoints), 1.4)
         for ax, group in zip(axes, groups):
             cols = [j for j, n in enumerate(names) if n.rsplit("_", 1)[0] == group]
             for j in cols:
@@ -217,12 +216,7 @@ class CaseTable:
         for ax in axes:
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
-        axes[0].set_title(title, fontsize=9)
-        axes[-1].set_xlabel(f"hours from the recording start ({iso_utc(self.start_unix)})", fontsize=8)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-        return buffer.getvalue()
+        return self._png(fig, axes, title)
 
     def files(self, csv: bool, plots: bool, model_label: str) -> dict[str, bytes]:
         """Output name -> bytes, the Parquet table last (it is what says a case's files exist)."""

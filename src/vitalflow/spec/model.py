@@ -107,14 +107,15 @@ class Impute(Strict):
         return max(self.max_gap_s, self.hold_after_last_s)
 
 
-class TimeseriesFeature(Strict):
+class Read(Strict):
+    """What a time-series feature and a set-point share: read from sources in priority order,
+    normalized with ``range``, implausible values (outside ``plausible``) dropped."""
+
     name: str
     unit: str
     sources: tuple[Source, ...] = Field(min_length=1)
-    derive: MeanArterial | None = None
     range: tuple[float, float]
     plausible: tuple[float, float]
-    impute: Impute
 
     @field_validator("range")
     @classmethod
@@ -125,6 +126,11 @@ class TimeseriesFeature(Strict):
     @classmethod
     def _plausible(cls, v: tuple[float, float]) -> tuple[float, float]:
         return _check_range(v, "plausible")
+
+
+class TimeseriesFeature(Read):
+    derive: MeanArterial | None = None
+    impute: Impute
 
 
 #: the clinical-table columns a static feature can read (vitalflow.vital.clinical reads them)
@@ -171,35 +177,20 @@ class IdealBodyWeight(Strict):
 TASKS = ("event", "direction", "value")  # the label kinds, in the order they are laid out
 
 
-class Setpoint(Strict):
+class Setpoint(Read):
     """A setting the clinician turns (a TCI target, a pump rate, a ventilator or vaporizer set track).
 
     Read like a time-series feature (sources in priority order, converted, implausible values
     dropped), then carried forward at most ``max_gap_s`` seconds: past that the set-point is unknown
     (a device gap) and every label that needs it is masked. A *change* is a step of more than
-    ``tolerance`` between consecutive seconds.
+    ``tolerance`` between consecutive seconds. ``range`` normalizes the value labels.
     """
 
-    name: str
-    unit: str
-    sources: tuple[Source, ...] = Field(min_length=1)
-    range: tuple[float, float]  # normalization of the value labels
-    plausible: tuple[float, float]
     tolerance: float = Field(gt=0)
     max_gap_s: int = Field(default=30, ge=0)
     # used only in a case where this other set-point has no source (a pump's rate when it runs
     # manually, its TCI target when it has one)
     only_without: str | None = None
-
-    @field_validator("range")
-    @classmethod
-    def _range(cls, v: tuple[float, float]) -> tuple[float, float]:
-        return _check_range(v, "range")
-
-    @field_validator("plausible")
-    @classmethod
-    def _plausible(cls, v: tuple[float, float]) -> tuple[float, float]:
-        return _check_range(v, "plausible")
 
 
 class LabelName(Strict):

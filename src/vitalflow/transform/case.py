@@ -16,7 +16,7 @@ from typing import Mapping
 import numpy as np
 
 from vitalflow.errors import CaseDataError
-from vitalflow.spec.model import Setpoint, Spec, StaticFeature, TimeseriesFeature, VolPercentToKpa, Windows
+from vitalflow.spec.model import Read, Setpoint, Spec, StaticFeature, VolPercentToKpa, Windows
 from vitalflow.transform.decisions import carry_known, decision_labels
 from vitalflow.transform.grid import to_grid
 from vitalflow.transform.impute import DEFAULTED, FILLED, OBSERVED, impute
@@ -336,7 +336,7 @@ def usable_windows(observed: np.ndarray, starts: np.ndarray, length: int, featur
 
 
 def _select_source(
-    feature: TimeseriesFeature | Setpoint, grids: Mapping[str, np.ndarray], patient: Patient, spec: Spec, n: int
+    feature: Read, grids: Mapping[str, np.ndarray], patient: Patient, spec: Spec, n: int
 ) -> tuple[np.ndarray, str | None, np.ndarray]:
     """The first source with any plausible value: (values with NaN where missing, track, implausible mask)."""
     lo, hi = feature.plausible
