@@ -41,8 +41,11 @@ from vitalflow.transform.normalize import denormalize
 
 log = logging.getLogger("vitalflow.progress")
 
-SCORERS = ("model", "no_skill", "rules", "xgboost", "oracle")
-SCORER_LABELS = {"model": "model", "no_skill": "no skill", "rules": "rules", "xgboost": "XGBoost", "oracle": "oracle"}
+SCORERS = ("model", "no_skill", "rules", "xgboost", "blend", "oracle")
+SCORER_LABELS = {"model": "model", "no_skill": "no skill", "rules": "rules", "xgboost": "XGBoost",
+                 "blend": "model+XGBoost", "oracle": "oracle"}
+#: The blend's weights of the model's logit tried per event (the rest is XGBoost's), chosen on validation.
+BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 ORACLE_SUFFIX = ".oracle.npz"
 
 #: model scorer: a batch of windows ({feature: array}) -> (event probabilities [N, events], values [N, S*H] normalized)
@@ -206,7 +209,7 @@ def _event_document(y, mask, case_ids, onset, scores: dict[str, np.ndarray], res
         doc["scorers"][name] = entry
         doc.update(n=s.n, cases=s.cases, positives=s.positives, prevalence=_num(s.prevalence))
     if "oracle" in scores and yk.size:
-        for name in ("model", "xgboost", "rules"):
+        for name in ("model", "xgboost", "blend", "rules"):
             if name not in scores:
                 continue
             i = bootstrap_paired(auprc, gap_closed, ck, yk, scores[name][kept], scores["no_skill"][kept],
@@ -292,6 +295,37 @@ def _value_columns(spec: Spec) -> list[tuple[int, int]]:
     return [(i, names.index(lab.of)) for i, lab in enumerate(d.labels) if lab.task == "value"]
 
 
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p) - np.log1p(-p)
+
+
+def blend_weights(validation: DecisionWindows | None, xgb_validation: np.ndarray | None, events: int) -> list[float]:
+    """Per event the weight ``w`` (`BLEND_WEIGHTS`) of the model in the blend
+    ``sigmoid(w logit(model) + (1 - w) logit(XGBoost))`` with the highest validation AUPRC (ties:
+    the first, 0.5 tried first); 0.5 (the average of the logits) without the model's validation
+    outputs or both classes there. Chosen on validation only: the test split is read once."""
+    weights = [0.5] * events
+    if validation is None or validation.model_events is None or xgb_validation is None:
+        return weights
+    order = sorted(BLEND_WEIGHTS, key=lambda w: abs(w - 0.5))
+    for j in range(events):
+        rows = validation.mask[:, j]
+        y = validation.labels[rows, j]
+        if not 0 < y.sum() < y.size:
+            continue
+        m, x = _logit(validation.model_events[rows, j]), _logit(xgb_validation[rows, j])
+        weights[j] = max(order, key=lambda w: auprc(y, w * m + (1 - w) * x))
+    return weights
+
+
+def blend(model_events: np.ndarray, xgb_events: np.ndarray, weights: list[float]) -> np.ndarray:
+    """The blended probabilities [N, events] (see `blend_weights`)."""
+    w = np.asarray(weights, np.float64)[None, :]
+    z = w * _logit(model_events) + (1 - w) * _logit(xgb_events)
+    return 1.0 / (1.0 + np.exp(-z))
+
+
 @dataclass(frozen=True)
 class DecisionScores:
     """A scored split: the metrics document and, per event key (``<group>/<H>``), the valid windows'
@@ -313,6 +347,11 @@ def decision_metrics(spec: Spec, dataset: Dataset, split: str, test: DecisionWin
     log.info("fitting XGBoost baselines (%d event classifiers, value regressors)", len(events))
     classifiers = EventClassifiers().fit(train, validation, len(events), seed=seed)
     xgb_events = classifiers.predict(test)
+    blended = None
+    if test.model_events is not None:
+        weights = blend_weights(validation, classifiers.predict(validation) if validation is not None else None,
+                                len(events))
+        blended = blend(test.model_events, xgb_events, weights)
     xgb_values = ValueRegressors().fit(spec, train, seed=seed).predict(test)
     oracle = oracle_scores(dataset, test, events)
     doc: dict = {"task": "decisions", "split": split, "windows": int(len(test.case_id)),
@@ -329,7 +368,7 @@ def decision_metrics(spec: Spec, dataset: Dataset, split: str, test: DecisionWin
                   "rules": test.rules[:, groups.index(ev.of)],
                   "xgboost": xgb_events[:, j]}
         if test.model_events is not None:
-            scores = {"model": test.model_events[:, j], **scores}
+            scores = {"model": test.model_events[:, j], **scores, "blend": blended[:, j]}
         if oracle is not None:
             scores["oracle"] = oracle[:, j]
         key = f"{ev.of}/{ev.horizon_s}"
@@ -339,6 +378,8 @@ def decision_metrics(spec: Spec, dataset: Dataset, split: str, test: DecisionWin
         valid = test.mask[:, j]
         ys[key] = test.labels[valid, j]
         kept_scores[key] = {name: p[valid] for name, p in scores.items()}
+    if blended is not None:
+        doc["blend_weights"] = {f"{ev.of}/{ev.horizon_s}": w for ev, w in zip(events, weights)}
     doc["values"] = _value_document(spec, test, test.model_values, xgb_values)
     return DecisionScores(doc, ys, kept_scores)
 
