@@ -371,3 +371,28 @@ def test_killed_after_an_epoch_and_resumed_ends_with_the_uninterrupted_weights(m
     assert _same_weights(model, out)
     assert _card(out)["training"]["history"] == _card(model)["training"]["history"]
     assert _card(out)["calibration"] == _card(model)["calibration"]
+
+
+def test_an_untrained_decision_network_predicts_each_value_as_its_set_point_now():
+    """The value heads are residual on the set-points and start at zero change: before training, a
+    value label's prediction is persistence (the set-point at the window's end), whatever the inputs."""
+    import keras
+
+    from vitalflow.model.config import TrainConfig
+    from vitalflow.model.heads import Heads
+    from vitalflow.model.network import build_decision_network
+    from vitalflow.spec import load_spec
+
+    spec = load_spec()
+    heads = Heads.from_spec(spec)
+    names = [sp.name for sp in spec.decisions.setpoints]
+    index = [names.index(n.split("/")[1]) for n in heads.names_of("value")]
+    sizes = {"setpoints": (10,), "setpoints_known": (10,), "context": (11,), "history": (60, 16)}
+    keras.utils.set_random_seed(3)
+    model = build_decision_network(TrainConfig(), 300, 16, 6, heads, context=sizes, setpoint_index=index)
+    rng = np.random.default_rng(0)
+    inputs = {"timeseries": rng.uniform(-1, 1, (4, 300, 16)), "static": rng.uniform(-1, 1, (4, 6)),
+              **{name: rng.uniform(-1, 1, (4, *shape)) for name, shape in sizes.items()}}
+    out = np.asarray(model.predict({k: v.astype(np.float32) for k, v in inputs.items()}, verbose=0))
+    values = out[:, heads.indices("value")]
+    assert np.allclose(values, inputs["setpoints"][:, index], atol=1e-6)

@@ -171,7 +171,7 @@ def evaluate_decisions(predictor: Predictor, dataset: Dataset, split: str, outpu
     names = list(predictor.card.inputs)
     test = read_windows(dataset, split, spec, names, model)
     train = read_windows(dataset, "train", spec, names, None)
-    validation = read_windows(dataset, "validation", spec, names, None) if dataset.examples("validation") else None
+    validation = read_windows(dataset, "validation", spec, names, model) if dataset.examples("validation") else None
     scored = decision_metrics(spec, dataset, split, test, train, validation, resamples=resamples, seed=seed)
     metrics = scored.metrics
     metrics.update(model=predictor.uri, model_config_hash=predictor.card.config_hash, dataset=dataset.uri,

@@ -315,13 +315,18 @@ def build_decision_network(config: TrainConfig, length: int, features: int, stat
     name -> (mean, variance) per feature of the train split (``decision_network.normalize``);
     ``setpoint_index``: per value label its set-point's column in ``setpoints`` (residual values)."""
     inputs, _, x = _trunk(config, length, features, static, context, stats)
-    raw = layers.Dense(len(heads), name="decision_logits")(x)
     values = heads.indices("value").tolist()
     if config.decision_network.residual_values and "setpoints" in inputs and setpoint_index is not None:
+        # the values are the last columns (`vitalflow.spec.model.TASKS` order); their change from the
+        # set-point now starts at exactly zero (kernel and bias 0): an untrained value head is persistence
+        assert values == list(range(len(heads) - len(values), len(heads))), "value heads must come last"
+        logits = layers.Dense(len(heads) - len(values), name="decision_logits")(x)
+        change = layers.Dense(len(values), kernel_initializer="zeros", name="value_change")(x)
+        raw = layers.Concatenate(name="decision_raw")([logits, change])
         outputs = ResidualValues(values, setpoint_index, inputs["setpoints"].shape[-1], name="labels")(
             raw, inputs["setpoints"])
     else:
-        outputs = DecisionOutput(values, name="labels")(raw)
+        outputs = DecisionOutput(values, name="labels")(layers.Dense(len(heads), name="decision_logits")(x))
     return keras.Model(inputs, outputs, name="cnn_lstm_lstm_decisions")
 
 

@@ -91,12 +91,16 @@ class ModelHost:
     def _warm_up(self, predictor: Predictor) -> None:
         """Trace the predict function for one window, then for a varying batch (Keras retraces once
         per new shape until it relaxes the batch dimension)."""
+        from vitalflow.predict.table import context_inputs
+
         card = predictor.card
+        layers = {name: predictor.model.get_layer(name).output.shape[1:] for name in context_inputs(card)}
         for n in (1, 2, 3):
             self._call(predictor, np.zeros((n, card.window_s, len(card.timeseries)), np.float32),
                        np.zeros((n, len(card.static)), np.float32),
                        np.zeros((n, card.window_s, len(card.timeseries)), np.float32) if "mask" in card.inputs
-                       else None)
+                       else None,
+                       {name: np.zeros((n, *shape), np.float32) for name, shape in layers.items()} or None)
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._ready.wait(timeout)
