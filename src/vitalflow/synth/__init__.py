@@ -45,6 +45,8 @@ True
 
 from __future__ import annotations
 
+import math
+
 import os
 from pathlib import Path
 
@@ -105,6 +107,12 @@ def _case(case_id, seed, hours, waves, world):
         wrng = np.random.default_rng([seed, case_id, 1])
         tracks = wave_tracks(wrng, tl, state, flags, devices) + tracks
     row = clinical_row(rng, case_id, patient, tl)
+    if world == "random":
+        # the leakage check: the table's anaesthesia is the maintenance period (intubation + 5 min to
+        # drugs off), in which every set-point change is a Poisson event; the planned changes around
+        # induction and emergence (which follow the clock, so a model could rightly predict them) and
+        # the table's quirks fall outside the labelled windows
+        row["anestart"], row["aneend"] = math.ceil(tl.intub + 300), math.floor(tl.stop)
     start = _EPOCH_KST + float(rng.integers(0, 330)) * 86400 + float(rng.integers(27000, 55800))
     layout = "interleaved" if case_id % 2 else "packed"
     return tracks, row, start, layout, state, tl.total

@@ -461,9 +461,7 @@ def simulate_state(rng: np.random.Generator, tl: Timeline, p: Patient, f: Flags,
             change(t, key, new, "plan")
         if manual_bolus is not None and manual_bolus[0] <= t < manual_bolus[0] + DT:
             chan["ppf"] += manual_bolus[1] * 3600 * (1 - a["ppf"])
-        while ni < len(noise) and noise[ni][0] <= t:
-            _, key, z, m = noise[ni]
-            ni += 1
+        def unexplained(t, key, z, m):
             if key == "hyp":
                 act(t, "hyp", "noise_up" if z > 0 else "noise_down", m)
             elif key in ("remi", "nepi"):
@@ -476,6 +474,17 @@ def simulate_state(rng: np.random.Generator, tl: Timeline, p: Patient, f: Flags,
                 change(t, "peep", float(np.clip(set_["peep"] + (1 + int(m * 2)) * np.sign(z), 3, 10)), "noise")
             elif key == "fio2" and tl.intub <= t < tl.stop:
                 change(t, "fio2", float(np.clip(set_["fio2"] + 5 * (1 + int(m * 2)) * np.sign(z), 30, 80)), "noise")
+
+        while ni < len(noise) and noise[ni][0] <= t:
+            _, key, z, m = noise[ni]
+            ni += 1
+            logged = len(log)
+            unexplained(t, key, z, m)
+            if world == "random" and len(log) == logged:
+                # at a bound the drawn step changes nothing; the random world's changes happen at their
+                # Poisson times whatever the setting, so it steps the other way (else the setting now
+                # would tell when a change can come)
+                unexplained(t, key, -z, 1.0 - m)
         if pending:
             due = [x for x in pending if x[0] <= t]
             if due:
