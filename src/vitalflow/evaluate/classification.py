@@ -197,16 +197,21 @@ def alert_threshold(p, minutes_covered: float, per_minutes: float = ALERT_BUDGET
 
     The budget is ``floor(minutes_covered / per_minutes)`` alerts (``minutes_covered``: the case
     time the windows cover, 0.5 min per window for windows every 30 s). The threshold is one of the
-    scores, so with ties fewer alerts than the budget may be raised; ``inf`` when even the top score
-    is tied across more windows than the budget, or the budget is 0 (no alert). NaN for no scores,
-    a non-finite or negative ``minutes_covered`` or a non-positive ``per_minutes``.
+    scores, so with ties fewer alerts than the budget may be raised. When even the top score is tied
+    across more windows than the budget, the threshold is that score: one tie group, over the budget
+    (`at_budget` counts the alerts), rather than no alert at all (a scorer with few distinct values,
+    such as the oracle or a rule, would otherwise never alert). ``inf`` when the budget is 0 (no
+    alert). NaN for no scores, a non-finite or negative ``minutes_covered`` or a non-positive
+    ``per_minutes``.
 
     >>> alert_threshold([0.1, 0.9, 0.5, 0.7], minutes_covered=20)  # 2 alerts: 0.9 and 0.7
     0.7
     >>> alert_threshold([0.1, 0.7, 0.7, 0.9], minutes_covered=20)  # 0.7 would make 3
     0.9
-    >>> alert_threshold([0.1, 0.9], minutes_covered=5)
+    >>> alert_threshold([0.1, 0.9], minutes_covered=5)  # a budget of 0 alerts
     inf
+    >>> alert_threshold([1.0, 1.0, 1.0, 0.2], minutes_covered=10)  # the top tie: 3 alerts for 1
+    1.0
     """
     p = np.asarray(p, dtype=np.float64).reshape(-1)
     if p.size == 0 or not np.isfinite(minutes_covered) or minutes_covered < 0 or not per_minutes > 0:
@@ -215,9 +220,11 @@ def alert_threshold(p, minutes_covered: float, per_minutes: float = ALERT_BUDGET
     descending = np.sort(p)[::-1]
     if budget >= p.size:
         return float(descending[-1])
+    if budget == 0:
+        return float("inf")
     first_left_out = descending[budget]
     above = descending[descending > first_left_out]
-    return float(above[-1]) if above.size else float("inf")
+    return float(above[-1]) if above.size else float(descending[0])
 
 
 class BudgetScores(NamedTuple):
