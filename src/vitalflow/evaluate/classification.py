@@ -200,8 +200,8 @@ def alert_threshold(p, minutes_covered: float, per_minutes: float = ALERT_BUDGET
     scores, so with ties fewer alerts than the budget may be raised. When even the top score is tied
     across more windows than the budget, the threshold is that score: one tie group, over the budget
     (`at_budget` counts the alerts), rather than no alert at all (a scorer with few distinct values,
-    such as the oracle or a rule, would otherwise never alert). ``inf`` when the budget is 0 (no
-    alert). NaN for no scores, a non-finite or negative ``minutes_covered`` or a non-positive
+    such as the oracle or a rule, would otherwise never alert); but a constant scorer (no skill, a
+    rule that never fires) raises none. ``inf`` (no alert) then, and when the budget is 0. NaN for no scores, a non-finite or negative ``minutes_covered`` or a non-positive
     ``per_minutes``.
 
     >>> alert_threshold([0.1, 0.9, 0.5, 0.7], minutes_covered=20)  # 2 alerts: 0.9 and 0.7
@@ -212,6 +212,8 @@ def alert_threshold(p, minutes_covered: float, per_minutes: float = ALERT_BUDGET
     inf
     >>> alert_threshold([1.0, 1.0, 1.0, 0.2], minutes_covered=10)  # the top tie: 3 alerts for 1
     1.0
+    >>> alert_threshold([0.3, 0.3, 0.3, 0.3], minutes_covered=10)  # a constant: no alert
+    inf
     """
     p = np.asarray(p, dtype=np.float64).reshape(-1)
     if p.size == 0 or not np.isfinite(minutes_covered) or minutes_covered < 0 or not per_minutes > 0:
@@ -224,7 +226,9 @@ def alert_threshold(p, minutes_covered: float, per_minutes: float = ALERT_BUDGET
         return float("inf")
     first_left_out = descending[budget]
     above = descending[descending > first_left_out]
-    return float(above[-1]) if above.size else float(descending[0])
+    if above.size:
+        return float(above[-1])
+    return float(descending[0]) if descending[0] > descending[-1] else float("inf")
 
 
 class BudgetScores(NamedTuple):
