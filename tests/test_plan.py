@@ -117,7 +117,7 @@ def test_invalid_spec_names_file_and_field(tmp_path, edit, message):
 
 
 def test_config_refers_to_spec_relative_to_itself(tmp_path):
-    (tmp_path / "mine.yaml").write_text((BUILTIN_DIR / "master_poc.yaml").read_text().replace("version: 1", "version: 7"))
+    (tmp_path / "mine.yaml").write_text((BUILTIN_DIR / "master_poc.yaml").read_text().replace("\nversion: 2", "\nversion: 7"))
     cfg = _write(tmp_path, "run.yaml", """
         spec: mine.yaml
         windows: {length_s: 60, step_s: 10, horizon_s: 5}

@@ -269,7 +269,7 @@ def test_sigterm_exits_75_and_the_rerun_finishes(model, unseen, tmp_path):
 
 
 def test_a_model_of_another_spec_predicts_with_its_own_spec(trainable_dataset, tiny_config, unseen, tmp_path):
-    """A model trained on data of an edited spec (version 2, propofol range [0, 20]) transforms the
+    """A model trained on data of an edited spec (version 3, propofol range [0, 20]) transforms the
     recordings with that spec, though the spec file is gone and the installed default differs."""
     import keras
 
@@ -279,7 +279,7 @@ def test_a_model_of_another_spec_predicts_with_its_own_spec(trainable_dataset, t
 
     synth_corpus(tmp_path / "tr", 12, seed=0, hours=1.5, waves=False)
     spec = tmp_path / "my_spec.yaml"
-    spec.write_text((BUILTIN_DIR / "master_poc.yaml").read_text().replace("version: 1", "version: 2").replace(
+    spec.write_text((BUILTIN_DIR / "master_poc.yaml").read_text().replace("\nversion: 2", "\nversion: 3").replace(
         "range: [0, 12]\n    plausible: [0, 2000]", "range: [0, 20]\n    plausible: [0, 2000]"))
     (tmp_path / "run.yaml").write_text("spec: my_spec.yaml\nsplit: {seed: 3}\n")
     (tmp_path / "ref.yaml").write_text("spec: my_spec.yaml\nsplit: {train: 1.0, validation: 0.0, test: 0.0}\n")
@@ -293,7 +293,7 @@ def test_a_model_of_another_spec_predicts_with_its_own_spec(trainable_dataset, t
     vitalflow("predict", "-m", tmp_path / "m", "-i", unseen / "good", "-c", unseen / "good/clinical.csv",
               "-o", out, "-q", check=0)
     card = json.loads((out / "prediction_card.json").read_text())
-    assert card["model"]["spec"]["version"] == 2
+    assert card["model"]["spec"]["version"] == 3
     # the model's raw (normalized) output on the edited spec's windows, back in units with [0, 20]
     import tensorflow as tf
 
