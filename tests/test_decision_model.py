@@ -269,7 +269,7 @@ def test_the_early_stopping_auprc_is_sklearns_average_precision(model, trainable
 
 
 def test_average_precision_is_sklearns_with_ties():
-    from vitalflow.train.metrics import average_precision
+    from vitalflow.scores import auprc as average_precision  # what early stopping reads
 
     rng = np.random.default_rng(0)
     for _ in range(50):
@@ -283,7 +283,8 @@ def test_average_precision_is_sklearns_with_ties():
 
 
 def test_temperature_fit_and_ece():
-    from vitalflow.model.calibration import ece, fit_temperature, nll
+    from vitalflow.model.calibration import fit_temperature, nll
+    from vitalflow.scores import ece
 
     rng = np.random.default_rng(1)
     true_logit = rng.normal(0, 2, 4000)
@@ -295,7 +296,7 @@ def test_temperature_fit_and_ece():
         best = grid[np.argmin([nll(true_logit * scale / g, y) for g in grid])]
         assert t == pytest.approx(best, rel=0.01)
         p = lambda tt: 1 / (1 + np.exp(-true_logit * scale / tt))  # noqa: E731
-        assert ece(p(t), y) < ece(p(1.0), y)
+        assert ece(y, p(t)) < ece(y, p(1.0))
 
 
 # --- refusals ------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Event scores (vitalflow.evaluate.classification) and the case bootstrap (vitalflow.evaluate.bootstrap).
+"""Event scores (vitalflow.scores) and the case bootstrap (vitalflow.evaluate.bootstrap).
 
 scikit-learn is the oracle for AUROC, average precision, the Brier score and the reliability
 diagram; hand-computed examples, degenerate inputs, the alert budget, the lead time and the
@@ -27,7 +27,7 @@ from vitalflow.evaluate.bootstrap import (
     difference,
     gap_closed,
 )
-from vitalflow.evaluate.classification import (
+from vitalflow.scores import (
     BudgetScores,
     alert_threshold,
     at_budget,

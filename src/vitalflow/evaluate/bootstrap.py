@@ -7,7 +7,7 @@ a drawn case comes along, and a case drawn twice counts twice. The interval is t
 interval of the metric over the resamples; resamples where the metric is NaN (e.g. no positive
 drawn) are dropped and counted. Pure numpy, seeded with ``numpy.random.default_rng(seed)``.
 
-The metrics of :mod:`vitalflow.evaluate.classification` do not depend on the order of the windows;
+The metrics of :mod:`vitalflow.scores` do not depend on the order of the windows;
 a resample keeps the windows in their input order (each repeated as often as its case was drawn).
 """
 
@@ -95,13 +95,13 @@ def bootstrap_over_cases(
     are dropped (``resamples_used`` says how many remain); lo and hi are NaN if none remains. The
     same seed gives the same resamples, hence the same interval.
 
-    Speed: 1000 resamples of :func:`~vitalflow.evaluate.classification.auprc` over 10,000 windows
+    Speed: 1000 resamples of :func:`~vitalflow.scores.auprc` over 10,000 windows
     of 60 cases (10 % positives) took 0.27-0.36 s (auroc 0.37-0.54 s; the paired difference of two
     auprc 0.41-0.56 s) on the development machine's shared, busy 2-core VM with numpy 2.4: a resample costs one
     ``np.repeat`` of window indices and a gather; the rest is the metric. The resamples' index arrays are never
     all held at once.
 
-    >>> from vitalflow.evaluate.classification import auroc
+    >>> from vitalflow.scores import auroc
     >>> cases = np.repeat(np.arange(20), 5)
     >>> y = np.tile([0, 1, 0, 1, 0], 20)
     >>> p = np.linspace(0, 1, 100) + 0.5 * y
@@ -168,7 +168,7 @@ def bootstrap_paired(
     independent samples. ``combine`` gets the metrics in the order of ``scores``. Resamples where
     the combined value is NaN are dropped, as in :func:`bootstrap_over_cases`.
 
-    >>> from vitalflow.evaluate.classification import auprc
+    >>> from vitalflow.scores import auprc
     >>> cases = np.repeat(np.arange(30), 4)
     >>> y = np.tile([0, 0, 1, 0], 30)
     >>> model = np.tile([0.1, 0.3, 0.8, 0.2], 30)  # ranks every positive first

@@ -33,7 +33,7 @@ import numpy as np
 from vitalflow.dataset.reference import Dataset
 from vitalflow.evaluate.baselines import summary_features
 from vitalflow.evaluate.bootstrap import bootstrap_over_cases, bootstrap_paired, gap_closed
-from vitalflow.evaluate.classification import auprc, auroc, score_events
+from vitalflow.scores import auprc, auroc, score_events
 from vitalflow.evaluate.rules import RuleProtocol, rule_scores
 from vitalflow.spec.model import LabelName, Spec
 from vitalflow.store import Store

@@ -7,7 +7,7 @@ over ``log T``; the NLL is unimodal in it). The predictor reports ``sigmoid(logi
 with fewer than ``MIN_WINDOWS`` unmasked windows, or only one class among them, keeps ``T = 1``.
 Temperatures rescale confidence and never change the ranking (AUPRC, AUROC).
 
-The expected calibration error ``ece`` (``BINS`` equal-width bins of the probability, the mean
+The expected calibration error (`vitalflow.scores.ece` with ``BINS`` equal-width bins of the probability, the mean
 over the windows of |mean probability - positive rate| of each window's bin) is reported per label
 before and after.
 
@@ -62,22 +62,6 @@ def fit_temperature(z: np.ndarray, y: np.ndarray, iterations: int = 80) -> float
             fd = nll(z / math.exp(d), y)
     t = math.exp((a + b) / 2)
     return float(t) if nll(z / t, y) <= nll(z, y) else 1.0
-
-
-def ece(p: np.ndarray, y: np.ndarray, bins: int = BINS) -> float:
-    """Expected calibration error of probabilities ``p`` against 0/1 ``y`` (NaN without windows).
-
-    >>> ece(np.array([0.1, 0.1, 0.9, 0.9]), np.array([0, 0, 1, 1]))
-    0.1
-    """
-    p = np.asarray(p, dtype=np.float64).reshape(-1)
-    y = np.asarray(y, dtype=np.float64).reshape(-1)
-    if p.size == 0:
-        return float("nan")
-    which = np.minimum((p * bins).astype(np.int64), bins - 1)
-    count = np.bincount(which, minlength=bins)
-    gap = np.abs(np.bincount(which, p, bins) - np.bincount(which, y, bins))  # = count x |mean p - rate|
-    return float(round(gap.sum() / count.sum(), 12))
 
 
 def apply_temperatures(raw: np.ndarray, columns: np.ndarray, temperatures: np.ndarray) -> np.ndarray:

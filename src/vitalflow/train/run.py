@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from vitalflow.dataset.reference import Dataset, open_dataset
 from vitalflow.errors import ModelError, OutputError, SpecError
-from vitalflow.model.calibration import BINS, ece, fit_temperature, sigmoid
+from vitalflow.model.calibration import BINS, fit_temperature, sigmoid
 from vitalflow.model.card import CARD_NAME, EXPORT_DIR, MODEL_FILE, Calibration, DatasetRef, Feature, Head, ModelCard, \
     SpecPin, Tool, Training, Tuning
 from vitalflow.model.config import CONTEXT_INPUTS, TrainConfig, load_train_config, train_config_hash
@@ -38,6 +38,7 @@ from vitalflow.model.inputs import TRUTH
 from vitalflow.model.network import build_decision_network, build_network, compile_decision_network, \
     compile_network, input_names
 from vitalflow.runtime.stop import StopRequest
+from vitalflow.scores import ece
 from vitalflow.spec.model import SPLITS, Spec, load_spec
 from vitalflow.store import Store
 from vitalflow.train.checkpoints import Checkpoints, TrainState
@@ -129,8 +130,8 @@ def calibrate(model: keras.Model, validation: Split, heads: Heads) -> Calibratio
         t = fit_temperature(z, y)
         temperatures[name] = round(t, 6)
         if valid.any():
-            before[name] = ece(sigmoid(z), y)
-            after[name] = ece(sigmoid(z / temperatures[name]), y)
+            before[name] = ece(y, sigmoid(z), BINS)
+            after[name] = ece(y, sigmoid(z / temperatures[name]), BINS)
     events = [n for n in heads.names_of("event") if n in before]
     return Calibration(temperatures=temperatures, ece_before=before, ece_after=after, bins=BINS,
                        mean_ece_before=float(np.mean([before[n] for n in events])) if events else None,
