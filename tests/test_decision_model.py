@@ -202,6 +202,25 @@ def _plain(dataset_dir: Path, split: str, n: int) -> dict[str, np.ndarray]:
     return out
 
 
+def _stacked(model, event: dict, network: np.ndarray, plain: dict) -> np.ndarray:
+    """The stack's probability from its card entry, written from README's formula: the booster read
+    by XGBoost itself from the model directory, on the window summaries (tested against a hand
+    computation in test_evaluate_baselines; trees split at data values, so the input must be those
+    exact float32 numbers, not a recomputation that differs in the last bit)."""
+    import xgboost
+
+    from vitalflow.model.boosted import boosted_features
+
+    x = boosted_features(plain["timeseries"], plain["static"], plain["setpoints"], plain["setpoints_known"])
+    if isinstance(event["booster"], str):
+        boosted = xgboost.Booster(model_file=str(model / event["booster"])).predict(xgboost.DMatrix(x))
+    else:
+        boosted = np.full(len(x), event["booster"])
+    logit = lambda p: np.log(np.clip(p, 1e-6, 1 - 1e-6) / (1 - np.clip(p, 1e-6, 1 - 1e-6)))  # noqa: E731
+    w, (a, b) = event["network_weight"], event["platt"]
+    return 1 / (1 + np.exp(-(a * (w * logit(network) + (1 - w) * logit(boosted)) + b)))
+
+
 def test_predictions_are_the_calibrated_raw_outputs(model, trainable_dataset, spec):
     import keras
 
@@ -225,6 +244,9 @@ def test_predictions_are_the_calibrated_raw_outputs(model, trainable_dataset, sp
             expected = lo + (raw[:, j] + 1) / 2 * (hi - lo)
         else:
             expected = 1 / (1 + np.exp(-raw[:, j] / temps[name]))
+        if task == "event":  # the network's alone; the model's is the stack (below)
+            np.testing.assert_allclose(got.network_event_probability[:, j], expected, rtol=1e-5, atol=1e-6)
+            expected = _stacked(model, c["stack"]["events"][j], expected, plain)
         np.testing.assert_allclose(got[name], expected, rtol=1e-5, atol=1e-6)
     assert got.event_probability.shape == (40, 15) and got.direction_probability.shape == (40, 30)
     assert got.value.shape == (40, 30) and got.value_units[names.index("value/FIO2_SET/60") - 45] == "%"
@@ -344,6 +366,30 @@ def test_the_same_seed_gives_the_same_weights(model, trainable_dataset, config, 
     assert _same_weights(model, tmp_path / "again")
     assert _card(tmp_path / "again")["training"]["history"] == _card(model)["training"]["history"]
     assert _card(tmp_path / "again")["calibration"] == _card(model)["calibration"]
+    assert _card(tmp_path / "again")["stack"] == _card(model)["stack"]  # the boosters too
+    for e in _card(model)["stack"]["events"]:
+        if isinstance(e["booster"], str):
+            assert (tmp_path / "again" / e["booster"]).read_bytes() == (model / e["booster"]).read_bytes()
+
+
+def test_the_card_records_the_stack_and_a_corrupt_booster_is_refused_by_name(model, spec, tmp_path):
+    import vitalflow
+    from vitalflow.errors import ModelError
+
+    stack = _card(model)["stack"]
+    events = [str(e) for e in spec.decisions.events]
+    assert [e["name"] for e in stack["events"]] == events
+    assert stack["split"] == "validation" and len(stack["features"]) == 3 * 16 + 6 + 2 * 10
+    for e in stack["events"]:
+        auprc = e["validation_auprc"]
+        if auprc["stack"] is not None:  # on validation the stack ranks at least as well as either member
+            assert auprc["stack"] >= max(auprc["network"], auprc["xgboost"]) - 1e-6
+    broken = tmp_path / "broken"
+    shutil.copytree(model, broken)
+    first = next(e["booster"] for e in stack["events"] if isinstance(e["booster"], str))
+    (broken / first).write_bytes(b"not a booster")
+    with pytest.raises(ModelError, match="boosted/"):
+        vitalflow.load_model(broken)
 
 
 def test_killed_after_an_epoch_and_resumed_ends_with_the_uninterrupted_weights(model, trainable_dataset, config,

@@ -7,13 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vitalflow.evaluate.baselines import (
-    BoostedTrees,
-    TrainMedian,
-    persistence,
-    summary_feature_names,
-    summary_features,
-)
+from vitalflow.evaluate.baselines import BoostedTrees, TrainMedian, persistence
+from vitalflow.transform.summaries import summary_feature_names, summary_features
 from vitalflow.spec import load_spec
 
 

@@ -5,18 +5,21 @@ prevalence, AUROC, AUPRC, Brier score, a 10-bin reliability curve and its ECE, r
 at an alert budget (one alert per 10 minutes of case time) and the median lead time of the alerts
 that came true, with 95 % bootstrap intervals over cases (`vitalflow.evaluate.bootstrap`). Scorers:
 
-- **model**: the network's calibrated probabilities;
+- **model**: the model's calibrated probabilities (a stacked model's: the network with its XGBoost
+  classifiers, `vitalflow.model.stack`);
+- **network** (stacked models): the network's calibrated probabilities alone;
 - **no skill**: the training split's prevalence for every window (AUROC 0.5, AUPRC = prevalence);
 - **rules**: the textbook protocol (`vitalflow.evaluate.rules`), a 0/1 score per group;
-- **XGBoost**: one binary classifier per event on the window summaries
-  (`vitalflow.evaluate.baselines.summary_features`) plus the set-points' current values, fitted on
-  the training split with early stopping on validation;
+- **XGBoost**: one binary classifier per event on the window summaries and the set-points now
+  (`vitalflow.model.boosted`, the stack's member), fitted on the training split with early
+  stopping on validation;
 - **oracle** (synthetic data only): the simulated clinician's own probability of acting in
   (t, t + H] given what it had seen up to t, read from the ``<case>.oracle.npz`` files `vitalflow synth`
   writes beside the recordings. It is the best any predictor can do in that world, not a perfect score.
 
 The headline is the fraction of the AUPRC gap closed, (model - no skill) / (oracle - no skill), with
-an interval from the same resampled cases for all three scorers. Value labels are scored by MAE in
+an interval from the same resampled cases for all three scorers (the model's, the network's and
+XGBoost's). Value labels are scored by MAE in
 the set-point's unit on every valid window (a no-harm check against persistence: the value at t) and
 on the windows where the set-point was changed.
 """
@@ -31,25 +34,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from vitalflow.dataset.reference import Dataset
-from vitalflow.evaluate.baselines import summary_features
 from vitalflow.evaluate.bootstrap import bootstrap_over_cases, bootstrap_paired, gap_closed
 from vitalflow.scores import auprc, auroc, score_events
 from vitalflow.evaluate.rules import RuleProtocol, rule_scores
+from vitalflow.model.boosted import EventBoosters, boosted_features
 from vitalflow.spec.model import LabelName, Spec
 from vitalflow.store import Store
 from vitalflow.transform.normalize import denormalize
 
 log = logging.getLogger("vitalflow.progress")
 
-SCORERS = ("model", "no_skill", "rules", "xgboost", "blend", "oracle")
-SCORER_LABELS = {"model": "model", "no_skill": "no skill", "rules": "rules", "xgboost": "XGBoost",
-                 "blend": "model+XGBoost", "oracle": "oracle"}
-#: The blend's weights of the model's logit tried per event (the rest is XGBoost's), chosen on validation.
-BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+SCORERS = ("model", "network", "no_skill", "rules", "xgboost", "oracle")
+SCORER_LABELS = {"model": "model", "network": "network alone", "no_skill": "no skill", "rules": "rules",
+                 "xgboost": "XGBoost", "oracle": "oracle"}
 ORACLE_SUFFIX = ".oracle.npz"
 
-#: model scorer: a batch of windows ({feature: array}) -> (event probabilities [N, events], values [N, S*H] normalized)
-ModelScores = Callable[[Mapping[str, np.ndarray]], tuple[np.ndarray, np.ndarray]]
+#: model scorer: a batch of windows ({feature: array}) -> (event probabilities [N, events], values [N, S*H]
+#: normalized, the network's own event probabilities [N, events] when the model is a stack, else None)
+ModelScores = Callable[[Mapping[str, np.ndarray]], tuple[np.ndarray, np.ndarray, np.ndarray | None]]
 
 
 @dataclass
@@ -63,10 +65,11 @@ class DecisionWindows:
     onset_s: np.ndarray  # [N, events]
     setpoints: np.ndarray  # [N, S] normalized, 0 where unknown
     setpoints_known: np.ndarray  # [N, S]
-    summary: np.ndarray  # [N, K] summaries + set-points (XGBoost's input)
+    summary: np.ndarray  # [N, K] XGBoost's input (`vitalflow.model.boosted.boosted_features`)
     rules: np.ndarray  # [N, groups] 0/1
     model_events: np.ndarray | None  # [N, events] probabilities
     model_values: np.ndarray | None  # [N, S*H] normalized
+    network_events: np.ndarray | None  # [N, events] a stacked model's network alone
 
 
 def read_windows(dataset: Dataset, split: str, spec: Spec, names: list[str], model: ModelScores | None,
@@ -89,8 +92,7 @@ def read_windows(dataset: Dataset, split: str, spec: Spec, names: list[str], mod
         by_group = rule_scores(denormalize(ts, lo, hi), observed, list(spec.feature_names), protocol)
         none = np.zeros(len(ts))
         parts["rules"].append(np.stack([by_group.get(g, none) for g in groups], axis=1).astype(np.float32))
-        parts["summary"].append(np.concatenate(
-            [summary_features(ts, batch["static"]), batch["setpoints"], batch["setpoints_known"]], axis=1))
+        parts["summary"].append(boosted_features(ts, batch["static"], batch["setpoints"], batch["setpoints_known"]))
         parts["case_id"].append(batch["case_id"].reshape(-1))
         parts["end_s"].append(batch["window_start_s"].reshape(-1) + length - 1)
         parts["labels"].append(batch["labels"])
@@ -99,60 +101,12 @@ def read_windows(dataset: Dataset, split: str, spec: Spec, names: list[str], mod
         parts["setpoints"].append(batch["setpoints"])
         parts["setpoints_known"].append(batch["setpoints_known"] > 0.5)
         if model is not None:
-            events, values = model(batch)
+            events, values, network = model(batch)
             parts["model_events"].append(events)
             parts["model_values"].append(values)
+            if network is not None:
+                parts["network_events"].append(network)
     return DecisionWindows(**{k: np.concatenate(v) if v else None for k, v in parts.items()})
-
-
-class EventClassifiers:
-    """XGBoost: one binary classifier per event label, on the windows where that label is valid.
-
-    Deterministic for a seed (``hist``, 2 threads, seeded subsampling); positives are weighted by the
-    negatives-to-positives ratio of the training windows (capped at 20), early stopping on the
-    validation split's log loss.
-    """
-
-    def __init__(self, rounds: int = 150, max_depth: int = 4, learning_rate: float = 0.1, patience: int = 15):
-        self.params = {"objective": "binary:logistic", "max_depth": max_depth, "eta": learning_rate,
-                       "subsample": 0.8, "colsample_bytree": 0.8, "tree_method": "hist", "nthread": 2,
-                       "max_bin": 64, "eval_metric": "logloss"}
-        self.rounds, self.patience = rounds, patience
-        self.boosters: list = []
-
-    def fit(self, train: DecisionWindows, validation: DecisionWindows | None, events: int, seed: int = 0
-            ) -> EventClassifiers:
-        import xgboost
-
-        self.boosters = []
-        for j in range(events):
-            rows = train.mask[:, j]
-            y = train.labels[rows, j]
-            if y.size == 0 or y.min() == y.max():  # one class only: a constant is all it can learn
-                self.boosters.append(float(y.mean()) if y.size else 0.0)
-                continue
-            ratio = min(20.0, float((y == 0).sum()) / max(1.0, float((y == 1).sum())))
-            dtrain = xgboost.DMatrix(train.summary[rows], label=y)
-            evals, stop = [], None
-            if validation is not None and validation.mask[:, j].any():
-                vrows = validation.mask[:, j]
-                evals = [(xgboost.DMatrix(validation.summary[vrows], label=validation.labels[vrows, j]), "valid")]
-                stop = self.patience
-            booster = xgboost.train({**self.params, "seed": seed, "scale_pos_weight": ratio}, dtrain,
-                                    num_boost_round=self.rounds, evals=evals, early_stopping_rounds=stop,
-                                    verbose_eval=False)
-            if stop is not None:
-                booster = booster[: booster.best_iteration + 1]
-            self.boosters.append(booster)
-        return self
-
-    def predict(self, windows: DecisionWindows) -> np.ndarray:
-        import xgboost
-
-        dm = xgboost.DMatrix(windows.summary)
-        out = [np.full(len(windows.case_id), b, np.float64) if isinstance(b, float) else b.predict(dm)
-               for b in self.boosters]
-        return np.stack(out, axis=1) if out else np.zeros((len(windows.case_id), 0))
 
 
 def oracle_scores(dataset: Dataset, windows: DecisionWindows, events: tuple[LabelName, ...]) -> np.ndarray | None:
@@ -209,7 +163,7 @@ def _event_document(y, mask, case_ids, onset, scores: dict[str, np.ndarray], res
         doc["scorers"][name] = entry
         doc.update(n=s.n, cases=s.cases, positives=s.positives, prevalence=_num(s.prevalence))
     if "oracle" in scores and yk.size:
-        for name in ("model", "xgboost", "blend", "rules"):
+        for name in ("model", "network", "xgboost", "rules"):
             if name not in scores:
                 continue
             i = bootstrap_paired(auprc, gap_closed, ck, yk, scores[name][kept], scores["no_skill"][kept],
@@ -295,37 +249,6 @@ def _value_columns(spec: Spec) -> list[tuple[int, int]]:
     return [(i, names.index(lab.of)) for i, lab in enumerate(d.labels) if lab.task == "value"]
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
-    return np.log(p) - np.log1p(-p)
-
-
-def blend_weights(validation: DecisionWindows | None, xgb_validation: np.ndarray | None, events: int) -> list[float]:
-    """Per event the weight ``w`` (`BLEND_WEIGHTS`) of the model in the blend
-    ``sigmoid(w logit(model) + (1 - w) logit(XGBoost))`` with the highest validation AUPRC (ties:
-    the first, 0.5 tried first); 0.5 (the average of the logits) without the model's validation
-    outputs or both classes there. Chosen on validation only: the test split is read once."""
-    weights = [0.5] * events
-    if validation is None or validation.model_events is None or xgb_validation is None:
-        return weights
-    order = sorted(BLEND_WEIGHTS, key=lambda w: abs(w - 0.5))
-    for j in range(events):
-        rows = validation.mask[:, j]
-        y = validation.labels[rows, j]
-        if not 0 < y.sum() < y.size:
-            continue
-        m, x = _logit(validation.model_events[rows, j]), _logit(xgb_validation[rows, j])
-        weights[j] = max(order, key=lambda w: auprc(y, w * m + (1 - w) * x))
-    return weights
-
-
-def blend(model_events: np.ndarray, xgb_events: np.ndarray, weights: list[float]) -> np.ndarray:
-    """The blended probabilities [N, events] (see `blend_weights`)."""
-    w = np.asarray(weights, np.float64)[None, :]
-    z = w * _logit(model_events) + (1 - w) * _logit(xgb_events)
-    return 1.0 / (1.0 + np.exp(-z))
-
-
 @dataclass(frozen=True)
 class DecisionScores:
     """A scored split: the metrics document and, per event key (``<group>/<H>``), the valid windows'
@@ -345,20 +268,18 @@ def decision_metrics(spec: Spec, dataset: Dataset, split: str, test: DecisionWin
     events = d.events
     groups = list(d.groups)
     log.info("fitting XGBoost baselines (%d event classifiers, value regressors)", len(events))
-    classifiers = EventClassifiers().fit(train, validation, len(events), seed=seed)
-    xgb_events = classifiers.predict(test)
-    blended = None
-    if test.model_events is not None:
-        weights = blend_weights(validation, classifiers.predict(validation) if validation is not None else None,
-                                len(events))
-        blended = blend(test.model_events, xgb_events, weights)
+    n = len(events)
+    valid = (validation.summary, validation.labels[:, :n], validation.mask[:, :n]) if validation is not None else ()
+    classifiers = EventBoosters().fit(train.summary, train.labels[:, :n], train.mask[:, :n], *valid, seed=seed)
+    xgb_events = classifiers.predict(test.summary)
     xgb_values = ValueRegressors().fit(spec, train, seed=seed).predict(test)
     oracle = oracle_scores(dataset, test, events)
     doc: dict = {"task": "decisions", "split": split, "windows": int(len(test.case_id)),
                  "cases": int(np.unique(test.case_id).size), "horizons_s": list(d.horizons_s),
                  "bootstrap": {"resamples": resamples, "seed": seed, "level": 0.95, "over": "cases"},
                  "scorers": [s for s in SCORERS if (s != "oracle" or oracle is not None)
-                             and (s != "model" or test.model_events is not None)],
+                             and (s != "model" or test.model_events is not None)
+                             and (s != "network" or test.network_events is not None)],
                  "events": {}}
     ys, kept_scores = {}, {}
     for j, ev in enumerate(events):
@@ -367,8 +288,10 @@ def decision_metrics(spec: Spec, dataset: Dataset, split: str, test: DecisionWin
         scores = {"no_skill": np.full(len(test.case_id), prevalence),
                   "rules": test.rules[:, groups.index(ev.of)],
                   "xgboost": xgb_events[:, j]}
+        if test.network_events is not None:
+            scores = {"network": test.network_events[:, j], **scores}
         if test.model_events is not None:
-            scores = {"model": test.model_events[:, j], **scores, "blend": blended[:, j]}
+            scores = {"model": test.model_events[:, j], **scores}
         if oracle is not None:
             scores["oracle"] = oracle[:, j]
         key = f"{ev.of}/{ev.horizon_s}"
@@ -378,8 +301,6 @@ def decision_metrics(spec: Spec, dataset: Dataset, split: str, test: DecisionWin
         valid = test.mask[:, j]
         ys[key] = test.labels[valid, j]
         kept_scores[key] = {name: p[valid] for name, p in scores.items()}
-    if blended is not None:
-        doc["blend_weights"] = {f"{ev.of}/{ev.horizon_s}": w for ev, w in zip(events, weights)}
     doc["values"] = _value_document(spec, test, test.model_values, xgb_values)
     return DecisionScores(doc, ys, kept_scores)
 
@@ -387,12 +308,14 @@ def decision_metrics(spec: Spec, dataset: Dataset, split: str, test: DecisionWin
 def event_table(metrics: dict, metric: str = "auprc") -> list[list[str]]:
     """Group x horizon rows (a header row first): windows, prevalence, then each scorer's ``metric``
     ("auprc" or "auroc") with its 95 % interval; with an oracle, the AUPRC table ends with the fraction
-    of the gap closed by the model (XGBoost's when there is no model). No skill is left out: its AUPRC
+    of the gap closed by the model (XGBoost's when there is no model), then a stacked model's network's. No skill is left out: its AUPRC
     is the prevalence and its AUROC 0.5."""
     scorers = [s for s in metrics["scorers"] if s != "no_skill"]
     label = lambda s: SCORER_LABELS.get(s, s)  # noqa: E731  (compare's columns are model labels)
     gap = metric == "auprc" and "oracle" in scorers
-    rows = [["event", "n", "prev."] + [f"{label(s)} {metric.upper()}" for s in scorers] + (["gap closed"] if gap else [])]
+    network_gap = gap and "network" in scorers
+    rows = [["event", "n", "prev."] + [f"{label(s)} {metric.upper()}" for s in scorers]
+            + (["gap closed"] if gap else []) + (["network gap closed"] if network_gap else [])]
     for key, ev in metrics["events"].items():
         if not ev.get("positives"):
             continue
@@ -403,6 +326,9 @@ def event_table(metrics: dict, metric: str = "auprc") -> list[list[str]]:
             # the model's (or in a comparison, the first model's); XGBoost's without a model
             prefer = [s for s in scorers if s not in ("rules", "oracle")] + ["rules"]
             g = next((ev["gap_closed"][s] for s in prefer if s in ev["gap_closed"]), {})
+            row.append(_with_ci(g.get("value"), g.get("ci")))
+        if network_gap:
+            g = ev["gap_closed"].get("network", {})
             row.append(_with_ci(g.get("value"), g.get("ci")))
         rows.append(row)
     return rows

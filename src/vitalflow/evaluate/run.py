@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from vitalflow.dataset.reference import Dataset, open_dataset
-from vitalflow.evaluate.baselines import BoostedTrees, TrainMedian, persistence, summary_features
+from vitalflow.evaluate.baselines import BoostedTrees, TrainMedian, persistence
 from vitalflow.evaluate.decision_report import write_decision_report
 from vitalflow.evaluate.decisions import decision_metrics, read_windows
 from vitalflow.errors import OutputError
@@ -37,6 +37,7 @@ from vitalflow.model.predictor import Predictor, load_model
 from vitalflow.spec.model import SPLITS
 from vitalflow.store import Store
 from vitalflow.transform.normalize import denormalize_targets
+from vitalflow.transform.summaries import summary_features
 
 log = logging.getLogger("vitalflow.progress")
 EVALUATION_DIR = "evaluation"
@@ -161,17 +162,19 @@ def evaluate_decisions(predictor: Predictor, dataset: Dataset, split: str, outpu
     if list(heads.names_of("event")) != [str(e) for e in spec.decisions.events]:
         raise OutputError(f"{predictor.uri}: the model's event heads are not the spec's events")
 
-    def model(batch) -> tuple[np.ndarray, np.ndarray]:
-        raw = predictor.predict_normalized(batch["timeseries"], batch["static"], batch.get("mask"),
-                                           context={n: batch[n] for n in CONTEXT_INPUTS if n in batch})
-        return predictor.decisions_from_raw(raw).event_probability, raw[:, values]
+    def model(batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        context = {n: batch[n] for n in CONTEXT_INPUTS if n in batch}
+        raw = predictor.predict_normalized(batch["timeseries"], batch["static"], batch.get("mask"), context=context)
+        d = predictor.decisions_from_raw(raw, predictor.boosted_probabilities(batch["timeseries"], batch["static"],
+                                                                              context))
+        return d.event_probability, raw[:, values], (d.network_event_probability if predictor.boosters else None)
 
     log.info("evaluating %s on the %s split of %s (%d windows)", predictor.uri, split, dataset.uri,
              dataset.examples(split))
     names = list(predictor.card.inputs)
     test = read_windows(dataset, split, spec, names, model)
     train = read_windows(dataset, "train", spec, names, None)
-    validation = read_windows(dataset, "validation", spec, names, model) if dataset.examples("validation") else None
+    validation = read_windows(dataset, "validation", spec, names, None) if dataset.examples("validation") else None
     scored = decision_metrics(spec, dataset, split, test, train, validation, resamples=resamples, seed=seed)
     metrics = scored.metrics
     metrics.update(model=predictor.uri, model_config_hash=predictor.card.config_hash, dataset=dataset.uri,

@@ -64,6 +64,34 @@ def fit_temperature(z: np.ndarray, y: np.ndarray, iterations: int = 80) -> float
     return float(t) if nll(z / t, y) <= nll(z, y) else 1.0
 
 
+def fit_platt(z: np.ndarray, y: np.ndarray, iterations: int = 50) -> tuple[float, float]:
+    """Platt scaling: the ``(a, b)`` minimizing ``nll(a z + b, y)`` (Newton's method on the two
+    parameters, a logistic regression on one feature), with ``a`` kept in [1 / ``T_MAX``, 1 / ``T_MIN``]
+    so that it never reverses or flattens the ranking; ``(1, 0)`` when the data cannot tell (as
+    `fit_temperature`). Unlike a temperature it also moves the logits, which a score whose base
+    rate is off (a classifier trained with weighted positives) needs.
+
+    >>> z = np.linspace(-3, 3, 400); y = (np.random.default_rng(0).random(400) < sigmoid(2 * z - 1)).astype(float)
+    >>> a, b = fit_platt(z, y); bool(1.3 < a < 3 and -1.6 < b < -0.4)
+    True
+    """
+    z = np.asarray(z, dtype=np.float64).reshape(-1)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if z.size < MIN_WINDOWS or y.min() == y.max():
+        return 1.0, 0.0
+    x = np.stack([z, np.ones_like(z)], axis=1)
+    w = np.array([1.0, 0.0])
+    for _ in range(iterations):
+        p = sigmoid(x @ w)
+        hessian = (x * (p * (1 - p))[:, None]).T @ x + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hessian, x.T @ (p - y))
+        w = w - step
+        w[0] = min(max(w[0], 1 / T_MAX), 1 / T_MIN)
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return (float(w[0]), float(w[1])) if nll(x @ w, y) <= nll(z, y) else (1.0, 0.0)
+
+
 def apply_temperatures(raw: np.ndarray, columns: np.ndarray, temperatures: np.ndarray) -> np.ndarray:
     """``sigmoid(raw[:, columns] / temperatures)`` ([N, len(columns)])."""
     return sigmoid(np.asarray(raw, np.float64)[:, columns] / np.asarray(temperatures, np.float64)[None, :])

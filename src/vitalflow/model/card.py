@@ -5,6 +5,7 @@ A model directory (laid out as SageMaker expects ``/opt/ml/model``)::
 
     model.keras          the Keras model (load with ``compile=False``: inference needs no loss)
     export/              the same network as a TensorFlow SavedModel (TF Serving, ``tf.saved_model.load``)
+    boosted/             a stacked decision model's XGBoost classifiers, one UBJSON file per event
     model_card.json      this card; written last, so a directory with a card is complete
 
 The card pins the whole spec (``spec.content``): predicting transforms recordings with the spec the
@@ -87,6 +88,28 @@ class Calibration(Record):
     mean_ece_after: float | None = None
 
 
+class StackedEvent(Record):
+    """One event of the stacked model (`vitalflow.model.stack`): ``sigmoid(a z + b)`` with
+    ``z = w logit(network) + (1 - w) logit(booster)``."""
+
+    name: str  # "event/<group>/<H>"
+    network_weight: float  # w
+    platt: tuple[float, float]  # (a, b)
+    booster: str | float  # the booster's file in the directory, or its constant probability
+    # on the validation split (what chose w): AUPRC of the network, the booster and the stack
+    validation_auprc: dict[str, float | None]
+
+
+class Stack(Record):
+    """The network stacked with gradient-boosted classifiers on window summaries, fitted on
+    ``split`` after training (`vitalflow.model.stack`, `vitalflow.model.boosted`)."""
+
+    split: str = "validation"
+    features: list[str]  # the boosters' input columns (`vitalflow.model.boosted.boosted_feature_names`)
+    events: list[StackedEvent]  # in the event heads' order
+    ece_after: dict[str, float] = {}  # per event with validation windows: the stack's ECE there
+
+
 class Tuning(Record):
     """The hyper-parameter study (`vitalflow tune`) whose best trial's config trained this model."""
 
@@ -133,6 +156,7 @@ class ModelCard(Record):
     metrics: dict[str, float]
     class_weights: dict[str, float] = {}  # event label -> weight of its positives in the loss (decisions, bce)
     calibration: Calibration | None = None  # decisions
+    stack: Stack | None = None  # decisions with config stack: true: what the event probabilities are
     tuning: Tuning | None = None  # the study that chose the config (`vitalflow tune`); None: not tuned
     files: dict[str, str]  # role -> path in the directory
 

@@ -95,7 +95,7 @@ CONTEXT_INPUTS = ("setpoints", "setpoints_known", "context", "history")
 #: Fields of the decision model: left out of the hash of a ``task: values`` config, so a value
 #: model's config hashes as it did before the decision model existed.
 DECISION_FIELDS = frozenset({"task", "head_weights", "event_loss", "focal_gamma", "max_positive_weight",
-                             "context_inputs", "decision_network"})
+                             "context_inputs", "decision_network", "stack"})
 
 
 #: Defaults that depend on ``task`` (a value the file sets wins). The decision model trains with
@@ -117,6 +117,10 @@ class TrainConfig(Strict):
     # also read the decision context of the examples (`CONTEXT_INPUTS`: the set-points now, the time
     # since each last changed and since anestart, 30 min of history; spec decisions.context)
     context_inputs: bool = True
+    # stack the network with XGBoost classifiers on window summaries and the set-points, blended and
+    # Platt-scaled per event on validation (`vitalflow.model.stack`; needs context_inputs): the event
+    # probabilities every output reports are the stack's
+    stack: bool = True
     # --- task: values
     loss: Literal["mse", "huber", "mae"] = "huber"
     # target name -> loss weight (the spec's targets; a target not named weighs 1)

@@ -16,13 +16,17 @@ A decision model (card ``task: decisions``)::
     predictor.predict_dataset("out", "test")    # -> DecisionDatasetPredictions: the above per window
                                                 #    with case_id, window_start_s and the truth
 
-Probabilities are ``sigmoid(logit / T)`` with the label's temperature from the card's calibration.
+Probabilities are ``sigmoid(logit / T)`` with the label's temperature from the card's calibration;
+a stacked model's (card ``stack``) event probabilities are the stack's (`vitalflow.model.stack`): the
+network's blended with its XGBoost classifiers' on the window summaries and the set-points, so they
+need the windows, not only the network's output (`boosted_probabilities`).
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -32,10 +36,12 @@ import numpy as np
 
 from vitalflow.dataset.reference import Dataset, open_dataset
 from vitalflow.errors import ModelError
+from vitalflow.model.boosted import BOOSTED_DIR, EventBoosters, boosted_inputs
 from vitalflow.model.calibration import apply_temperatures
 from vitalflow.model.card import MODEL_FILE, ModelCard, read_model_card
 from vitalflow.model.config import CONTEXT_INPUTS
 from vitalflow.model.heads import Heads
+from vitalflow.model.stack import stacked
 from vitalflow.model.inputs import numpy_batches
 from vitalflow.spec.model import Spec
 from vitalflow.store import Store
@@ -68,6 +74,7 @@ class DecisionPredictions:
     value: np.ndarray  # [N, values]: the set-point at t + H in its clinical unit (`value_units`)
     value_units: tuple[str, ...]
     raw: np.ndarray  # [N, labels]: the network's output (logits, normalized values) in head order
+    network_event_probability: np.ndarray  # [N, events]: the network's alone (= event_probability unless stacked)
 
     def __getitem__(self, name: str) -> np.ndarray:
         """One label's column [N] by name: a probability (event, direction) or a value in units."""
@@ -95,8 +102,8 @@ class DecisionDatasetPredictions(DecisionPredictions):
 
 
 class Predictor:
-    def __init__(self, uri: str, card: ModelCard, model: keras.Model) -> None:
-        self.uri, self.card, self.model = uri, card, model
+    def __init__(self, uri: str, card: ModelCard, model: keras.Model, boosters: EventBoosters | None = None) -> None:
+        self.uri, self.card, self.model, self.boosters = uri, card, model, boosters
 
     @cached_property
     def spec(self) -> Spec:
@@ -163,22 +170,43 @@ class Predictor:
                              "predict_decisions")
         return denormalize_targets(self.predict_normalized(timeseries, static, mask), self.spec)
 
-    def decisions_from_raw(self, raw: np.ndarray) -> DecisionPredictions:
-        """The network's raw output [N, labels] as calibrated probabilities and values in units."""
+    def boosted_probabilities(self, timeseries: np.ndarray, static: np.ndarray,
+                              context: Mapping[str, np.ndarray] | None) -> np.ndarray | None:
+        """A stacked model's XGBoost event probabilities [N, events] of the windows (normalized, with
+        the decision context's ``setpoints`` and ``setpoints_known``); None for any other model."""
+        if self.boosters is None:
+            return None
+        if not context or any(n not in context for n in ("setpoints", "setpoints_known")):
+            raise ModelError(f"{self.uri}: a stacked model reads the set-points now: pass context with setpoints "
+                             "and setpoints_known")
+        return self.boosters.predict(boosted_inputs(timeseries, static, context))
+
+    def decisions_from_raw(self, raw: np.ndarray, boosted: np.ndarray | None = None) -> DecisionPredictions:
+        """The network's raw output [N, labels] as calibrated probabilities and values in units;
+        ``boosted``: a stacked model's `boosted_probabilities` of the same windows (required then)."""
         heads = self.heads
         raw = np.asarray(raw, np.float32)
         probability = apply_temperatures(raw, heads.calibrated, self.temperatures)
         by_column = {int(c): j for j, c in enumerate(heads.calibrated)}
         events, directions, values = heads.indices("event"), heads.indices("direction"), heads.indices("value")
+        network = probability[:, [by_column[int(c)] for c in events]]
+        event_probability = network
+        if self.boosters is not None:
+            if boosted is None or boosted.shape != network.shape:
+                raise ModelError(f"{self.uri}: a stacked model's events need its boosters' probabilities of the same "
+                                 "windows (boosted_probabilities)")
+            stack = self.card.stack
+            event_probability = stacked(network, boosted, [e.network_weight for e in stack.events],
+                                        [e.platt for e in stack.events])
         return DecisionPredictions(
             event_names=heads.names_of("event"),
-            event_probability=probability[:, [by_column[int(c)] for c in events]],
+            event_probability=event_probability,
             direction_names=heads.names_of("direction"),
             direction_probability=probability[:, [by_column[int(c)] for c in directions]],
             value_names=heads.names_of("value"),
             value=heads.denormalize_values(raw[:, values]),
             value_units=tuple(heads.units[i] or "" for i in values),
-            raw=raw)
+            raw=raw, network_event_probability=network)
 
     def predict_decisions(self, timeseries: np.ndarray, static: np.ndarray, mask: np.ndarray | None = None,
                           context: dict[str, np.ndarray] | None = None) -> DecisionPredictions:
@@ -186,7 +214,8 @@ class Predictor:
         for a model that reads it, the decision context: ``setpoints``, ``setpoints_known``,
         ``context``, ``history`` by name), to the decision model's calibrated probabilities and
         set-point values in clinical units."""
-        return self.decisions_from_raw(self.predict_normalized(timeseries, static, mask, context=context))
+        raw = self.predict_normalized(timeseries, static, mask, context=context)
+        return self.decisions_from_raw(raw, self.boosted_probabilities(timeseries, static, context))
 
     def check_dataset(self, dataset: Dataset) -> None:
         if dataset.card.spec.hash != self.card.spec.hash:
@@ -226,17 +255,19 @@ class Predictor:
                              f"schema version {dataset.card.get('example_schema_version', 1)}): preprocess the "
                              "recordings again")
         names = [*self.card.inputs, *truth, "case_id", "window_start_s"]
-        parts: dict[str, list[np.ndarray]] = {k: [] for k in ("raw", *truth, "case_id", "window_start_s")}
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in ("raw", "boosted", *truth, "case_id", "window_start_s")}
         for batch in numpy_batches(dataset, split, names, batch_size):
             context = {n: batch[n] for n in self.card.inputs if n in CONTEXT_INPUTS}
             parts["raw"].append(self.predict_normalized(batch["timeseries"], batch["static"], batch.get("mask"),
                                                         context=context))
+            if self.boosters is not None:
+                parts["boosted"].append(self.boosted_probabilities(batch["timeseries"], batch["static"], context))
             for k in (*truth, "case_id", "window_start_s"):
                 parts[k].append(batch[k])
         if not parts["raw"]:
             raise ModelError(f"{dataset.uri}: the {split} split has no windows")
-        joined = {k: np.concatenate(v) for k, v in parts.items()}
-        predicted = self.decisions_from_raw(joined.pop("raw"))
+        joined = {k: np.concatenate(v) for k, v in parts.items() if v}
+        predicted = self.decisions_from_raw(joined.pop("raw"), joined.pop("boosted", None))
         return DecisionDatasetPredictions(**vars(predicted), label_names=self.heads.names, **joined)
 
 
@@ -255,4 +286,12 @@ def load_model(uri: str | os.PathLike) -> Predictor:
                 model = keras.models.load_model(path, compile=False)
     except (ValueError, OSError) as exc:
         raise ModelError(f"{store.url(MODEL_FILE)}: unreadable Keras model ({str(exc).splitlines()[0]})") from None
-    return Predictor(store.uri, card, model)
+    boosters = None
+    if card.stack is not None:
+        saved = [e.booster for e in card.stack.events]
+        try:
+            boosters = EventBoosters.load(store, saved)
+        except (ValueError, OSError) as exc:  # a corrupt file: xgboost's XGBoostError is a ValueError
+            raise ModelError(f"{store.uri}: unreadable XGBoost booster in {BOOSTED_DIR}/ "
+                             f"({str(exc).splitlines()[0]})") from None
+    return Predictor(store.uri, card, model, boosters)

@@ -253,7 +253,10 @@ def create_app(settings: ServeSettings, host: ModelHost | None = None,
 
     async def _answer(request: Request, predictor, ts: np.ndarray, st: np.ndarray, mask, context=None) -> Response:
         normalized = await model.predict_normalized(ts, st, mask, context)
-        predictions = outputs_of(predictor, normalized)
+        boosted = None
+        if predictor.card.task == "decisions":  # a stacked model's XGBoost member (None otherwise)
+            boosted = await asyncio.to_thread(predictor.boosted_probabilities, ts, st, context)
+        predictions = outputs_of(predictor, normalized, boosted)
         names, units = (list(x) for x in zip(*output_columns(predictor.card)))
         if _accepts(request, NPY):
             buffer = io.BytesIO()

@@ -9,7 +9,8 @@ epoch; rerunning it after the model is written does nothing.
 
 A decision model (``task: decisions``) is calibrated after training: one temperature per event and
 direction label, fitted on the validation split (`vitalflow.model.calibration`), written into the
-card with the expected calibration error before and after.
+card with the expected calibration error before and after; then (config ``stack``) stacked with
+XGBoost classifiers (`vitalflow.train.stack`), whose files go into ``boosted/``.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ import tensorflow as tf
 
 from vitalflow.dataset.reference import Dataset, open_dataset
 from vitalflow.errors import ModelError, OutputError, SpecError
-from vitalflow.model.calibration import BINS, fit_temperature, sigmoid
+from vitalflow.model.boosted import BOOSTED_DIR
+from vitalflow.model.calibration import BINS, apply_temperatures, fit_temperature, sigmoid
 from vitalflow.model.card import CARD_NAME, EXPORT_DIR, MODEL_FILE, Calibration, DatasetRef, Feature, Head, ModelCard, \
-    SpecPin, Tool, Training, Tuning
+    SpecPin, Stack, Tool, Training, Tuning
 from vitalflow.model.config import CONTEXT_INPUTS, TrainConfig, load_train_config, train_config_hash
 from vitalflow.model.heads import Heads
 from vitalflow.model.inputs import TRUTH
@@ -44,6 +46,7 @@ from vitalflow.store import Store
 from vitalflow.train.checkpoints import Checkpoints, TrainState
 from vitalflow.train.fit import Split, fit, input_stats, make_deterministic, positive_weights, predict_split, \
     read_split, restore
+from vitalflow.train.stack import fit_stacked
 
 log = logging.getLogger("vitalflow.progress")
 CHECKPOINT_DIR = "_checkpoints"
@@ -119,9 +122,9 @@ def card_heads(heads: Heads) -> list[Head]:
     return out
 
 
-def calibrate(model: keras.Model, validation: Split, heads: Heads) -> Calibration:
-    """One temperature per event and direction label on the validation split, and the ECE before and after."""
-    raw = predict_split(model, validation)
+def calibrate(raw: np.ndarray, validation: Split, heads: Heads) -> Calibration:
+    """One temperature per event and direction label on the validation split (``raw``: the network's
+    output there), and the ECE before and after."""
     temperatures, before, after = {}, {}, {}
     for i in heads.calibrated:
         name = heads.names[i]
@@ -140,7 +143,8 @@ def calibrate(model: keras.Model, validation: Split, heads: Heads) -> Calibratio
 
 def build_card(spec: Spec, dataset: Dataset, config: TrainConfig, model: keras.Model, state: TrainState,
                heads: Heads | None = None, class_weights: dict[str, float] | None = None,
-               calibration: Calibration | None = None, tuning: Tuning | None = None) -> ModelCard:
+               calibration: Calibration | None = None, tuning: Tuning | None = None,
+               stack: Stack | None = None) -> ModelCard:
     windows = dataset.card.config.get("windows", {})
     decisions = config.task == "decisions"
     return ModelCard(
@@ -165,13 +169,15 @@ def build_card(spec: Spec, dataset: Dataset, config: TrainConfig, model: keras.M
         metrics={k: v[state.best_epoch - 1] for k, v in state.history.items() if k.startswith("val_")},
         class_weights=class_weights or {},
         calibration=calibration,
+        stack=stack,
         tuning=tuning,
-        files={"model": MODEL_FILE, "export": EXPORT_DIR},
+        files={"model": MODEL_FILE, "export": EXPORT_DIR, **({"boosted": BOOSTED_DIR} if stack else {})},
     )
 
 
 def write_model_dir(store: Store, model: keras.Model, card: ModelCard) -> None:
-    """The model files, then the card (a directory with a card is complete)."""
+    """The model files, then the card (a directory with a card is complete; a stacked model's
+    boosters are written before, by `vitalflow.train.stack.fit_stacked`)."""
     staging = Path(store.local_path("")) if store.is_local else Path(tempfile.mkdtemp(prefix="vitalflow-model-"))
     try:
         staging.mkdir(parents=True, exist_ok=True)
@@ -250,9 +256,15 @@ def train_model(dataset_uri: str, output: str, config_path: str | None = None, c
         if stopped:
             return TrainResult(store.uri, None, stop.requested or "stop")
     model.set_weights(checkpoints.arrays(state.best_file)["weights"])
-    calibration = None
+    calibration = stack = None
     if heads is not None:
-        calibration = calibrate(model, read_split(dataset, "validation", config, max(config.batch_size, 256)), heads)
-    card = build_card(spec, dataset, config, model, state, heads, class_weights, calibration, tuning)
+        validation = read_split(dataset, "validation", config, max(config.batch_size, 256))
+        raw = predict_split(model, validation)
+        calibration = calibrate(raw, validation, heads)
+        if config.stack and config.context_inputs:
+            temperatures = [calibration.temperatures[n] for n in heads.names_of("event")]
+            network = apply_temperatures(raw, heads.indices("event"), np.array(temperatures))
+            stack = fit_stacked(dataset, spec, heads, network, config.seed, store)
+    card = build_card(spec, dataset, config, model, state, heads, class_weights, calibration, tuning, stack)
     write_model_dir(store, model, card)
     return TrainResult(store.uri, card, None)

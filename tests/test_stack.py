@@ -1,0 +1,117 @@
+"""The stacked decision model's parts: Platt scaling, the blend weight, the stack's ranking on the
+split it was fitted on, and the XGBoost boosters' files (vitalflow.model.{calibration,stack,boosted})."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score
+
+from vitalflow.model.boosted import BOOSTED_DIR, EventBoosters, boosted_feature_names, boosted_features
+from vitalflow.model.calibration import fit_platt, sigmoid
+from vitalflow.model.stack import WEIGHTS, fit_stack, logit, stacked
+from vitalflow.store import Store
+
+
+def test_platt_scaling_matches_an_unpenalized_logistic_regression():
+    rng = np.random.default_rng(3)
+    z = rng.normal(0, 2, 5000)
+    y = (rng.random(5000) < sigmoid(0.6 * z - 1.2)).astype(float)
+    a, b = fit_platt(z, y)
+    reference = LogisticRegression(C=np.inf, tol=1e-10, max_iter=1000).fit(z[:, None], y)
+    assert a == pytest.approx(reference.coef_[0, 0], abs=1e-4)
+    assert b == pytest.approx(reference.intercept_[0], abs=1e-4)
+    assert 0.5 < a < 0.7 and -1.35 < b < -1.05  # and near the truth it was drawn from
+
+
+def test_platt_keeps_the_ranking_when_the_score_is_reversed():
+    """A score that ranks backwards (a < 0 fits best) is not turned around: a stays positive."""
+    z = np.linspace(-3, 3, 200)
+    y = (z < 0).astype(float)
+    a, _ = fit_platt(z, y)
+    assert a > 0
+
+
+def test_platt_leaves_what_it_cannot_fit():
+    assert fit_platt(np.arange(30.0), np.zeros(30)) == (1.0, 0.0)  # one class
+    assert fit_platt(np.arange(5.0), np.array([0, 1, 0, 1, 0.0])) == (1.0, 0.0)  # too few windows
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), events=st.integers(1, 3))
+def test_the_stack_ranks_at_least_as_well_as_either_member_where_it_was_fitted(seed, events):
+    """On the windows it was fitted on, each event's stack has an AUPRC (scikit-learn's) no lower
+    than the better of the network and the boosters (w = 1 and w = 0 are among the choices, and
+    Platt scaling with a > 0 keeps the ranking)."""
+    rng = np.random.default_rng(seed)
+    n = 300
+    labels = (rng.random((n, events)) < 0.2).astype(float)
+    network = sigmoid(labels * rng.normal(1, 1, (n, events)) + rng.normal(0, 1.5, (n, events)))
+    boosted = sigmoid(labels * rng.normal(1, 1, (n, events)) + rng.normal(0, 1.5, (n, events)))
+    mask = rng.random((n, events)) < 0.9
+    weights, platt = fit_stack(network, boosted, labels, mask)
+    assert all(w in WEIGHTS for w in weights)
+    together = stacked(network, boosted, weights, platt)
+    assert together.shape == (n, events) and np.all((together > 0) & (together < 1))
+    for j in range(events):
+        rows = mask[:, j]
+        y = labels[rows, j]
+        if not 0 < y.sum() < y.size:
+            continue
+        best = max(average_precision_score(y, network[rows, j]), average_precision_score(y, boosted[rows, j]))
+        assert average_precision_score(y, together[rows, j]) >= best - 1e-9
+
+
+def test_stacked_is_the_formula():
+    network, boosted = np.array([[0.2, 0.9]]), np.array([[0.6, 0.1]])
+    got = stacked(network, boosted, [0.25, 1.0], [(2.0, -1.0), (1.0, 0.0)])
+    z0 = 0.25 * np.log(0.2 / 0.8) + 0.75 * np.log(0.6 / 0.4)
+    np.testing.assert_allclose(got, [[1 / (1 + np.exp(-(2 * z0 - 1))), 0.9]])
+    np.testing.assert_allclose(logit(np.array([0.5, 0.75])), [0.0, np.log(3)])
+
+
+def _windows(rng, n):
+    ts = rng.uniform(-1, 1, (n, 300, 3)).astype(np.float32)
+    static = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+    sp = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+    known = (rng.random((n, 2)) < 0.8).astype(np.float32)
+    return ts, static, sp, known
+
+
+def test_boosted_features_are_the_summaries_then_the_setpoints():
+    rng = np.random.default_rng(0)
+    ts, static, sp, known = _windows(rng, 4)
+    x = boosted_features(ts, static, sp, known)
+    names = boosted_feature_names(["a", "b", "c"], ["age", "sex"], ["PPF_CT", "FIO2_SET"])
+    assert x.shape == (4, len(names)) and x.dtype == np.float32
+    np.testing.assert_array_equal(x[:, names.index("b_last")], ts[:, -1, 1])
+    np.testing.assert_allclose(x[:, names.index("c_mean60s")], ts[:, -60:, 2].mean(axis=1), rtol=1e-6)
+    np.testing.assert_array_equal(x[:, names.index("FIO2_SET")], sp[:, 1])
+    np.testing.assert_array_equal(x[:, names.index("PPF_CT_known")], known[:, 0])
+
+
+def test_boosters_learn_a_threshold_and_read_back_from_their_files(tmp_path):
+    """Event 0 follows a threshold on one feature (the boosters must find it), event 1 has one
+    class in training (a constant), event 2 has no valid window; saved and loaded, XGBoost's own
+    reader gives the same probabilities."""
+    import xgboost
+
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, (2000, 5)).astype(np.float32)
+    labels = np.stack([(x[:, 3] > 0.4).astype(float), np.zeros(2000), np.ones(2000)], axis=1)
+    mask = np.ones_like(labels, bool)
+    mask[:, 2] = False
+    boosters = EventBoosters().fit(x[:1500], labels[:1500], mask[:1500], x[1500:], labels[1500:], mask[1500:])
+    p = boosters.predict(x[1500:])
+    assert p.shape == (500, 3)
+    assert average_precision_score(labels[1500:, 0], p[:, 0]) > 0.99
+    assert np.all(p[:, 1] == 0.0) and np.all(p[:, 2] == 0.0)
+    store = Store(str(tmp_path / "model"))
+    saved = boosters.save(store)
+    assert saved == [f"{BOOSTED_DIR}/event_00.ubj", 0.0, 0.0]
+    np.testing.assert_array_equal(EventBoosters.load(store, saved).predict(x[1500:]), p)
+    own = xgboost.Booster(model_file=str(tmp_path / "model" / saved[0])).predict(xgboost.DMatrix(x[1500:]))
+    np.testing.assert_allclose(own, p[:, 0], rtol=1e-6)
