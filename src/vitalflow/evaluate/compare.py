@@ -100,15 +100,17 @@ class Comparison:
 
 def _combined_decisions(docs: list[dict], labels: tuple[str, str]) -> dict:
     """Two decision evaluations of the same windows as one document whose scorers are the two
-    models (by label), then the first one's baselines; the gap closed is each model's own."""
+    models (by label), then the first one's baselines; the gap closed is each model's own. A stacked
+    model's network alone is left out (whose network would a column of it be?)."""
     first, second = docs
-    scorers = [*labels, *(s for s in first["scorers"] if s != "model")]
+    own = ("model", "network")
+    scorers = [*labels, *(s for s in first["scorers"] if s not in own)]
     events = {}
     for key, ev in first["events"].items():
         other = second["events"].get(key, {})
         merged = {label: doc_ev["scorers"].get("model", {}) for label, doc_ev in zip(labels, (ev, other))}
         gaps = {label: doc_ev.get("gap_closed", {}).get("model") for label, doc_ev in zip(labels, (ev, other))}
-        events[key] = {**ev, "scorers": {**merged, **{k: v for k, v in ev["scorers"].items() if k != "model"}},
+        events[key] = {**ev, "scorers": {**merged, **{k: v for k, v in ev["scorers"].items() if k not in own}},
                        "gap_closed": {k: v for k, v in gaps.items() if v is not None}}
     return {**first, "scorers": scorers, "events": events,
             "values": _combined_values(first.get("values", {}), second.get("values", {}), labels)}
