@@ -12,10 +12,12 @@ three splits hold windows); GZIP output, the mask included (the default). The de
 ``throughput`` (one child process, on the large corpus's train split; the methods take turns in
 each of ``--repeat`` rounds after one warm-up round, and the best round of each is reported):
 
-  (1) pipeline: ``training_batches(dataset, "train", ("timeseries", "static"), batch_size=64,
-      seed=0, epoch=0)`` iterated to the end, no model (an epoch's input as `train_model` reads it);
-  (2) step:     ``model.fit`` of the default network (``TrainConfig()``, op determinism on, as in
-      `train_model`) for one epoch on the same windows already in memory (a cached
+  (1) pipeline: ``training_batches(dataset, "train", <the default model's inputs>, <its task>,
+      batch_size=64, seed=0, epoch=0)`` iterated to the end, no model (an epoch's input as
+      `train_model` reads it; the decision model: timeseries, static and the decision context, with
+      labels and masks as the truth);
+  (2) step:     ``model.fit`` of the default network (``TrainConfig()``, built by
+      `vitalflow.train.run.build_model`, op determinism on, as in `train_model`) for one epoch on the same windows already in memory (a cached
       ``tf.data`` of tensors, batches of 64, no validation), so the input is not the bottleneck;
   (3) naive:    the code ``tensorflow_snippet(schema, "GZIP", output=dataset)`` writes (README's
       "read it with TensorFlow"), exec'd, its ``train`` dataset iterated to the end;
@@ -61,7 +63,6 @@ CORPUS_SEED = 0
 HOURS = 1.5
 SPLIT_SEED = 3
 BATCH = 64
-INPUTS = ("timeseries", "static")
 
 
 # --- corpora ----------------------------------------------------------------------------------
@@ -71,7 +72,9 @@ def cached_dataset(cases: int) -> Path:
 
     root = HERE / f".corpus-train-{cases}"
     rec, out = root / "rec", root / "dataset"
-    marker = root / f".dataset-{CORPUS_SEED}-{HOURS}-split{SPLIT_SEED}"
+    from vitalflow.dataset.schema import EXAMPLE_SCHEMA_VERSION
+
+    marker = root / f".dataset-{CORPUS_SEED}-{HOURS}-split{SPLIT_SEED}-schema{EXAMPLE_SCHEMA_VERSION}"
     if not marker.exists() or not (out / "preprocessing_metadata.json").exists():
         cached_corpus(rec, cases, CORPUS_SEED, HOURS, False)
         shutil.rmtree(out, ignore_errors=True)
@@ -104,25 +107,27 @@ def throughput(dataset_dir: Path, repeat: int) -> dict:
     from vitalflow.dataset.reference import open_dataset
     from vitalflow.dataset.schema import tensorflow_snippet
     from vitalflow.model.config import TrainConfig
-    from vitalflow.model.inputs import training_batches
-    from vitalflow.model.network import build_network, compile_network
+    from vitalflow.model.inputs import TRUTH, training_batches
+    from vitalflow.model.network import input_names
     from vitalflow.train.fit import make_deterministic
-    from vitalflow.train.run import dataset_spec
+    from vitalflow.train.run import build_model, dataset_spec
 
     dataset = open_dataset(str(dataset_dir))
     windows = dataset.examples("train")
+    config = TrainConfig()  # the default model: its inputs and truth are what training reads
+    inputs, task = input_names(config), config.task
     os.environ["VITALFLOW_CACHE"] = tempfile.mkdtemp(prefix="vitalflow-bench-cache-")  # built fresh, timed below
 
     def pipeline() -> int:  # what training reads every epoch: the parsed-window cache
-        return _count(training_batches(dataset, "train", INPUTS, batch_size=BATCH, seed=0, epoch=0, cache=True))
+        return _count(training_batches(dataset, "train", inputs, task, batch_size=BATCH, seed=0, epoch=0, cache=True))
 
     def pipeline_uncached() -> int:  # the same windows in the same order, inflated and parsed each time
-        return _count(training_batches(dataset, "train", INPUTS, batch_size=BATCH, seed=0, epoch=0))
+        return _count(training_batches(dataset, "train", inputs, task, batch_size=BATCH, seed=0, epoch=0))
 
     from vitalflow.model.inputs import prepare_parsed_cache
 
     started = time.perf_counter()
-    prepare_parsed_cache(dataset, "train", [*INPUTS, "target"])  # once, before the first epoch
+    prepare_parsed_cache(dataset, "train", [*inputs, *TRUTH[task]])  # once, before the first epoch
     cache_build_s = time.perf_counter() - started
 
     code = tensorflow_snippet(dataset.example_schema, "GZIP", output=str(dataset_dir))
@@ -139,20 +144,15 @@ def throughput(dataset_dir: Path, repeat: int) -> dict:
 
     # the training step: the default network on the train windows held in memory
     make_deterministic()
-    config = TrainConfig()
-    keras.utils.set_random_seed(config.seed)
-    spec = dataset_spec(dataset)
-    length, features = dataset.example_schema["timeseries"].reshape
-    model = build_network(config, length, features, dataset.example_schema["static"].size, spec.target_indices)
-    compile_network(model, config, config.weights_for(spec.targets))
-    parts: dict[str, list] = {"timeseries": [], "static": [], "target": []}
-    for x, y in training_batches(dataset, "train", INPUTS, batch_size=BATCH, seed=0, epoch=0):
-        parts["timeseries"].append(x["timeseries"].numpy())
-        parts["static"].append(x["static"].numpy())
-        parts["target"].append(y.numpy())
+    model, _, _ = build_model(config, dataset, dataset_spec(dataset))
+    parts: dict[str, list] = {n: [] for n in (*inputs, "y")}
+    for x, y in training_batches(dataset, "train", inputs, task, batch_size=BATCH, seed=0, epoch=0):
+        for n in inputs:
+            parts[n].append(x[n].numpy())
+        parts["y"].append(y.numpy())
     arrays = {k: np.concatenate(v) for k, v in parts.items()}
     in_memory = tf.data.Dataset.from_tensor_slices(
-        ({n: arrays[n] for n in INPUTS}, arrays["target"])).batch(BATCH).cache()
+        ({n: arrays[n] for n in inputs}, arrays["y"])).batch(BATCH).cache()
     _count(in_memory)  # fill the cache
 
     def step() -> int:

@@ -193,6 +193,27 @@ def write_model_dir(store: Store, model: keras.Model, card: ModelCard) -> None:
             shutil.rmtree(staging, ignore_errors=True)
 
 
+def build_model(config: TrainConfig, dataset: Dataset, spec: Spec
+                ) -> tuple[keras.Model, Heads | None, dict[str, float] | None]:
+    """The compiled network for ``dataset``'s examples (weights drawn from ``config.seed``), its
+    decision heads and the event labels' class weights (None, None for a value model)."""
+    keras.utils.set_random_seed(config.seed)
+    length, features = dataset.example_schema["timeseries"].reshape
+    static = dataset.example_schema["static"].size
+    if config.task != "decisions":
+        model = build_network(config, length, features, static, spec.target_indices)
+        return compile_network(model, config, config.weights_for(spec.targets)), None, None
+    heads = Heads.from_spec(spec)
+    weights, class_weights = positive_weights(dataset, config, heads)
+    context = {n: dataset.example_schema[n].reshape or dataset.example_schema[n].shape
+               for n in input_names(config) if n in CONTEXT_INPUTS}
+    stats = input_stats(dataset, config) if config.decision_network.normalize else None
+    setpoints = [sp.name for sp in spec.decisions.setpoints]
+    setpoint_index = [setpoints.index(heads.names[i].split("/")[1]) for i in heads.indices("value")]
+    model = build_decision_network(config, length, features, static, heads, context, stats, setpoint_index)
+    return compile_decision_network(model, config, heads, weights), heads, class_weights
+
+
 def train_model(dataset_uri: str, output: str, config_path: str | None = None, checkpoints_uri: str | None = None,
                 overwrite: bool = False, on_epoch: Callable[[int, dict[str, float]], None] | None = None,
                 tuning: Tuning | None = None) -> TrainResult:
@@ -226,23 +247,7 @@ def train_model(dataset_uri: str, output: str, config_path: str | None = None, c
             raise ModelError(f"{checkpoints.uri} holds checkpoints of another training ({' and '.join(differs)} "
                              "differ): pass --overwrite to start over, or choose another --output")
     make_deterministic()
-    keras.utils.set_random_seed(config.seed)
-    length, features = dataset.example_schema["timeseries"].reshape
-    static = dataset.example_schema["static"].size
-    heads, class_weights = None, None
-    if config.task == "decisions":
-        heads = Heads.from_spec(spec)
-        weights, class_weights = positive_weights(dataset, config, heads)
-        context = {n: dataset.example_schema[n].reshape or dataset.example_schema[n].shape
-                   for n in input_names(config) if n in CONTEXT_INPUTS}
-        stats = input_stats(dataset, config) if config.decision_network.normalize else None
-        setpoints = [sp.name for sp in spec.decisions.setpoints]
-        setpoint_index = [setpoints.index(heads.names[i].split("/")[1]) for i in heads.indices("value")]
-        model = build_decision_network(config, length, features, static, heads, context, stats, setpoint_index)
-        compile_decision_network(model, config, heads, weights)
-    else:
-        model = build_network(config, length, features, static, spec.target_indices)
-        compile_network(model, config, config.weights_for(spec.targets))
+    model, heads, class_weights = build_model(config, dataset, spec)
     if state is None or state.latest_file is None:
         checkpoints.remove_leftovers(None)
         state = TrainState(**expected)
