@@ -100,7 +100,6 @@ def _count(batches) -> int:
 
 
 def throughput(dataset_dir: Path, repeat: int) -> dict:
-    import keras
     import numpy as np
     import tensorflow as tf
 

@@ -237,11 +237,17 @@ def test_predictions_are_the_calibrated_raw_outputs(model, trainable_dataset, sp
     predictor = vitalflow.load_model(model)
     got = predictor.predict_decisions(plain["timeseries"], plain["static"], context={n: plain[n] for n in inputs[2:]})
     setpoints = {s.name: s for s in spec.decisions.setpoints}
+    order = [s.name for s in spec.decisions.setpoints]
+    gates = c["value_gates"]["thresholds"]
+    assert sorted(gates) == sorted(n for n in names if n.startswith("value/"))
     for j, name in enumerate(names):
-        task, of, _ = name.split("/")
-        if task == "value":
+        task, of, horizon = name.split("/")
+        if task == "value":  # the network's value where its group's event is likely (or unknown now), else now
             lo, hi = setpoints[of].range
-            expected = lo + (raw[:, j] + 1) / 2 * (hi - lo)
+            k = order.index(of)
+            likely = got[f"event/{spec.decisions.group_of(of)}/{horizon}"] >= gates[name]
+            keep = likely | (plain["setpoints_known"][:, k] < 0.5)
+            expected = lo + (np.where(keep, raw[:, j], plain["setpoints"][:, k]) + 1) / 2 * (hi - lo)
         else:
             expected = 1 / (1 + np.exp(-raw[:, j] / temps[name]))
         if task == "event":  # the network's alone; the model's is the stack (below)
@@ -384,6 +390,11 @@ def test_the_card_records_the_stack_and_a_corrupt_booster_is_refused_by_name(mod
         auprc = e["validation_auprc"]
         if auprc["stack"] is not None:  # on validation the stack ranks at least as well as either member
             assert auprc["stack"] >= max(auprc["network"], auprc["xgboost"]) - 1e-6
+    gates = _card(model)["value_gates"]
+    assert gates["split"] == "validation" and any(t > 0 for t in gates["thresholds"].values())
+    for name, mae in gates["mae"].items():  # on validation the gated values are no worse than either
+        if mae["gated"] is not None:
+            assert mae["gated"] <= min(mae["network"], mae["persistence"]) + 1e-6, name
     broken = tmp_path / "broken"
     shutil.copytree(model, broken)
     first = next(e["booster"] for e in stack["events"] if isinstance(e["booster"], str))

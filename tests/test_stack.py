@@ -115,3 +115,42 @@ def test_boosters_learn_a_threshold_and_read_back_from_their_files(tmp_path):
     np.testing.assert_array_equal(EventBoosters.load(store, saved).predict(x[1500:]), p)
     own = xgboost.Booster(model_file=str(tmp_path / "model" / saved[0])).predict(xgboost.DMatrix(x[1500:]))
     np.testing.assert_allclose(own, p[:, 0], rtol=1e-6)
+
+
+# --- value gates (vitalflow.model.value_gates) ------------------------------------------------------
+from vitalflow.model.value_gates import THRESHOLDS, fit_gates, gated  # noqa: E402
+
+
+def test_a_gate_keeps_the_setpoint_now_below_its_threshold_and_where_unknown_the_network():
+    values = np.array([[0.4, 0.4], [0.4, 0.4], [0.4, 0.4]])
+    now = np.array([[0.1, 0.1], [0.1, 0.1], [0.1, 0.1]])
+    known = np.array([[True, True], [True, False], [True, True]])
+    p = np.array([[0.2, 0.2], [0.6, 0.1], [0.5, 0.9]])
+    np.testing.assert_array_equal(gated(values, now, known, p, [0.5, 1.01]),
+                                  [[0.1, 0.1], [0.4, 0.4], [0.4, 0.1]])
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_gated_values_are_never_worse_than_the_network_or_persistence_where_fitted(seed):
+    """The chosen threshold's MAE (computed here from the definition) is at most the network's
+    (threshold 0) and persistence's (above 1) on the windows it was fitted on."""
+    rng = np.random.default_rng(seed)
+    n, k = 200, 3
+    now = rng.uniform(-1, 1, (n, k))
+    changed = rng.random((n, k)) < 0.2
+    truth = np.where(changed, rng.uniform(-1, 1, (n, k)), now)
+    values = np.where(rng.random((n, k)) < 0.5, truth, now) + rng.normal(0, 0.05, (n, k))
+    p = np.clip(changed * 0.5 + rng.random((n, k)) * 0.5, 0, 1)
+    known = rng.random((n, k)) < 0.9
+    mask = rng.random((n, k)) < 0.8
+    thresholds, mae = fit_gates(values, now, known, p, truth, mask)
+    for j, t in enumerate(thresholds):
+        assert t in THRESHOLDS
+        rows = mask[:, j]
+        def error(threshold):
+            keep = (p[rows, j] >= threshold) | ~known[rows, j]
+            return np.mean(np.abs(np.where(keep, values[rows, j], now[rows, j]) - truth[rows, j]))
+        assert error(t) <= min(error(0.0), error(2.0)) + 1e-12
+        assert mae[j]["gated"] == pytest.approx(error(t))
+        assert mae[j]["network"] == pytest.approx(error(0.0)) and mae[j]["persistence"] == pytest.approx(error(2.0))

@@ -158,16 +158,15 @@ def evaluate_decisions(predictor: Predictor, dataset: Dataset, split: str, outpu
         if dataset.examples(needed) == 0:
             raise OutputError(f"{dataset.uri}: the {needed} split has no windows")
     heads = predictor.heads
-    events, values = heads.indices("event"), heads.indices("value")
     if list(heads.names_of("event")) != [str(e) for e in spec.decisions.events]:
         raise OutputError(f"{predictor.uri}: the model's event heads are not the spec's events")
 
     def model(batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         context = {n: batch[n] for n in CONTEXT_INPUTS if n in batch}
         raw = predictor.predict_normalized(batch["timeseries"], batch["static"], batch.get("mask"), context=context)
-        d = predictor.decisions_from_raw(raw, predictor.boosted_probabilities(batch["timeseries"], batch["static"],
-                                                                              context))
-        return d.event_probability, raw[:, values], (d.network_event_probability if predictor.boosters else None)
+        boosted = predictor.boosted_probabilities(batch["timeseries"], batch["static"], context)
+        d = predictor.decisions_from_raw(raw, boosted, context)
+        return d.event_probability, d.value_normalized, (d.network_event_probability if predictor.boosters else None)
 
     log.info("evaluating %s on the %s split of %s (%d windows)", predictor.uri, split, dataset.uri,
              dataset.examples(split))

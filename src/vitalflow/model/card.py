@@ -110,6 +110,16 @@ class Stack(Record):
     ece_after: dict[str, float] = {}  # per event with validation windows: the stack's ECE there
 
 
+class ValueGates(Record):
+    """Per value label, the event probability from which the network's value replaces the set-point
+    now, fitted on ``split`` (`vitalflow.model.value_gates`)."""
+
+    split: str = "validation"
+    thresholds: dict[str, float]  # value label -> threshold (0: always the network; > 1: always persistence)
+    # value label -> validation MAE (normalized units) of the network, persistence and the gated values
+    mae: dict[str, dict[str, float | None]]
+
+
 class Tuning(Record):
     """The hyper-parameter study (`vitalflow tune`) whose best trial's config trained this model."""
 
@@ -157,6 +167,7 @@ class ModelCard(Record):
     class_weights: dict[str, float] = {}  # event label -> weight of its positives in the loss (decisions, bce)
     calibration: Calibration | None = None  # decisions
     stack: Stack | None = None  # decisions with config stack: true: what the event probabilities are
+    value_gates: ValueGates | None = None  # decisions with config gate_values: true
     tuning: Tuning | None = None  # the study that chose the config (`vitalflow tune`); None: not tuned
     files: dict[str, str]  # role -> path in the directory
 

@@ -95,7 +95,7 @@ CONTEXT_INPUTS = ("setpoints", "setpoints_known", "context", "history")
 #: Fields of the decision model: left out of the hash of a ``task: values`` config, so a value
 #: model's config hashes as it did before the decision model existed.
 DECISION_FIELDS = frozenset({"task", "head_weights", "event_loss", "focal_gamma", "max_positive_weight",
-                             "context_inputs", "decision_network", "stack"})
+                             "context_inputs", "decision_network", "stack", "gate_values"})
 
 
 #: Defaults that depend on ``task`` (a value the file sets wins). The decision model trains with
@@ -121,6 +121,9 @@ class TrainConfig(Strict):
     # Platt-scaled per event on validation (`vitalflow.model.stack`; needs context_inputs): the event
     # probabilities every output reports are the stack's
     stack: bool = True
+    # keep each set-point's value now unless its group's event probability reaches a threshold chosen
+    # on validation (`vitalflow.model.value_gates`; needs context_inputs): values no worse than persistence there
+    gate_values: bool = True
     # --- task: values
     loss: Literal["mse", "huber", "mae"] = "huber"
     # target name -> loss weight (the spec's targets; a target not named weighs 1)

@@ -42,6 +42,7 @@ from vitalflow.model.card import MODEL_FILE, ModelCard, read_model_card
 from vitalflow.model.config import CONTEXT_INPUTS
 from vitalflow.model.heads import Heads
 from vitalflow.model.stack import stacked
+from vitalflow.model.value_gates import gated, value_pairs
 from vitalflow.model.inputs import numpy_batches
 from vitalflow.spec.model import Spec
 from vitalflow.store import Store
@@ -73,6 +74,7 @@ class DecisionPredictions:
     value_names: tuple[str, ...]  # "value/<setpoint>/<H>"
     value: np.ndarray  # [N, values]: the set-point at t + H in its clinical unit (`value_units`)
     value_units: tuple[str, ...]
+    value_normalized: np.ndarray  # [N, values]: the values normalized as the dataset holds them
     raw: np.ndarray  # [N, labels]: the network's output (logits, normalized values) in head order
     network_event_probability: np.ndarray  # [N, events]: the network's alone (= event_probability unless stacked)
 
@@ -181,9 +183,11 @@ class Predictor:
                              "and setpoints_known")
         return self.boosters.predict(boosted_inputs(timeseries, static, context))
 
-    def decisions_from_raw(self, raw: np.ndarray, boosted: np.ndarray | None = None) -> DecisionPredictions:
+    def decisions_from_raw(self, raw: np.ndarray, boosted: np.ndarray | None = None,
+                           context: Mapping[str, np.ndarray] | None = None) -> DecisionPredictions:
         """The network's raw output [N, labels] as calibrated probabilities and values in units;
-        ``boosted``: a stacked model's `boosted_probabilities` of the same windows (required then)."""
+        ``boosted``: a stacked model's `boosted_probabilities` of the same windows (required then);
+        ``context``: their ``setpoints`` and ``setpoints_known`` (required by a model with value gates)."""
         heads = self.heads
         raw = np.asarray(raw, np.float32)
         probability = apply_temperatures(raw, heads.calibrated, self.temperatures)
@@ -198,13 +202,24 @@ class Predictor:
             stack = self.card.stack
             event_probability = stacked(network, boosted, [e.network_weight for e in stack.events],
                                         [e.platt for e in stack.events])
+        value = raw[:, values].astype(np.float64)
+        gates = self.card.value_gates
+        if gates is not None:
+            if not context or any(n not in context for n in ("setpoints", "setpoints_known")):
+                raise ModelError(f"{self.uri}: a model with value gates keeps the set-points now: pass context with "
+                                 "setpoints and setpoints_known")
+            index, event = value_pairs(self.spec, heads)
+            value = gated(value, np.asarray(context["setpoints"], np.float64)[:, index],
+                          np.asarray(context["setpoints_known"])[:, index] > 0.5, event_probability[:, event],
+                          [gates.thresholds[n] for n in heads.names_of("value")])
         return DecisionPredictions(
             event_names=heads.names_of("event"),
             event_probability=event_probability,
             direction_names=heads.names_of("direction"),
             direction_probability=probability[:, [by_column[int(c)] for c in directions]],
             value_names=heads.names_of("value"),
-            value=heads.denormalize_values(raw[:, values]),
+            value=heads.denormalize_values(value),
+            value_normalized=value,
             value_units=tuple(heads.units[i] or "" for i in values),
             raw=raw, network_event_probability=network)
 
@@ -215,7 +230,7 @@ class Predictor:
         ``context``, ``history`` by name), to the decision model's calibrated probabilities and
         set-point values in clinical units."""
         raw = self.predict_normalized(timeseries, static, mask, context=context)
-        return self.decisions_from_raw(raw, self.boosted_probabilities(timeseries, static, context))
+        return self.decisions_from_raw(raw, self.boosted_probabilities(timeseries, static, context), context)
 
     def check_dataset(self, dataset: Dataset) -> None:
         if dataset.card.spec.hash != self.card.spec.hash:
@@ -255,19 +270,24 @@ class Predictor:
                              f"schema version {dataset.card.get('example_schema_version', 1)}): preprocess the "
                              "recordings again")
         names = [*self.card.inputs, *truth, "case_id", "window_start_s"]
-        parts: dict[str, list[np.ndarray]] = {k: [] for k in ("raw", "boosted", *truth, "case_id", "window_start_s")}
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in ("raw", "boosted", "setpoints", "setpoints_known", *truth,
+                                                               "case_id", "window_start_s")}
         for batch in numpy_batches(dataset, split, names, batch_size):
             context = {n: batch[n] for n in self.card.inputs if n in CONTEXT_INPUTS}
             parts["raw"].append(self.predict_normalized(batch["timeseries"], batch["static"], batch.get("mask"),
                                                         context=context))
             if self.boosters is not None:
                 parts["boosted"].append(self.boosted_probabilities(batch["timeseries"], batch["static"], context))
+            for k in ("setpoints", "setpoints_known"):
+                if k in context:
+                    parts[k].append(context[k])
             for k in (*truth, "case_id", "window_start_s"):
                 parts[k].append(batch[k])
         if not parts["raw"]:
             raise ModelError(f"{dataset.uri}: the {split} split has no windows")
         joined = {k: np.concatenate(v) for k, v in parts.items() if v}
-        predicted = self.decisions_from_raw(joined.pop("raw"), joined.pop("boosted", None))
+        context = {k: joined.pop(k) for k in ("setpoints", "setpoints_known") if k in joined}
+        predicted = self.decisions_from_raw(joined.pop("raw"), joined.pop("boosted", None), context)
         return DecisionDatasetPredictions(**vars(predicted), label_names=self.heads.names, **joined)
 
 

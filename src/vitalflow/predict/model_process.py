@@ -72,16 +72,16 @@ def predict_request(predictor, request: WindowRequest) -> np.ndarray:
     static = np.broadcast_to(request.static, (len(request.first), request.static.shape[0]))
     raw = predictor.predict_normalized(ts, static, mask, context=request.context)
     return outputs_of(predictor, raw, predictor.boosted_probabilities(ts, static, request.context)
-                      if predictor.card.task == "decisions" else None)
+                      if predictor.card.task == "decisions" else None, request.context)
 
 
-def outputs_of(predictor, raw: np.ndarray, boosted: np.ndarray | None = None) -> np.ndarray:
+def outputs_of(predictor, raw: np.ndarray, boosted: np.ndarray | None = None, context=None) -> np.ndarray:
     """The network's raw output [N, outputs] as the columns `vitalflow.predict.table.output_columns`
     names (float64): a value model's targets in clinical units; a decision model's calibrated event
     probabilities (``boosted``: a stacked model's `Predictor.boosted_probabilities` of the windows),
-    then its set-point values in their units."""
+    then its set-point values in their units (``context``: the windows' decision context)."""
     if getattr(predictor.card, "task", "values") == "decisions":
-        d = predictor.decisions_from_raw(raw, boosted)
+        d = predictor.decisions_from_raw(raw, boosted, context)
         return np.concatenate([d.event_probability, d.value], axis=1).astype(np.float64)
     from vitalflow.transform.normalize import denormalize_targets
 

@@ -256,7 +256,7 @@ def create_app(settings: ServeSettings, host: ModelHost | None = None,
         boosted = None
         if predictor.card.task == "decisions":  # a stacked model's XGBoost member (None otherwise)
             boosted = await asyncio.to_thread(predictor.boosted_probabilities, ts, st, context)
-        predictions = outputs_of(predictor, normalized, boosted)
+        predictions = outputs_of(predictor, normalized, boosted, context)
         names, units = (list(x) for x in zip(*output_columns(predictor.card)))
         if _accepts(request, NPY):
             buffer = io.BytesIO()

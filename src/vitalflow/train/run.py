@@ -10,7 +10,8 @@ epoch; rerunning it after the model is written does nothing.
 A decision model (``task: decisions``) is calibrated after training: one temperature per event and
 direction label, fitted on the validation split (`vitalflow.model.calibration`), written into the
 card with the expected calibration error before and after; then (config ``stack``) stacked with
-XGBoost classifiers (`vitalflow.train.stack`), whose files go into ``boosted/``.
+XGBoost classifiers (`vitalflow.train.stack`), whose files go into ``boosted/``; then (config
+``gate_values``) the value gates (`vitalflow.train.gates`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from vitalflow.errors import ModelError, OutputError, SpecError
 from vitalflow.model.boosted import BOOSTED_DIR
 from vitalflow.model.calibration import BINS, apply_temperatures, fit_temperature, sigmoid
 from vitalflow.model.card import CARD_NAME, EXPORT_DIR, MODEL_FILE, Calibration, DatasetRef, Feature, Head, ModelCard, \
-    SpecPin, Stack, Tool, Training, Tuning
+    SpecPin, Stack, Tool, Training, Tuning, ValueGates
 from vitalflow.model.config import CONTEXT_INPUTS, TrainConfig, load_train_config, train_config_hash
 from vitalflow.model.heads import Heads
 from vitalflow.model.inputs import TRUTH
@@ -46,6 +47,7 @@ from vitalflow.store import Store
 from vitalflow.train.checkpoints import Checkpoints, TrainState
 from vitalflow.train.fit import Split, fit, input_stats, make_deterministic, positive_weights, predict_split, \
     read_split, restore
+from vitalflow.train.gates import fit_value_gates
 from vitalflow.train.stack import fit_stacked
 
 log = logging.getLogger("vitalflow.progress")
@@ -144,7 +146,7 @@ def calibrate(raw: np.ndarray, validation: Split, heads: Heads) -> Calibration:
 def build_card(spec: Spec, dataset: Dataset, config: TrainConfig, model: keras.Model, state: TrainState,
                heads: Heads | None = None, class_weights: dict[str, float] | None = None,
                calibration: Calibration | None = None, tuning: Tuning | None = None,
-               stack: Stack | None = None) -> ModelCard:
+               stack: Stack | None = None, value_gates: ValueGates | None = None) -> ModelCard:
     windows = dataset.card.config.get("windows", {})
     decisions = config.task == "decisions"
     return ModelCard(
@@ -170,6 +172,7 @@ def build_card(spec: Spec, dataset: Dataset, config: TrainConfig, model: keras.M
         class_weights=class_weights or {},
         calibration=calibration,
         stack=stack,
+        value_gates=value_gates,
         tuning=tuning,
         files={"model": MODEL_FILE, "export": EXPORT_DIR, **({"boosted": BOOSTED_DIR} if stack else {})},
     )
@@ -261,15 +264,17 @@ def train_model(dataset_uri: str, output: str, config_path: str | None = None, c
         if stopped:
             return TrainResult(store.uri, None, stop.requested or "stop")
     model.set_weights(checkpoints.arrays(state.best_file)["weights"])
-    calibration = stack = None
+    calibration = stack = gates = None
     if heads is not None:
         validation = read_split(dataset, "validation", config, max(config.batch_size, 256))
         raw = predict_split(model, validation)
         calibration = calibrate(raw, validation, heads)
+        temperatures = [calibration.temperatures[n] for n in heads.names_of("event")]
+        events = apply_temperatures(raw, heads.indices("event"), np.array(temperatures))
         if config.stack and config.context_inputs:
-            temperatures = [calibration.temperatures[n] for n in heads.names_of("event")]
-            network = apply_temperatures(raw, heads.indices("event"), np.array(temperatures))
-            stack = fit_stacked(dataset, spec, heads, network, config.seed, store)
-    card = build_card(spec, dataset, config, model, state, heads, class_weights, calibration, tuning, stack)
+            stack, events = fit_stacked(dataset, spec, heads, events, config.seed, store)
+        if config.gate_values and config.context_inputs:
+            gates = fit_value_gates(dataset, spec, heads, raw, events, validation)
+    card = build_card(spec, dataset, config, model, state, heads, class_weights, calibration, tuning, stack, gates)
     write_model_dir(store, model, card)
     return TrainResult(store.uri, card, None)

@@ -39,10 +39,10 @@ def _auprc(y: np.ndarray, p: np.ndarray) -> float | None:
 
 
 def fit_stacked(dataset: Dataset, spec: Spec, heads: Heads, network_validation: np.ndarray, seed: int,
-                store: Store) -> Stack:
+                store: Store) -> tuple[Stack, np.ndarray]:
     """Fit the boosters, write them into the model directory ``store`` (``boosted/``) and return the
-    card's stack. ``network_validation``: the network's calibrated event probabilities on the
-    validation split [N, events], in the dataset's order."""
+    card's stack and its event probabilities on the validation split. ``network_validation``: the
+    network's calibrated event probabilities there [N, events], in the dataset's order."""
     events = heads.indices("event")
     log.info("stacking: XGBoost on window summaries (%d event classifiers)", len(events))
     x, y, m = boosted_table(dataset, "train", events)
@@ -65,4 +65,4 @@ def fit_stacked(dataset: Dataset, spec: Spec, heads: Heads, network_validation: 
             "stack": _auprc(yv[rows, j], together[rows, j])}))
         if rows.any():
             ece_after[name] = round(ece(yv[rows, j], together[rows, j], BINS), 6)
-    return Stack(features=features, events=out, ece_after=ece_after)
+    return Stack(features=features, events=out, ece_after=ece_after), together
