@@ -6,7 +6,9 @@
 Starts ``vitalflow serve`` (the real command: uvicorn on 127.0.0.1, a free port, its own state
 dir), waits for ``/ping``, then for each body format and concurrency sends ``--requests``
 requests of one window each (httpx, ``--concurrency`` clients on one asyncio loop, keep-alive),
-checks every answer is 200 with 8 predictions, and stops the server (SIGTERM). Everything is
+checks every answer is 200 with the model's predictions per window (8 of a value model), and stops
+the server (SIGTERM). A decision model's JSON windows carry a plausible decision context (its .npy
+windows cannot, so only JSON is sent). Everything is
 bounded: a request times out after 30 s, the whole run after ``--deadline`` seconds. The client
 runs on the same machine (it competes with the server for the CPUs).
 
@@ -37,7 +39,6 @@ from pathlib import Path
 import numpy as np
 
 from machine import cpu_model
-
 
 
 def free_port() -> int:
@@ -74,14 +75,26 @@ def window(seed: int) -> np.ndarray:
 STATIC = [63, "M", 181, 84.5, None, 3]
 
 
-async def run_load(url: str, kind: str, requests: int, concurrency: int) -> dict:
+def decision_context(seed: int, sizes: dict[str, int]) -> dict[str, list[float]]:
+    """A decision model's JSON ``context`` for one window (normalized; every set-point known)."""
+    rng = np.random.default_rng(seed)
+    return {name: (np.ones(n) if name.endswith("_known") else np.round(rng.uniform(-0.5, 0.5, n), 4)).tolist()
+            for name, n in sizes.items()}
+
+
+async def run_load(url: str, kind: str, requests: int, concurrency: int, outputs: int = 8,
+                   context: dict[str, int] | None = None) -> dict:
+    """``outputs``: the model's columns per window; ``context``: a decision model's context sizes."""
     import httpx
 
     bodies = []
     for i in range(16):  # a few distinct windows, reused
         w = window(i)
         if kind == "json":
-            bodies.append((json.dumps({"timeseries": w.tolist(), "static": STATIC}).encode(),
+            document = {"timeseries": w.tolist(), "static": STATIC}
+            if context:
+                document["context"] = decision_context(i, context)
+            bodies.append((json.dumps(document).encode(),
                            {"Content-Type": "application/json"}, None))
         else:
             buffer = io.BytesIO()
@@ -98,7 +111,7 @@ async def run_load(url: str, kind: str, requests: int, concurrency: int) -> dict
                 t = time.perf_counter()
                 try:
                     r = await c.post("/invocations", content=body, headers=headers, params=params)
-                    ok = r.status_code == 200 and len(r.json()["predictions"][0]) == 8
+                    ok = r.status_code == 200 and len(r.json()["predictions"][0]) == outputs
                     if not ok:
                         errors.append(f"{r.status_code} {r.text[:200]}")
                 except httpx.HTTPError as exc:
@@ -122,9 +135,17 @@ def in_process(model: str, repeats: int = 200) -> dict:
     ts = np.zeros((1, 300, 16), np.float32)
     st = np.zeros((1, 6), np.float32)
     out = {}
-    for name, fn in (("Predictor.predict (model.predict)", lambda: predictor.predict(ts, st)),
-                     ("model.predict_on_batch", lambda: predictor.model.predict_on_batch(
-                         {"timeseries": ts, "static": st}))):
+    if predictor.task == "decisions":
+        shapes = {n: predictor.model.get_layer(n).output.shape[1:] for n in predictor.card.inputs}
+        inputs = {n: np.zeros((1, *shapes[n]), np.float32) for n in predictor.card.inputs}
+        context = {n: v for n, v in inputs.items() if n not in ("timeseries", "static")}
+        steps = (("Predictor.predict_decisions (model.predict, stack, gates)",
+                  lambda: predictor.predict_decisions(ts, st, context=context)),
+                 ("model.predict_on_batch", lambda: predictor.model.predict_on_batch(inputs)))
+    else:
+        steps = (("Predictor.predict (model.predict)", lambda: predictor.predict(ts, st)),
+                 ("model.predict_on_batch", lambda: predictor.model.predict_on_batch({"timeseries": ts, "static": st})))
+    for name, fn in steps:
         for _ in range(3):
             fn()
         times = []
@@ -146,6 +167,17 @@ def main() -> None:
     p.add_argument("--json", type=Path)
     a = p.parse_args()
     started = time.monotonic()
+    from vitalflow.model.card import read_model_card
+    from vitalflow.predict.table import context_inputs, output_columns
+    from vitalflow.serve.inputs import context_sizes
+
+    outputs, context = 8, None  # a value model's, or a registry reference's (assumed a value model)
+    if Path(a.model).is_dir():
+        model_card = read_model_card(a.model)
+        outputs = len(output_columns(model_card))
+        wanted = context_inputs(model_card)
+        context = {n: size for n, size in context_sizes(model_card.spec.load()).items() if n in wanted} or None
+    kinds = [k for k in a.kinds.split(",") if not (context and k == "npy")]  # .npy carries no context
     port = free_port()
     state = Path(tempfile.mkdtemp(prefix="vitalflow-bench-serve-"))
     log = open(state / "serve.log", "wb")
@@ -168,10 +200,11 @@ def main() -> None:
                 pass
             time.sleep(0.1)
         ready_s = time.perf_counter() - t
-        for kind in a.kinds.split(","):
+        for kind in kinds:
             for c in map(int, a.concurrency.split(",")):
                 remaining = a.deadline - (time.monotonic() - started)
-                results.append(asyncio.run(asyncio.wait_for(run_load(url, kind, a.requests, c), remaining)))
+                results.append(asyncio.run(asyncio.wait_for(run_load(url, kind, a.requests, c, outputs, context),
+                                                            remaining)))
         rss = vm_hwm_mb(server.pid)
         workers = [round(vm_hwm_mb(pid)) for pid in children(server.pid)]
     finally:
