@@ -13,9 +13,12 @@ ranks at least as well as the better member. ``(a, b)`` are fitted on the same v
 (`vitalflow.model.calibration.fit_platt`): the boosters are trained with weighted positives, so
 their probabilities are shifted, which a temperature cannot undo. The test split is never read.
 
->>> y = np.array([0, 0, 1, 1] * 10); good = np.tile([0.1, 0.2, 0.8, 0.9], 10); bad = np.full(40, 0.5)
+>>> y = np.array([0, 0, 1, 1] * 10); good = np.tile([0.1, 0.2, 0.8, 0.9], 10)
+>>> bad = np.tile([0.9999, 0.0001, 0.0001, 0.0001], 10)  # sure, and wrong: any share of it misranks
 >>> blend_weight(y, good, bad), blend_weight(y, bad, good)
 (1.0, 0.0)
+>>> blend_weight(y, good, np.full(40, 0.5))  # a constant member changes no ranking: a tie, the nearest 0.5
+0.5
 """
 
 from __future__ import annotations
