@@ -252,10 +252,12 @@ def create_app(settings: ServeSettings, host: ModelHost | None = None,
         return mask_input(mask, windows, predictor.spec, predictor.card.window_s)
 
     async def _answer(request: Request, predictor, ts: np.ndarray, st: np.ndarray, mask, context=None) -> Response:
-        normalized = await model.predict_normalized(ts, st, mask, context)
-        boosted = None
-        if predictor.card.task == "decisions":  # a stacked model's XGBoost member (None otherwise)
-            boosted = await asyncio.to_thread(predictor.boosted_probabilities, ts, st, context)
+        network = model.predict_normalized(ts, st, mask, context)
+        if predictor.card.task == "decisions":  # a stacked model's XGBoost member (None otherwise), beside the network
+            normalized, boosted = await asyncio.gather(
+                network, asyncio.to_thread(predictor.boosted_probabilities, ts, st, context))
+        else:
+            normalized, boosted = await network, None
         predictions = outputs_of(predictor, normalized, boosted, context)
         names, units = (list(x) for x in zip(*output_columns(predictor.card)))
         if _accepts(request, NPY):
