@@ -41,9 +41,9 @@ from vitalflow.model.calibration import apply_temperatures
 from vitalflow.model.card import MODEL_FILE, ModelCard, read_model_card
 from vitalflow.model.config import CONTEXT_INPUTS
 from vitalflow.model.heads import Heads
+from vitalflow.model.inputs import numpy_batches
 from vitalflow.model.stack import stacked
 from vitalflow.model.value_gates import gated, value_pairs
-from vitalflow.model.inputs import numpy_batches
 from vitalflow.spec.model import Spec
 from vitalflow.store import Store
 from vitalflow.transform.normalize import denormalize_targets
@@ -178,10 +178,14 @@ class Predictor:
         the decision context's ``setpoints`` and ``setpoints_known``); None for any other model."""
         if self.boosters is None:
             return None
+        return self.boosters.predict(boosted_inputs(timeseries, static, self._setpoints_now(context, "a stacked model")))
+
+    def _setpoints_now(self, context: Mapping[str, np.ndarray] | None, who: str) -> Mapping[str, np.ndarray]:
+        """``context``, checked to hold the windows' ``setpoints`` and ``setpoints_known``."""
         if not context or any(n not in context for n in ("setpoints", "setpoints_known")):
-            raise ModelError(f"{self.uri}: a stacked model reads the set-points now: pass context with setpoints "
-                             "and setpoints_known")
-        return self.boosters.predict(boosted_inputs(timeseries, static, context))
+            raise ModelError(f"{self.uri}: {who} reads the set-points now: pass context with setpoints and "
+                             "setpoints_known")
+        return context
 
     def decisions_from_raw(self, raw: np.ndarray, boosted: np.ndarray | None = None,
                            context: Mapping[str, np.ndarray] | None = None) -> DecisionPredictions:
@@ -205,9 +209,7 @@ class Predictor:
         value = raw[:, values].astype(np.float64)
         gates = self.card.value_gates
         if gates is not None:
-            if not context or any(n not in context for n in ("setpoints", "setpoints_known")):
-                raise ModelError(f"{self.uri}: a model with value gates keeps the set-points now: pass context with "
-                                 "setpoints and setpoints_known")
+            context = self._setpoints_now(context, "a model with value gates")
             index, event = value_pairs(self.spec, heads)
             value = gated(value, np.asarray(context["setpoints"], np.float64)[:, index],
                           np.asarray(context["setpoints_known"])[:, index] > 0.5, event_probability[:, event],
