@@ -90,6 +90,32 @@ def test_train_from_and_to_s3_gives_the_model_trained_locally(s3, local_model, t
         card["training"]["history"]
 
 
+def test_a_stacked_decision_model_on_s3_predicts_as_its_local_copy(s3, tiny_config, tmp_path):
+    """The stack's boosters are written to S3 beside the network and read back from there: the
+    model's event probabilities and gated values equal those of the same files copied locally."""
+    config = tmp_path / "decisions.yaml"
+    config.write_text(tiny_config.read_text().replace("task: values", "task: decisions").replace("epochs: 6",
+                                                                                                "epochs: 2"))
+    model = f"s3://{s3['bucket']}/models/d1"
+    result = runner.invoke(app, ["train", s3["dataset"], "--output", model, "--config", str(config), "--no-register"])
+    assert result.exit_code == 0, result.output
+    keys = _keys(s3["client"], s3["bucket"], "models/d1/")
+    card = json.loads(s3["client"].get_object(Bucket=s3["bucket"], Key="models/d1/model_card.json")["Body"].read())
+    files = [e["booster"] for e in card["stack"]["events"] if isinstance(e["booster"], str)]
+    assert files and all(f"models/d1/{f}" in keys for f in files), keys
+    local = tmp_path / "d1"
+    for key in keys:
+        path = local / key.removeprefix("models/d1/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(s3["client"].get_object(Bucket=s3["bucket"], Key=key)["Body"].read())
+    on_s3 = vitalflow.load_model(model).predict_dataset(s3["dataset"], "test")
+    copied = vitalflow.load_model(local).predict_dataset(s3["dataset"], "test")
+    assert on_s3.event_probability.shape[1] == 15
+    np.testing.assert_array_equal(on_s3.event_probability, copied.event_probability)
+    np.testing.assert_array_equal(on_s3.value, copied.value)
+    assert not np.allclose(on_s3.event_probability, on_s3.network_event_probability)  # the stack is in use
+
+
 def test_evaluate_a_model_and_dataset_on_s3(s3):
     result = runner.invoke(app, ["evaluate", s3["model"], s3["dataset"]])
     assert result.exit_code == 0, result.output
