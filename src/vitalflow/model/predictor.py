@@ -135,25 +135,28 @@ class Predictor:
     def _outputs(self) -> int:
         return len(self.card.heads) if self.card.task == "decisions" else len(self.card.targets)
 
-    def predict_normalized(self, timeseries: np.ndarray, static: np.ndarray, mask: np.ndarray | None = None,
-                           batch_size: int = 256, context: dict[str, np.ndarray] | None = None) -> np.ndarray:
-        """Normalized inputs (as the dataset holds them) to the raw output: normalized targets
-        [N, targets] (values), or logits and normalized values [N, labels] (decisions).
-        ``context``: the decision context's example features by name (``CONTEXT_INPUTS``), when
-        the model reads them (its card's ``inputs``)."""
+    @cached_property
+    def context_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The decision context's inputs this model reads (``CONTEXT_INPUTS`` in its card's ``inputs``):
+        name -> the shape of one window's values (its input layer's)."""
+        return {n: tuple(self.model.get_layer(n).output.shape[1:]) for n in self.card.inputs if n in CONTEXT_INPUTS}
+
+    def network_inputs(self, timeseries: np.ndarray, static: np.ndarray, mask: np.ndarray | None = None,
+                       context: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """The network's input dict of normalized windows (as the dataset holds them), checked:
+        ``mask`` when the model reads it, ``context`` (the decision context's example features by
+        name, flat or shaped) when it reads that."""
         inputs = {"timeseries": np.asarray(timeseries, np.float32), "static": np.asarray(static, np.float32)}
         if "mask" in self.card.inputs:
             if mask is None:
                 raise ModelError(f"{self.uri}: this model reads the mask channels: pass mask")
             inputs["mask"] = np.asarray(mask, np.float32)
-        wanted = [n for n in self.card.inputs if n in CONTEXT_INPUTS]
-        missing = [n for n in wanted if n not in (context or {})]
+        missing = [n for n in self.context_shapes if n not in (context or {})]
         if missing:
             raise ModelError(f"{self.uri}: this model reads the decision context: pass context with "
                              f"{', '.join(missing)} (the example features of that name)")
-        for name in wanted:
+        for name, shape in self.context_shapes.items():
             inputs[name] = np.asarray(context[name], np.float32)
-            shape = tuple(self.model.get_layer(name).output.shape[1:])
             if inputs[name].shape[1:] != shape:
                 inputs[name] = inputs[name].reshape(-1, *shape)
         expected = {"timeseries": (self.card.window_s, len(self.card.timeseries)), "static": (len(self.card.static),)}
@@ -161,6 +164,13 @@ class Predictor:
             if inputs[name].ndim != len(shape) + 1 or inputs[name].shape[1:] != shape:
                 raise ModelError(f"{name}: expected shape [N, {', '.join(map(str, shape))}], got "
                                  f"{list(inputs[name].shape)}")
+        return inputs
+
+    def predict_normalized(self, timeseries: np.ndarray, static: np.ndarray, mask: np.ndarray | None = None,
+                           batch_size: int = 256, context: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """Normalized inputs (`network_inputs`) to the raw output: normalized targets [N, targets]
+        (values), or logits and normalized values [N, labels] (decisions)."""
+        inputs = self.network_inputs(timeseries, static, mask, context)
         if len(inputs["timeseries"]) == 0:
             return np.zeros((0, self._outputs()), np.float32)
         return self.model.predict(inputs, batch_size=batch_size, verbose=0)
@@ -179,6 +189,21 @@ class Predictor:
         if self.boosters is None:
             return None
         return self.boosters.predict(boosted_inputs(timeseries, static, self._setpoints_now(context, "a stacked model")))
+
+    @cached_property
+    def _stack(self) -> tuple[list[float], list[tuple[float, float]]]:
+        """The stack's per event network weights and Platt ``(a, b)`` (card ``stack``)."""
+        return [e.network_weight for e in self.card.stack.events], [e.platt for e in self.card.stack.events]
+
+    @cached_property
+    def _value_gates(self) -> tuple[list[int], list[int], list[float]] | None:
+        """Per value label its set-point's column, its group's event column and its threshold (card
+        ``value_gates``), or None."""
+        gates = self.card.value_gates
+        if gates is None:
+            return None
+        index, event = value_pairs(self.spec, self.heads)
+        return index, event, [gates.thresholds[n] for n in self.heads.names_of("value")]
 
     def _setpoints_now(self, context: Mapping[str, np.ndarray] | None, who: str) -> Mapping[str, np.ndarray]:
         """``context``, checked to hold the windows' ``setpoints`` and ``setpoints_known``."""
@@ -203,17 +228,14 @@ class Predictor:
             if boosted is None or boosted.shape != network.shape:
                 raise ModelError(f"{self.uri}: a stacked model's events need its boosters' probabilities of the same "
                                  "windows (boosted_probabilities)")
-            stack = self.card.stack
-            event_probability = stacked(network, boosted, [e.network_weight for e in stack.events],
-                                        [e.platt for e in stack.events])
+            event_probability = stacked(network, boosted, *self._stack)
         value = raw[:, values].astype(np.float64)
-        gates = self.card.value_gates
-        if gates is not None:
+        if self._value_gates is not None:
             context = self._setpoints_now(context, "a model with value gates")
-            index, event = value_pairs(self.spec, heads)
+            index, event, thresholds = self._value_gates
             value = gated(value, np.asarray(context["setpoints"], np.float64)[:, index],
                           np.asarray(context["setpoints_known"])[:, index] > 0.5, event_probability[:, event],
-                          [gates.thresholds[n] for n in heads.names_of("value")])
+                          thresholds)
         return DecisionPredictions(
             event_names=heads.names_of("event"),
             event_probability=event_probability,

@@ -91,16 +91,14 @@ class ModelHost:
     def _warm_up(self, predictor: Predictor) -> None:
         """Trace the predict function for one window, then for a varying batch (Keras retraces once
         per new shape until it relaxes the batch dimension)."""
-        from vitalflow.predict.table import context_inputs
-
         card = predictor.card
-        layers = {name: predictor.model.get_layer(name).output.shape[1:] for name in context_inputs(card)}
         for n in (1, 2, 3):
             self._call(predictor, np.zeros((n, card.window_s, len(card.timeseries)), np.float32),
                        np.zeros((n, len(card.static)), np.float32),
                        np.zeros((n, card.window_s, len(card.timeseries)), np.float32) if "mask" in card.inputs
                        else None,
-                       {name: np.zeros((n, *shape), np.float32) for name, shape in layers.items()} or None)
+                       {name: np.zeros((n, *shape), np.float32) for name, shape in predictor.context_shapes.items()}
+                       or None)
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._ready.wait(timeout)
@@ -116,12 +114,7 @@ class ModelHost:
     @staticmethod
     def _call(predictor: Predictor, timeseries: np.ndarray, static: np.ndarray, mask: np.ndarray | None,
               context: dict[str, np.ndarray] | None = None) -> np.ndarray:
-        inputs = {"timeseries": timeseries, "static": static}
-        if mask is not None:
-            inputs["mask"] = mask
-        for name, values in (context or {}).items():  # a decision model's context, shaped as its input layer
-            inputs[name] = values.reshape(-1, *predictor.model.get_layer(name).output.shape[1:])
-        return np.asarray(predictor.model.predict_on_batch(inputs))
+        return np.asarray(predictor.model.predict_on_batch(predictor.network_inputs(timeseries, static, mask, context)))
 
     async def predict_normalized(self, timeseries: np.ndarray, static: np.ndarray,
                                  mask: np.ndarray | None = None,
