@@ -4,7 +4,7 @@
     .venv/bin/python bench/serve_sync.py --model DIR [--requests 1000] [--concurrency 1,4] [--json out.json]
 
 Starts ``vitalflow serve`` (the real command: uvicorn on 127.0.0.1, a free port, its own state
-dir), waits for ``/ping``, then for each body format and concurrency sends ``--requests``
+dir), waits for ``/ping`` (and for XLA to compile the small batch sizes: serve/model_host.py), then for each body format and concurrency sends ``--requests``
 requests of one window each (httpx, ``--concurrency`` clients on one asyncio loop, keep-alive),
 checks every answer is 200 with the model's predictions per window (8 of a value model), and stops
 the server (SIGTERM). A decision model's JSON windows carry a plausible decision context (its .npy
@@ -200,6 +200,11 @@ def main() -> None:
                 pass
             time.sleep(0.1)
         ready_s = time.perf_counter() - t
+        while httpx.get(url + "/ping", timeout=2).json().get("compiled_batches") != [1, 2, 4, 8]:
+            if time.monotonic() - started > a.deadline:  # the service answers meanwhile, only slower
+                raise SystemExit("XLA did not compile the small batch sizes in time (see serve.log)")
+            time.sleep(0.1)
+        warm_s = time.perf_counter() - t
         for kind in kinds:
             for c in map(int, a.concurrency.split(",")):
                 remaining = a.deadline - (time.monotonic() - started)
@@ -218,7 +223,7 @@ def main() -> None:
     card = json.loads((Path(a.model) / "model_card.json").read_text()) if Path(a.model).is_dir() else {}
     machine = {"cpu": cpu_model(), "cpus": os.cpu_count(), "python": platform.python_version()}
     print(f"machine: {machine['cpu']}, {machine['cpus']} CPUs (shared), Python {machine['python']}; model "
-          f"{a.model} ({card.get('parameters', '?')} parameters); server ready {ready_s:.1f} s after start; "
+          f"{a.model} ({card.get('parameters', '?')} parameters); server ready {ready_s:.1f} s after start, XLA-compiled {warm_s:.1f} s; "
           f"one window per request, {a.requests} requests per row\n")
     print("| body | clients | requests | errors | throughput req/s | p50 ms | p99 ms |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -232,7 +237,7 @@ def main() -> None:
             print(f"errors in {r['kind']} x{r['concurrency']}: {r['first_errors']}", file=sys.stderr)
     if a.json:
         a.json.write_text(json.dumps({"machine": machine, "model": a.model, "parameters": card.get("parameters"),
-                                      "ready_s": round(ready_s, 1), "results": results, "server_peak_rss_mb": rss,
+                                      "ready_s": round(ready_s, 1), "xla_compiled_s": round(warm_s, 1), "results": results, "server_peak_rss_mb": rss,
                                       "worker_peak_rss_mb": workers, "in_process_ms": local}, indent=1))
     if any(r["errors"] for r in results):
         raise SystemExit(1)

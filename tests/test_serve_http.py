@@ -164,7 +164,65 @@ def assert_close(got, want):
 def test_ping_is_503_while_loading_then_200(server):
     statuses = [code for code, _ in server.first_pings]
     assert statuses[0] == 503 and server.first_pings[0][1] == {"status": "loading"}, server.first_pings
-    assert server.ping().status_code == 200 and server.ping().json() == {"status": "ready"}
+    assert server.ping().status_code == 200 and server.ping().json()["status"] == "ready"
+
+
+def test_small_batches_get_xla_compiled_after_ready_and_answer_as_predict_on_batch(server, expected):
+    """Once ready, /ping lists the batch sizes XLA has compiled (1, 2, 4, 8 within a bounded wait);
+    the compiled path (padded batches of 1 and 3) answers as the model's own predict_on_batch."""
+    deadline = time.monotonic() + 120
+    while server.ping().json()["compiled_batches"] != [1, 2, 4, 8]:
+        assert time.monotonic() < deadline, server.ping().json()
+        time.sleep(0.2)
+    windows, _, _, want = expected
+    for n in (1, 3):
+        r = server.client.post("/invocations", json={"timeseries": windows[:n].tolist(), "static": STATIC})
+        assert r.status_code == 200, r.text
+        assert_close(r.json()["predictions"], want[:n])
+
+
+def test_the_model_host_answers_small_batches_without_predict_on_batch_once_compiled(model, expected):
+    """In process: once XLA has compiled, batches of up to 8 windows never reach predict_on_batch
+    (made to fail here) and equal it; a batch of 9 does reach it."""
+    import asyncio
+
+    from vitalflow.serve.model_host import ModelHost
+
+    host = ModelHost(str(model))
+    host.start()
+    assert host.wait(120) and host.state == "ready", host.error
+    deadline = time.monotonic() + 120
+    while host.compiled_batches != [1, 2, 4, 8]:
+        assert time.monotonic() < deadline, host.compiled_batches
+        time.sleep(0.1)
+    predictor = host.predictor
+    _, ts, st, _ = expected
+    reference = np.asarray(predictor.model.predict_on_batch({"timeseries": np.repeat(ts, 2, 0)[:9],
+                                                             "static": np.repeat(st, 2, 0)[:9]}))
+
+    def refused(*args, **kwargs):
+        raise RuntimeError("predict_on_batch was called")
+
+    predictor.model.predict_on_batch = refused
+
+    async def predict(n: int) -> np.ndarray:
+        return await host.predict_normalized(np.repeat(ts, 2, 0)[:n], np.repeat(st, 2, 0)[:n])
+
+    async def both() -> tuple[list, BaseException]:
+        small = [await predict(n) for n in (1, 2, 3, 5, 8)]
+        try:
+            await predict(9)
+        except RuntimeError as exc:
+            return small, exc
+        raise AssertionError("a batch of 9 did not reach predict_on_batch")
+
+    try:
+        small, refusal = asyncio.run(both())
+        for got in small:
+            np.testing.assert_allclose(got, reference[:len(got)], rtol=1e-5, atol=1e-5)
+        assert "predict_on_batch was called" in str(refusal)
+    finally:
+        host.close()
 
 
 def test_a_model_that_fails_to_load_is_503_with_the_reason(model, tmp_path):

@@ -117,6 +117,53 @@ def test_boosters_learn_a_threshold_and_read_back_from_their_files(tmp_path):
     np.testing.assert_allclose(own, p[:, 0], rtol=1e-6)
 
 
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), depth=st.integers(1, 6), rows=st.integers(1, 12),
+       missing=st.sampled_from([0.0, 0.2, 1.0]))
+def test_the_numpy_forest_equals_xgboost_on_random_boosters_and_windows(seed, depth, rows, missing):
+    """`Forest` (the hand-written small-batch path) against XGBoost's own ``Booster.predict``: random
+    boosters (depth 1-6, missing values in training so both default directions occur), random rows
+    with NaNs, and a row exactly on a split threshold (XGBoost's ``x < threshold`` goes left)."""
+    import json
+
+    import xgboost
+
+    from vitalflow.model.forest import Forest
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, (400, 6)).astype(np.float32)
+    x[rng.random(x.shape) < 0.15] = np.nan
+    boosters = [xgboost.train({"objective": "binary:logistic", "max_depth": depth, "eta": 0.3, "seed": seed,
+                               "nthread": 1, "base_score": float(rng.uniform(0.1, 0.9))},
+                              xgboost.DMatrix(x, label=(rng.random(400) < 0.5 + 0.3 * np.tanh(x[:, k] * 2)).astype(int)),
+                              num_boost_round=int(rng.integers(1, 20)))
+                for k in range(3)]
+    probe = rng.normal(0, 1, (rows, 6)).astype(np.float32)
+    probe[rng.random(probe.shape) < missing] = np.nan
+    tree = json.loads(bytes(boosters[0].save_raw("json")))["learner"]["gradient_booster"]["model"]["trees"][0]
+    if tree["left_children"][0] >= 0:  # the root's split value itself
+        probe[0, tree["split_indices"][0]] = np.float32(tree["split_conditions"][0])
+    want = np.stack([b.predict(xgboost.DMatrix(probe)) for b in boosters], axis=1)
+    np.testing.assert_allclose(Forest.of_boosters(boosters).probabilities(probe), want, rtol=2e-6, atol=1e-7)
+
+
+def test_event_boosters_take_the_forest_for_small_batches_and_xgboost_for_large_ones():
+    from vitalflow.model import boosted
+
+    rng = np.random.default_rng(2)
+    x = rng.uniform(-1, 1, (600, 4)).astype(np.float32)
+    labels = np.stack([(x[:, 0] > 0).astype(float), (x[:, 1] + x[:, 2] > 0.5).astype(float)], axis=1)
+    boosters = EventBoosters(rounds=20).fit(x, labels, np.ones_like(labels, bool))
+    large = boosters.predict(x[:100])  # over FOREST_MAX_ROWS: XGBoost
+    for n in (1, 3, boosted.FOREST_MAX_ROWS):
+        np.testing.assert_allclose(boosters.predict(x[:n]), large[:n], rtol=2e-6)
+    refit = EventBoosters(rounds=5).fit(x, labels[:, ::-1], np.ones_like(labels, bool))
+    refit.predict(x[:1])
+    refit.fit(x, labels, np.ones_like(labels, bool))  # a refit forgets the forest of its earlier boosters
+    np.testing.assert_allclose(refit.predict(x[:2]), EventBoosters(rounds=5).fit(
+        x, labels, np.ones_like(labels, bool)).predict(x[:2]), rtol=2e-6)
+
+
 # --- value gates (vitalflow.model.value_gates) ------------------------------------------------------
 from vitalflow.model.value_gates import THRESHOLDS, fit_gates, gated  # noqa: E402
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
+from vitalflow.model.forest import Forest
 from vitalflow.store import Store
 from vitalflow.transform.summaries import summary_feature_names, summary_features
 
@@ -26,6 +28,7 @@ BOOSTED_DIR = "boosted"
 PARAMS = {"objective": "binary:logistic", "max_depth": 4, "eta": 0.1, "subsample": 0.8, "colsample_bytree": 0.8,
           "tree_method": "hist", "nthread": 2, "max_bin": 64, "eval_metric": "logloss"}
 ROUNDS, PATIENCE, MAX_POSITIVE_WEIGHT = 150, 15, 20.0
+FOREST_MAX_ROWS = 8  # batches up to this size are evaluated by `Forest` (faster below ~16 rows)
 
 
 def boosted_features(timeseries: np.ndarray, static: np.ndarray, setpoints: np.ndarray,
@@ -62,6 +65,7 @@ class EventBoosters:
         import xgboost
 
         self.boosters = []
+        self.__dict__.pop("_forest", None)
         for j in range(labels.shape[1]):
             rows = np.asarray(mask[:, j], bool)
             y = labels[rows, j]
@@ -82,14 +86,24 @@ class EventBoosters:
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """P(event) [N, events] (float64)."""
-        import xgboost
-
+        """P(event) [N, events] (float64): up to `FOREST_MAX_ROWS` rows through `Forest` (numpy,
+        without XGBoost's per-call overhead), more through XGBoost itself; the two agree to float32
+        rounding (tests/test_stack.py)."""
         x = np.asarray(x, np.float32)
-        matrix = xgboost.DMatrix(x) if any(not isinstance(b, float) for b in self.boosters) else None
-        out = [np.full(len(x), b, np.float64) if isinstance(b, float) else b.predict(matrix).astype(np.float64)
-               for b in self.boosters]
-        return np.stack(out, axis=1) if out else np.zeros((len(x), 0))
+        out = np.zeros((len(x), len(self.boosters)))
+        trained = [j for j, b in enumerate(self.boosters) if not isinstance(b, float)]
+        for j, b in enumerate(self.boosters):
+            if isinstance(b, float):
+                out[:, j] = b
+        if trained and len(x) <= FOREST_MAX_ROWS:
+            out[:, trained] = self._forest.probabilities(x)
+        elif trained:
+            out[:, trained] = np.stack([self.boosters[j].inplace_predict(x) for j in trained], axis=1)
+        return out
+
+    @cached_property
+    def _forest(self) -> Forest:
+        return Forest.of_boosters([b for b in self.boosters if not isinstance(b, float)])
 
     def save(self, store: Store) -> list[str | float]:
         """Write each booster as ``boosted/event_<j>.ubj`` under ``store``; per event its file's path

@@ -178,9 +178,10 @@ def create_app(settings: ServeSettings, host: ModelHost | None = None,
 
     @app.get("/ping")
     async def ping() -> Response:
-        """200 when the model is loaded; 503 while it loads, or after its load failed (with the reason)."""
+        """200 when the model is loaded (with the batch sizes XLA has compiled so far: `model_host`);
+        503 while it loads, or after its load failed (with the reason)."""
         if model.state == READY:
-            return _json({"status": "ready"})
+            return _json({"status": "ready", "compiled_batches": model.compiled_batches})
         document = {"status": model.state}
         if model.error:
             document["error"] = model.error
