@@ -13,6 +13,24 @@ from seaweed import s3_server  # noqa: F401,E402  (the SeaweedFS S3 server fixtu
 
 CORPUS_CASES = 8
 
+# -- the fast inner loop: ``pytest -m "not slow"`` (README "Tests") --------------------------------
+#: A test is slow when it needs one of these fixtures (a preprocessing run of the big corpus, a
+#: trained model's dataset, the S3 server) or lives in one of these modules (real servers,
+#: browsers, training, crash and load runs); everything else is the fast subset.
+SLOW_FIXTURES = frozenset({"big_corpus", "clean_run", "trainable_dataset", "s3_server"})
+SLOW_MODULES = frozenset({
+    "test_app_browser", "test_app_pages_browser", "test_serve_http", "test_serve_jobs", "test_long_runs",
+    "test_multihost", "test_decision_quality", "test_decision_lifecycle", "test_tune", "test_train_s3",
+    "test_train_job", "test_lifecycle", "test_deploy", "test_launch_predict", "test_launch_train",
+})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2] if getattr(item, "module", None) else ""
+        if module in SLOW_MODULES or SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory):

@@ -10,6 +10,8 @@ import tomllib
 from importlib.metadata import version
 from pathlib import Path
 
+import pytest
+
 import vitalflow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,3 +137,34 @@ def test_public_names_are_the_objects_of_their_home_modules():
     from vitalflow import __version__, preprocess as again  # from-imports use __getattr__ too
 
     assert again is preprocess and __version__ == version("vitalflow")
+
+
+# -- one home per concept (issue 23) ----------------------------------------------------------------
+SRC = Path(vitalflow.__file__).parent
+
+
+def _definitions(pattern: str) -> list[str]:
+    """``file:line`` of every line of src/vitalflow that matches ``pattern`` (a regular expression)."""
+    import re
+
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(pattern, line):
+                found.append(f"{path.relative_to(SRC)}:{number}")
+    return found
+
+
+@pytest.mark.parametrize("concept, pattern, home", [
+    ("the one-line error rule", r"^\s*def _?one_line\(", "errors.py"),
+    ("pydantic errors as text", r"for \w+ in \w+\.errors\(\)|\.errors\(\)\[", "errors.py"),
+    ("redaction", r"^def redact\(", "errors.py"),
+    ("the cache directory", r"^\s*def cache_dir\(", "locations.py"),
+    ("vitalflow's home directory", r"^\s*def home\(", "locations.py"),
+    ("the missing-region error", r"no AWS region", "sagemaker/launch.py"),
+    ("the model reference pattern", r"re\.compile\(.*\((\?:)?@", "registry/versions.py"),
+])
+def test_each_concept_is_defined_once(concept, pattern, home):
+    """A second definition of these (each once had several, already drifting) fails here."""
+    found = _definitions(pattern)
+    assert len(found) == 1 and found[0].startswith(home + ":"), f"{concept}: {found}"

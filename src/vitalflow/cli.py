@@ -27,7 +27,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from vitalflow import __version__, app_cli, deploy_cli, launch_cli, models_cli, predict_cli, serve_cli
-from vitalflow.errors import VitalflowError
+from vitalflow.errors import VitalflowError, one_line
 
 if TYPE_CHECKING:
     from vitalflow.dataset.card import DatasetCard
@@ -116,21 +116,14 @@ def _configure_logging(log_format: str) -> None:
     logging.getLogger("vitalflow.progress").setLevel(logging.INFO)
 
 
-def _one_line(text: str) -> str:
-    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
-
-
 def _error(message: str) -> None:
     """Print ``Error: <message>`` as exactly one line."""
-    err.print(f"Error: {_one_line(message)}", markup=False)
+    err.print(f"Error: {one_line(message)}", markup=False)
 
 
 def _describe(exc: BaseException) -> str:
-    """An error's message; an OS error as ``<file>: <reason>`` rather than ``[Errno N] ...``."""
-    if isinstance(exc, OSError) and exc.strerror:
-        files = [str(f) for f in (exc.filename, exc.filename2) if f is not None]
-        return f"{' -> '.join(files)}: {exc.strerror}" if files else exc.strerror
-    return str(exc) or type(exc).__name__
+    """An error's message (`one_line`: an OS error as ``<file>: <reason>``), or its type's name."""
+    return one_line(exc) or type(exc).__name__
 
 
 def _errors(fn):
@@ -286,7 +279,7 @@ def _preprocess_and_report(input_dir, clinical, output, cases, config_path, opti
         return EXIT_STOPPED
     if not result.verify.ok:
         for p in result.verify.problems:
-            err.print(f"  verify: {_one_line(p)}", markup=False)
+            err.print(f"  verify: {one_line(p)}", markup=False)
         _error(f"verification of {output} failed ({len(result.verify.problems)} problems)")
         return EXIT_VERIFY_FAILED
     if windows == 0:
@@ -308,7 +301,7 @@ def _preprocess_and_report(input_dir, clinical, output, cases, config_path, opti
 
 def _case_message(entry: dict, key: str = "error") -> str:
     """A failed or excluded case's message without a leading ``case N:`` (the line names the case)."""
-    text = _one_line(entry[key] or "")
+    text = one_line(entry[key] or "")
     prefix = f"case {entry['case_id']}: "
     return text[len(prefix):] if text.startswith(prefix) else text
 
@@ -332,7 +325,7 @@ def _print_summary(card: DatasetCard) -> None:
         line = f"cases: {c.selected} selected{missing}, {counts} (success rate {c.success_rate:.1%})"
     out.print(f"{line}; {card.timings_s['total']:.1f} s", markup=False)
     for warning in card.warnings:
-        err.print(f"warning: {_one_line(warning)}", markup=False)
+        err.print(f"warning: {one_line(warning)}", markup=False)
 
 
 @app.command()
@@ -361,7 +354,7 @@ def verify(
         report = verify_output(output_dir, workers=workers)
     write_card(store, read_card(store).verified(report))
     for p in report.problems:
-        err.print(f"  {_one_line(p)}", markup=False)
+        err.print(f"  {one_line(p)}", markup=False)
     counts = ", ".join(f"{k} {v}" for k, v in report.examples.items())
     if not report.ok:
         _error(f"{output_dir} failed verification ({len(report.problems)} problems; examples: {counts})")

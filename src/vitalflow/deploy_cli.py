@@ -178,14 +178,11 @@ def invoke(
 ) -> None:
     """Submit a recording to an asynchronous endpoint as a FeMo job and print its result."""
     from vitalflow.sagemaker import deploy as dp
-    from vitalflow.sagemaker.launch import resolve_region
+    from vitalflow.sagemaker.launch import require_region, resolve_region
 
     features = dp.parse_patient(patient)
     timeout_s = _seconds(timeout, "--timeout")
-    region = resolve_region(region)
-    if not region:
-        raise LaunchError("no AWS region: pass --region or set AWS_REGION or AWS_DEFAULT_REGION "
-                          "(or a region in your AWS profile)")
+    region = require_region(resolve_region(region))
     job = dp.submit_job(endpoint, input_uri, region, patient=features, request_prefix=request_prefix, job_id=job_id)
     err.print(f"job {job.job_id} submitted to {endpoint}: request {job.request_uri}", markup=False)
     if not wait:

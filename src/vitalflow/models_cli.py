@@ -169,12 +169,9 @@ def push(
     from vitalflow.registry.log import lineage_tags, local_copy
     from vitalflow.registry.versions import PACKAGE_TAG, set_version_tag
     from vitalflow.sagemaker import model_registry
-    from vitalflow.sagemaker.launch import resolve_region
+    from vitalflow.sagemaker.launch import require_region, resolve_region
 
-    region = resolve_region(region)
-    if not region:
-        raise LaunchError("no AWS region: pass --region or set AWS_REGION or AWS_DEFAULT_REGION "
-                          "(or a region in your AWS profile)")
+    region = require_region(resolve_region(region))
     model_registry.check_group(group)
     m = _Model(model)
     metadata = lineage_tags(m.card, m.version.tags.get("model.uri", m.uri) if m.version else m.uri)

@@ -15,13 +15,11 @@ from typing import Callable, Optional
 import typer
 from rich.console import Console
 
+from vitalflow.errors import one_line
+
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 EXIT_LOW_SUCCESS, EXIT_STOPPED = 3, 75
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
 
 
 def _resume_command(ctx: typer.Context) -> str:
@@ -93,9 +91,9 @@ def predict(
                   f"excluded, {c.failed} failed; {t['total']:.1f} s (read {t['read']:.1f}, transform "
                   f"{t['transform']:.1f}, model {t['model']:.1f}, write {t['write']:.1f})", markup=False)
         for f in card.failed:
-            err.print(f"  failed  case {f['case_id']} ({f['stage']}): {_one_line(f['error'])}", markup=False)
+            err.print(f"  failed  case {f['case_id']} ({f['stage']}): {one_line(f['error'])}", markup=False)
         for e in card.excluded:
-            out.print(f"  excluded case {e['case_id']}: {_one_line(e['reason'])}", markup=False)
+            out.print(f"  excluded case {e['case_id']}: {one_line(e['reason'])}", markup=False)
     resume = _resume_command(ctx)
     if not result.complete:
         why = f"stopped by {result.stopped_by}" if result.stopped_by else "stopped"

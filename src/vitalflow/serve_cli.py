@@ -91,7 +91,7 @@ def serve(
     import uvicorn
 
     from vitalflow.serve.app import create_app
-    from vitalflow.serve.auth import redact
+    from vitalflow.errors import redact
 
     app = create_app(settings)
     guard = "a bearer token is required" if settings.token else (

@@ -23,8 +23,6 @@ from vitalflow.errors import VitalflowError
 KINDS = ("preprocess", "train", "evaluate", "predict")
 #: Kinds that `vitalflow launch` can run on SageMaker.
 SAGEMAKER_KINDS = ("preprocess", "train", "predict")
-#: A registry reference: NAME@ALIAS or NAME/VERSION.
-REGISTRY_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(@[A-Za-z0-9][A-Za-z0-9_-]*|/[0-9]+)$")
 INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 
 
@@ -227,8 +225,10 @@ class TrainRequest(JobRequest):
 
 
 def _model(value: Any, info: ValidationInfo) -> str:
-    """A model reference: a model directory inside the roots, else NAME@ALIAS or NAME/VERSION."""
+    """A model reference: a model directory inside the roots, else NAME@ALIAS or NAME/VERSION
+    (`vitalflow.registry.versions.ModelReference`, the one parser)."""
     from vitalflow.model.card import CARD_NAME
+    from vitalflow.registry.versions import ModelReference
 
     text = str(value or "").strip()
     if not text:
@@ -236,10 +236,10 @@ def _model(value: Any, info: ValidationInfo) -> str:
     try:
         path = check_path(text, _roots(info), must_exist=False)
     except PathRefused as exc:
-        if REGISTRY_REFERENCE.match(text):
+        if ModelReference.parse(text) is not None:
             return text
         raise ValueError(str(exc)) from None
-    if path.startswith("s3://") or REGISTRY_REFERENCE.match(text) is None:
+    if path.startswith("s3://") or ModelReference.parse(text) is None:
         return path
     from pathlib import Path
 
@@ -303,10 +303,3 @@ def validate_request(kind: str, data: dict, roots: tuple[str, ...]) -> JobReques
     return model.model_validate({**data, "kind": kind}, context={"roots": roots})
 
 
-def describe_errors(errors: list[dict]) -> str:
-    """A ValidationError's errors as one line: ``field: message; ...`` (pydantic's ``Value error, `` cut)."""
-    parts = []
-    for e in errors:
-        where = ".".join(str(p) for p in e["loc"] if p not in ("body",)) or "request"
-        parts.append(f"{where}: {str(e['msg']).removeprefix('Value error, ')}")
-    return "; ".join(parts)

@@ -148,7 +148,7 @@ def list_datasets(roots: Sequence[str]) -> list[dict]:
     """Every dataset below the roots: id, path, status, verification, fingerprint, counts; a card
     that does not load is listed with its error."""
     from vitalflow.errors import VitalflowError
-    from vitalflow.serve.auth import redact
+    from vitalflow.errors import redact
 
     out = []
     for folder in find_folders(roots, DATASET_CARD):
@@ -178,7 +178,7 @@ def _feature_names(card) -> list[dict]:
 
 def dataset_summary(folder: Path, card) -> dict:
     """Everything the dataset page shows from the card alone."""
-    from vitalflow.serve.auth import redact
+    from vitalflow.errors import redact
 
     fractions = []
     for f in _feature_names(card):
@@ -372,7 +372,7 @@ def _is_job(folder: Path) -> bool:
 def list_predictions(roots: Sequence[str]) -> dict:
     """Batch prediction outputs (folders with a prediction card) and the inference service's job
     results (``<results>/<jobId>/`` with summary.json and timeline.parquet) below the roots."""
-    from vitalflow.serve.auth import redact
+    from vitalflow.errors import redact
 
     batches = []
     for folder in find_folders(roots, PREDICTION_CARD):
@@ -412,7 +412,7 @@ def prediction_cards(folder: Path) -> list[dict]:
 def prediction_summary(folder: Path) -> dict:
     """A batch output's page: the model, the counts, and every case (done with rows, excluded
     and failed with the reason); or a job result's summary."""
-    from vitalflow.serve.auth import redact
+    from vitalflow.errors import redact
 
     if _is_job(folder) and not any(PREDICTION_CARD.match(p.name) for p in folder.iterdir()):
         summary = json.loads((folder / JOB_SUMMARY).read_text())
@@ -433,8 +433,8 @@ def prediction_summary(folder: Path) -> dict:
 
 
 def redacted(value):
-    """``value`` (JSON data) with every string passed through `vitalflow.serve.auth.redact`."""
-    from vitalflow.serve.auth import redact
+    """``value`` (JSON data) with every string passed through `vitalflow.errors.redact`."""
+    from vitalflow.errors import redact
 
     if isinstance(value, str):
         return redact(value)
@@ -506,7 +506,7 @@ def _created(ms: int) -> str:
 
 
 def _version_row(v, datasets: dict[str, str]) -> dict:
-    from vitalflow.serve.auth import redact
+    from vitalflow.errors import redact
 
     fingerprint = v.tags.get("dataset.fingerprint")
     return {"reference": v.reference, "name": v.name, "version": v.version, "aliases": list(v.aliases),
@@ -526,7 +526,7 @@ def list_models(roots: Sequence[str]) -> dict:
     from vitalflow.errors import ModelError
     from vitalflow.registry.tracking import tracking_uri
     from vitalflow.registry.versions import list_versions
-    from vitalflow.serve.auth import redact
+    from vitalflow.errors import redact
 
     where = redact(tracking_uri())
     try:
@@ -572,7 +572,7 @@ def model_detail(name: str, version: str, roots: Sequence[str]) -> dict:
     the baselines (`vitalflow.evaluate.report.comparison_table`) and the report's images."""
     from vitalflow.evaluate.tables import metrics_tables
     from vitalflow.predict.table import output_columns
-    from vitalflow.serve.auth import redact
+    from vitalflow.errors import redact
 
     handle = model_handle(name, version)
     card = handle.card
@@ -617,7 +617,7 @@ def _registered_handle(reference: str):
     from vitalflow.errors import ModelError
     from vitalflow.evaluate.compare import ModelHandle
     from vitalflow.registry.versions import ModelReference
-    from vitalflow.serve.auth import redact
+    from vitalflow.errors import redact
 
     if ModelReference.parse(reference) is None or (Path(reference) / "model_card.json").exists():
         raise BadId(f"{reference!r} is not a registry reference: NAME@ALIAS or NAME/VERSION")
@@ -631,7 +631,7 @@ def compare_versions(a: str, b: str) -> dict:
     """Two models side by side (`vitalflow.evaluate.compare.compare_models` on their stored test
     evaluations): what ``vitalflow models compare A B`` prints. A refusal is a `ModelError`."""
     from vitalflow.evaluate.compare import compare_models
-    from vitalflow.serve.auth import redact
+    from vitalflow.errors import redact
 
     handles = [_registered_handle(ref) for ref in (a, b)]
     warnings: list[str] = []

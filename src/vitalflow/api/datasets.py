@@ -31,7 +31,7 @@ def _open(request: Request, dataset_id: str):
     try:
         return folder, data.read_dataset_card(folder)
     except (OSError, ValueError) as exc:  # a card that does not load: a 404 with the reason
-        from vitalflow.serve.auth import redact
+        from vitalflow.errors import redact
 
         raise HTTPException(404, f"the dataset's card does not load: {redact(str(exc))}") from None
 

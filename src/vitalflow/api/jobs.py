@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
+from vitalflow.errors import one_line
 from vitalflow.api.commands import (
     KINDS,
     REQUESTS,
@@ -32,7 +33,6 @@ from vitalflow.api.commands import (
     PredictRequest,
     PreprocessRequest,
     TrainRequest,
-    describe_errors,
     validate_request,
 )
 from vitalflow.api.pages import dataset_href, templates
@@ -98,7 +98,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        return _error(422, _runner(request).redact(describe_errors(exc.errors())))
+        return _error(422, _runner(request).redact(one_line(exc)))
 
     @app.exception_handler(JobError)
     async def _job_error(request: Request, exc: JobError) -> Response:
@@ -235,7 +235,7 @@ async def new_job(request: Request, kind: str):
     try:
         job_request = validate_request(kind, data, request.app.state.settings.roots)
     except ValidationError as exc:
-        message = _runner(request).redact(describe_errors(exc.errors()))
+        message = _runner(request).redact(one_line(exc))
         return _form_page(request, kind, data, message, status=422)
     job = _runner(request).submit(job_request)
     return RedirectResponse(f"/jobs/{job.id}", status_code=303)

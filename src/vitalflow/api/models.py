@@ -28,7 +28,7 @@ def _roots(request: Request) -> tuple[str, ...]:
 
 
 def _http(exc: Exception) -> HTTPException:
-    from vitalflow.serve.auth import redact
+    from vitalflow.errors import redact
 
     status = 404 if isinstance(exc, data.NotFound) else 400
     return HTTPException(status, redact(str(exc)))
@@ -96,7 +96,7 @@ async def promote_form(request: Request):
     try:
         done = data.promote_version(reference, alias)
     except ModelError as exc:
-        from vitalflow.serve.auth import redact
+        from vitalflow.errors import redact
 
         return templates.TemplateResponse(request, "models.html", {
             "m": data.list_models(_roots(request)), "promoted": None, "form_error": redact(str(exc)),

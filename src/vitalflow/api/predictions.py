@@ -41,7 +41,7 @@ def _summary(request: Request, prediction_id: str) -> tuple:
     try:
         return folder, data.prediction_summary(folder)
     except (OSError, ValueError) as exc:
-        from vitalflow.serve.auth import redact
+        from vitalflow.errors import redact
 
         raise HTTPException(404, f"the prediction output does not load: {redact(str(exc))}") from None
 

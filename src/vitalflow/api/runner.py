@@ -41,7 +41,7 @@ from typing import Optional
 from vitalflow.api.commands import JobRequest, REQUESTS
 from vitalflow.api.settings import AppSettings
 from vitalflow.errors import VitalflowError
-from vitalflow.serve.auth import redact
+from vitalflow.errors import redact
 
 log = logging.getLogger("vitalflow.app")
 

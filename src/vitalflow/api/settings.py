@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from vitalflow.errors import VitalflowError
+from vitalflow.errors import VitalflowError, one_line
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
@@ -79,7 +79,4 @@ def app_settings(**options) -> AppSettings:
     try:
         return AppSettings(**{k: v for k, v in options.items() if v is not None})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "settings"
-        message = first["msg"].removeprefix("Value error, ")
-        raise AppSettingsError(f"{where}: {message}") from None
+        raise AppSettingsError(one_line(exc)) from None

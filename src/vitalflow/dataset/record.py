@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from vitalflow.errors import OutputError
+from vitalflow.errors import OutputError, one_line
 
 
 class Record(BaseModel):
@@ -26,8 +26,7 @@ class Record(BaseModel):
         try:
             return cls.model_validate_json(data)
         except ValidationError as exc:
-            errors = "; ".join(".".join(map(str, e["loc"])) + ": " * bool(e["loc"]) + e["msg"] for e in exc.errors()[:3])
-            raise OutputError(f"{where}: unreadable {what} ({errors})") from exc
+            raise OutputError(f"{where}: unreadable {what} ({one_line(exc)})") from exc
 
     def get(self, key: str, default: Any = None) -> Any:
         return getattr(self, key) if key in type(self).model_fields else default

@@ -46,17 +46,12 @@ import tensorflow as tf
 
 from vitalflow.dataset.reference import Dataset
 from vitalflow.errors import OutputError
+from vitalflow.locations import cache_dir
 from vitalflow.store import Store
 
 #: The model's inputs, by example feature name ("mask" only when the network reads it). Training
 #: also reads the truth (`TRUTH`): the parsed-window cache holds inputs and truth.
 INPUTS = ("timeseries", "static", "mask")
-CACHE_ENV = "VITALFLOW_CACHE"
-
-
-def cache_dir() -> Path:
-    """Where datasets read from S3 are cached: ``$VITALFLOW_CACHE`` or ``~/.cache/vitalflow``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "vitalflow")
 
 
 #: Cached copies whose sha256 this process has checked: path -> (size, mtime_ns, inode, sha256).

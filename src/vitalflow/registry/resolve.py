@@ -16,7 +16,8 @@ from pathlib import Path
 
 from vitalflow.errors import ModelError
 from vitalflow.model.card import CARD_NAME, read_model_card
-from vitalflow.registry.tracking import cache_dir, tracking_uri
+from vitalflow.locations import cache_dir
+from vitalflow.registry.tracking import tracking_uri
 from vitalflow.registry.versions import ModelReference, VersionInfo, find_version
 
 MARKER = ".vitalflow-registry.json"

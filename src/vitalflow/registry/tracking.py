@@ -20,28 +20,17 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from vitalflow.errors import ModelError
+from vitalflow.locations import home
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-HOME_ENV = "VITALFLOW_HOME"
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
-CACHE_ENV = "VITALFLOW_CACHE"  # the same cache as datasets read from S3 (`vitalflow.model.inputs`)
 STORE_DIR = "mlflow"
 DB_NAME = "mlflow.db"
 ARTIFACTS_DIR = "artifacts"
 
 log = logging.getLogger("vitalflow.progress")
-
-
-def home() -> Path:
-    """``$VITALFLOW_HOME`` or ``~/.vitalflow``."""
-    return Path(os.environ.get(HOME_ENV) or Path.home() / ".vitalflow").expanduser()
-
-
-def cache_dir() -> Path:
-    """``$VITALFLOW_CACHE`` or ``~/.cache/vitalflow``: registered models are downloaded below ``models/``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "vitalflow").expanduser()
 
 
 def tracking_uri() -> str:

@@ -19,7 +19,7 @@ from vitalflow.dataset.examples import case_block
 from vitalflow.dataset.ledger import Ledger
 from vitalflow.dataset.parts import PartWriter
 from vitalflow.dataset.verify import block_units, check_unit
-from vitalflow.errors import CaseDataError, VitalflowError
+from vitalflow.errors import CaseDataError, VitalflowError, one_line
 from vitalflow.run.inputs import CaseFile, local_copy
 from vitalflow.runtime.pool import peak_rss_mb
 from vitalflow.runtime.runner import CaseResult, CaseTimeout
@@ -126,7 +126,7 @@ class PreprocessJob:
             timings["peak_rss_mb"] = peak_rss_mb()
             return _result(outcome, block, timings)
         except VitalflowError as exc:
-            outcome.stage, outcome.reason = stage, _one_line(exc)
+            outcome.stage, outcome.reason = stage, one_line(exc)
         except MemoryError:
             outcome.stage = stage
             outcome.reason = (f"case {case_id}: out of memory: needs more than limits.worker_memory_mb "
@@ -135,7 +135,7 @@ class PreprocessJob:
             outcome.stage = stage
             outcome.reason = f"case {case_id}: took longer than limits.case_timeout_s {limits.case_timeout_s:g} s"
         except Exception as exc:  # a bug or an unforeseen input in this case's data: record it, go on
-            outcome.stage, outcome.reason = "internal", f"case {case_id}: {type(exc).__name__}: {_one_line(exc)}"
+            outcome.stage, outcome.reason = "internal", f"case {case_id}: {type(exc).__name__}: {one_line(exc)}"
             outcome.traceback = traceback.format_exc()  # in the card; printed with --verbose
         return _result(outcome, b"", timings)
 
@@ -143,10 +143,6 @@ class PreprocessJob:
 def _result(outcome: CaseOutcome, block, timings: dict[str, float]) -> CaseResult:
     return CaseResult(outcome.case_id, outcome.status == "failed", outcome.windows, (outcome, block), timings,
                       None if outcome.status != "failed" else f"at {outcome.stage}: {outcome.reason}")
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
 
 
 def read_details(recording: Recording, span: Span) -> dict | None:

@@ -536,6 +536,14 @@ def resolve_region(region: str | None = None, environ: dict[str, str] | None = N
     return region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or _profile_region()
 
 
+def require_region(region: str | None) -> str:
+    """``region`` (what `resolve_region` found), or the one error every AWS command gives without one."""
+    if not region:
+        raise LaunchError("no AWS region: pass --region or set AWS_REGION or AWS_DEFAULT_REGION "
+                          "(or a region in your AWS profile)")
+    return region
+
+
 def _profile_region() -> str | None:
     try:
         import boto3
@@ -635,9 +643,7 @@ def check_role_and_region(role: str | None, region: str | None, what: str) -> No
         raise LaunchError(f"no IAM role for {what}: pass --role or set {ROLE_ENV}")
     if not _ROLE_ARN.fullmatch(role):
         raise LaunchError(f"--role must be an IAM role ARN like arn:aws:iam::123456789012:role/Name (got {role!r})")
-    if not region:
-        raise LaunchError("no AWS region: pass --region or set AWS_REGION or AWS_DEFAULT_REGION "
-                          "(or a region in your AWS profile)")
+    require_region(region)
 
 
 def validate(options: LaunchOptions) -> None:
@@ -938,9 +944,7 @@ def _client(service: str, region: str | None):
     if session.get_credentials() is None:
         raise LaunchError("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
                           "or AWS_PROFILE, or run where an IAM role provides them")
-    if session.region_name is None:
-        raise LaunchError("no AWS region: pass --region or set AWS_REGION or AWS_DEFAULT_REGION "
-                          "(or a region in your AWS profile)")
+    require_region(session.region_name)
     return session.client(service)
 
 

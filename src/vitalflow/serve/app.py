@@ -35,9 +35,9 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from vitalflow import __version__
-from vitalflow.errors import CaseDataError, VitalflowError, VitalReadError
+from vitalflow.errors import CaseDataError, VitalflowError, VitalReadError, one_line, redact
 from vitalflow.serve import jobs_api
-from vitalflow.serve.auth import BearerAuth, BodyLimit, redact
+from vitalflow.serve.auth import BearerAuth, BodyLimit
 from vitalflow.serve.inputs import (
     CLINICAL,
     InputRejected,
@@ -75,10 +75,6 @@ class Refused(Exception):
 
 def _json(document: Any, status: int = 200) -> Response:
     return Response(json.dumps(document, allow_nan=False).encode(), status_code=status, media_type=JSON)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
 
 
 def _media_type(value: str | None) -> str:
@@ -126,9 +122,7 @@ class AsyncJobs:
         try:
             request = JobRequest.model_validate(document)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            return 422, {"jobId": document.get("jobId"), "status": "Failed",
-                         "error": f"{'.'.join(map(str, first['loc']))}: {first['msg']}"}
+            return 422, {"jobId": document.get("jobId"), "status": "Failed", "error": one_line(exc)}
         now = time.time()
         job = Job(job_id=request.jobId, request=document, status="InProgress", attempts=1, lease_owner=None,
                   lease_expires=None, heartbeat_at=None, submitted_at=now, started_at=now, finished_at=None,
@@ -165,16 +159,15 @@ def create_app(settings: ServeSettings, host: ModelHost | None = None,
 
     @app.exception_handler(Refused)
     async def _refused(request: Request, exc: Refused) -> Response:
-        return _json({"error": redact(_one_line(exc.message), secrets)}, exc.status)
+        return _json({"error": redact(one_line(exc.message), secrets)}, exc.status)
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> Response:
-        return _json({"error": redact(_one_line(exc.detail), secrets)}, exc.status_code)
+        return _json({"error": redact(one_line(exc.detail), secrets)}, exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        reasons = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        return _json({"error": redact(_one_line(reasons), secrets)}, 422)
+        return _json({"error": redact(one_line(exc), secrets)}, 422)
 
     @app.get("/ping")
     async def ping() -> Response:

@@ -1,6 +1,6 @@
 """Who may call the service, and how much they may send: two ASGI middlewares that wrap the whole
-app (the synchronous routes and the jobs router alike), plus the redaction every error text goes
-through before it reaches a log or a response.
+app (the synchronous routes and the jobs router alike). The redaction every error text goes through
+before it reaches a log or a response is `vitalflow.errors.redact` (the app uses it too).
 
 - `BearerAuth`: with a token configured, every request must carry ``Authorization: Bearer <token>``
   (compared in constant time, on digests, so neither content nor length leaks); otherwise 401.
@@ -8,7 +8,6 @@ through before it reaches a log or a response.
   and ``/ping`` reveals only whether the model is loaded.
 - `BodyLimit`: a body over the limit is refused with 413 before it is read: at once when its
   ``Content-Length`` says so, else as soon as the bytes received pass the limit (chunked bodies).
-- `redact`: the token and any ``scheme://user:password@`` credentials in a URI become ``***``.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 from typing import Iterable
 
 from starlette.exceptions import HTTPException
@@ -24,31 +22,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: Paths answered without a token (SageMaker's health check carries none).
 PUBLIC_PATHS = ("/ping",)
-_URI = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s?#]*@)?(?P<rest>[^\s?#]*)"
-                  r"(?P<query>\?[^\s#]*)?(?P<fragment>#\S*)?")
-_SECRET = re.compile(r"(?i)\b(aws_secret_access_key|aws_session_token|x-amz-security-token|x-amz-signature|"
-                     r"x-amz-credential|signature|token|password)=[^\s&]+")
-
-
-def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """``text`` without the given secrets, every URI without its user info, query string and
-    fragment, and every ``secret=...`` pair masked: what may go into a log, an error or a result.
-
-    >>> redact("https://bob:hunter2@mlflow.example/api failed, token abc123", ["abc123"])
-    'https://mlflow.example/api failed, token ***'
-    >>> redact("s3://AKIA:secret@bucket/k.vital?X-Amz-Signature=abc failed; token=xyz")
-    's3://bucket/k.vital failed; token=***'
-    >>> redact("https://user:pw@hooks.example/x?sig=1#frag")
-    'https://hooks.example/x'
-    """
-    text = str(text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    text = _URI.sub(lambda m: m.group("scheme") + m.group("rest"), text)
-    return _SECRET.sub(lambda m: f"{m.group(1)}=***", text)
-
-
 async def send_json(send: Send, status: int, document: dict, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps(document).encode()
     await send({"type": "http.response.start", "status": status,

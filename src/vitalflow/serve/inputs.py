@@ -27,7 +27,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from vitalflow.errors import VitalflowError
+from vitalflow.errors import VitalflowError, one_line
 from vitalflow.spec.model import Spec
 from vitalflow.transform.case import static_vector
 from vitalflow.transform.normalize import normalize
@@ -62,29 +62,7 @@ def parse_windows_request(document: Any) -> WindowsRequest:
     try:
         return WindowsRequest.model_validate(document)
     except ValidationError as exc:
-        raise InputRejected(_one_line(exc)) from None
-
-
-def _one_line(exc: ValidationError) -> str:
-    """The pydantic errors as one line.
-
-    >>> try:
-    ...     WindowsRequest.model_validate({"timeseries": [], "statc": []})
-    ... except ValidationError as e:
-    ...     print(_one_line(e))
-    static: missing; statc: unknown key
-    """
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"]) or "body"
-        if error["type"] == "missing":
-            what = "missing"
-        elif error["type"] == "extra_forbidden":
-            what = "unknown key"
-        else:
-            what = error["msg"]
-        parts.append(f"{where}: {what}")
-    return "; ".join(parts)
+        raise InputRejected(one_line(exc)) from None
 
 
 def _array(values: Any, name: str) -> np.ndarray:

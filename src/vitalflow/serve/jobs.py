@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from vitalflow.errors import CaseDataError
 from vitalflow.predict.recording import PATIENT_KEYS, patient_from, predict_recording
 from vitalflow.predict.table import CaseTable
-from vitalflow.serve.auth import redact
+from vitalflow.errors import redact
 from vitalflow.serve.queue import FINAL, Job
 from vitalflow.serve.settings import ServeSettings
 from vitalflow.store import Store

@@ -17,38 +17,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from vitalflow.serve.auth import redact
+from vitalflow.errors import one_line
+from vitalflow.errors import redact
 from vitalflow.serve.jobs import InputRefused, JobRequest, input_location, status_doc
 from vitalflow.serve.queue import STATUSES, JobQueue
 from vitalflow.serve.settings import ServeSettings
-
-
-def _validation_message(exc: ValidationError) -> str:
-    """One line naming every bad key: unknown, missing, or its problem.
-
-    >>> try:
-    ...     JobRequest.model_validate({"jobId": "a", "s3Key": "k", "colour": 1, "options": {"cvs": True}})
-    ... except ValidationError as e:
-    ...     print(_validation_message(e))
-    unknown key(s): colour, options.cvs
-    """
-    unknown, missing, other = [], [], []
-    for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"]) or "body"
-        if error["type"] == "extra_forbidden":
-            unknown.append(where)
-        elif error["type"] == "missing":
-            missing.append(where)
-        else:
-            message = error["msg"].removeprefix("Value error, ")
-            other.append(f"{where}: {message}" if where != "body" else message)
-    parts = []
-    if unknown:
-        parts.append(f"unknown key(s): {', '.join(sorted(unknown))}")
-    if missing:
-        parts.append(f"missing key(s): {', '.join(sorted(missing))}")
-    parts.extend(other)
-    return redact("; ".join(parts))
 
 
 def submit_job(settings: ServeSettings, queue: JobQueue, body: Any) -> tuple[int, dict[str, Any]]:
@@ -62,7 +35,7 @@ def submit_job(settings: ServeSettings, queue: JobQueue, body: Any) -> tuple[int
     try:
         request = JobRequest.model_validate(body)
     except ValidationError as exc:
-        return 422, {"error": _validation_message(exc)}
+        return 422, {"error": redact(one_line(exc))}
     existing = queue.get(request.jobId)
     if existing is not None:
         return 200, status_doc(existing)

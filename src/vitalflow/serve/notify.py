@@ -1,6 +1,6 @@
 """Notifications of a finished job: a POST to the webhook (httpx, short timeout, a few retries)
 and an SNS publish (boto3) to the success or error topic. A notification that cannot be
-delivered is logged (without credentials: `vitalflow.serve.auth.redact`) and never fails the job.
+delivered is logged (without credentials: `vitalflow.errors.redact`) and never fails the job.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import logging
 import time
 from typing import Any
 
-from vitalflow.serve.auth import redact
+from vitalflow.errors import redact
 
 log = logging.getLogger("vitalflow.serve")
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from vitalflow.errors import VitalflowError
+from vitalflow.errors import VitalflowError, one_line
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 TOKEN_ENV = "VITALFLOW_SERVE_TOKEN"
@@ -120,14 +120,4 @@ def from_environment(**options) -> ServeSettings:
     try:
         return ServeSettings(**merged)
     except ValidationError as exc:
-        raise ServeSettingsError(settings_error(exc)) from None
-
-
-def settings_error(exc: ValidationError) -> str:
-    """pydantic's errors as one line naming each field (a value-error's own message as it is)."""
-    parts = []
-    for error in exc.errors():
-        field = ".".join(str(p) for p in error["loc"])
-        message = error["msg"].removeprefix("Value error, ")
-        parts.append(f"{field}: {message}" if field else message)
-    return "; ".join(parts)
+        raise ServeSettingsError(one_line(exc)) from None

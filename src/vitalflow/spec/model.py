@@ -17,7 +17,7 @@ import fsspec
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from vitalflow.errors import SpecError
+from vitalflow.errors import SpecError, one_line
 
 BUILTIN_DIR = Path(__file__).parent
 DEFAULT_SPEC = "master-poc"
@@ -435,13 +435,7 @@ def _validate(model: type[BaseModel], data: dict, where: str):
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        msg = first["msg"]
-        if first["type"] == "extra_forbidden":
-            msg = "unknown key"
-        more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
-        raise SpecError(f"{where}: {loc}: {msg}{more}") from exc
+        raise SpecError(f"{where}: {one_line(exc)}") from exc
 
 
 def load_validated(model: type[BaseModel], path: str | Path, what: str):

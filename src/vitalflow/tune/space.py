@@ -40,7 +40,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
 
-from vitalflow.errors import SpecError
+from vitalflow.errors import SpecError, one_line
 from vitalflow.model.config import TrainConfig
 from vitalflow.spec.model import Strict, _read_yaml, _validate, content_hash
 
@@ -186,10 +186,8 @@ def check_space(tune: TuneConfig, base: dict, where: str) -> None:
             try:
                 config = apply(base, {path: value})
             except ValidationError as exc:
-                first = exc.errors()[0]
-                loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
                 raise SpecError(f"{where}: search: {path} = {json.dumps(value)} is not a valid train config "
-                                f"({loc}: {first['msg']})") from None
+                                f"({one_line(exc)})") from None
             if config.task != "decisions":
                 raise SpecError(f"{where}: search: {path}: tune searches decision models (task: decisions)")
 
