@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import shlex
-import sys
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -27,6 +26,9 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from vitalflow import __version__, app_cli, deploy_cli, launch_cli, models_cli, predict_cli, serve_cli
+from vitalflow.cli_run import (CASES, CLINICAL, COMMIT_EVERY, INPUT, LOG_FORMAT, PROGRESS_INTERVAL, QUIET,
+                               RETRY_FAILED, WORKERS, LogFormat, configure_logging, progress_reporter,
+                               resume_args, state)
 from vitalflow.errors import VitalflowError, one_line
 
 if TYPE_CHECKING:
@@ -70,7 +72,6 @@ app = typer.Typer(
 )
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-_state = {"verbose": False}
 _VERBOSE_HELP = "Show tracebacks and per-case log lines."
 
 
@@ -78,11 +79,6 @@ class SplitName(str, enum.Enum):
     train = "train"
     validation = "validation"
     test = "test"
-
-
-class LogFormat(str, enum.Enum):
-    text = "text"
-    json = "json"
 
 
 def _version(value: bool) -> None:
@@ -96,24 +92,14 @@ def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help=_VERBOSE_HELP),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    _state["verbose"] = verbose
-    _configure_logging("text")
+    state["verbose"] = verbose
+    configure_logging("text")
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        data = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
-                "message": record.getMessage()}
-        if hasattr(record, "progress"):
-            data["progress"] = record.progress
-        return json.dumps(data)
 
 
-def _configure_logging(log_format: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonFormatter() if log_format == "json" else logging.Formatter("%(levelname)s %(message)s"))
-    logging.basicConfig(level=logging.INFO if _state["verbose"] else logging.WARNING, handlers=[handler], force=True)
-    logging.getLogger("vitalflow.progress").setLevel(logging.INFO)
+
+
 
 
 def _error(message: str) -> None:
@@ -133,13 +119,13 @@ def _errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, verbose: bool = False, **kwargs):
-        if verbose and not _state["verbose"]:
-            _state["verbose"] = True
-            _configure_logging("text")
+        if verbose and not state["verbose"]:
+            state["verbose"] = True
+            configure_logging("text")
         try:
             return fn(*args, **kwargs)
         except (VitalflowError, OSError) as exc:
-            if _state["verbose"]:
+            if state["verbose"]:
                 err.print(traceback.format_exc(), markup=False)
             _error(_describe(exc))
             raise typer.Exit(EXIT_ERROR) from None
@@ -178,28 +164,26 @@ def synth(
 @_errors
 def preprocess(
     ctx: typer.Context,
-    input: str = typer.Option(..., "--input", "-i", help="Folder or s3:// prefix of <caseid>.vital files."),
-    clinical: str = typer.Option(..., "--clinical", "-c", help="VitalDB clinical table (CSV; path or s3://)."),
+    input: str = INPUT,
+    clinical: str = CLINICAL,
     output: str = typer.Option(..., "--output", "-o", help="Output folder or s3:// prefix (parts, ledger, card)."),
-    cases: Optional[str] = typer.Option(None, "--cases", help='Cases to process, e.g. "1-10,17,0022" (default: all files).'),
+    cases: Optional[str] = CASES,
     config: Optional[str] = typer.Option(None, "--config", help="Run config YAML (path or s3://)."),
-    workers: int = typer.Option(os.cpu_count() or 1, "--workers", "-w", min=1, help="Worker processes."),
-    commit_every: int = typer.Option(16, "--commit-every", min=1, help="Cases per commit (parts + ledger record)."),
-    retry_failed: bool = typer.Option(False, "--retry-failed", help="On resume, run failed cases again."),
+    workers: int = WORKERS,
+    commit_every: int = COMMIT_EVERY,
+    retry_failed: bool = RETRY_FAILED,
     merge: bool = typer.Option(False, "--merge", help="Also write single train/validation/test.tfrecord files."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete what is in --output and start fresh."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
-    log_format: LogFormat = typer.Option(LogFormat.text, "--log-format", case_sensitive=False,
-                                         help="text, or json (one JSON object per log line)."),
-    progress_interval: float = typer.Option(30.0, "--progress-interval", min=0.1,
-                                            help="Seconds between progress lines when not on a terminal."),
+    quiet: bool = QUIET,
+    log_format: LogFormat = LOG_FORMAT,
+    progress_interval: float = PROGRESS_INTERVAL,
 ) -> None:
     """Preprocess recordings into train/validation/test TFRecords; resumes an interrupted run."""
     from vitalflow.run.preprocess import RunOptions
     from vitalflow.sagemaker.env import detect
 
     log_format = LogFormat(log_format).value
-    _configure_logging(log_format)
+    configure_logging(log_format)
     job = detect()
     options = RunOptions(workers=workers, commit_every=commit_every, overwrite=overwrite,
                          retry_failed=retry_failed, merge=merge, host_index=job.host_index, host_count=job.host_count)
@@ -207,42 +191,9 @@ def preprocess(
         logging.getLogger("vitalflow").warning(
             "%s: host %s is %d of %d", job.description, job.current_host, job.host_index + 1, job.host_count)
     code = _preprocess_and_report(input, clinical, output, cases, config, options,
-                                  _reporter(quiet, log_format, progress_interval), _resume_args(ctx))
+                                  progress_reporter(quiet, log_format, progress_interval), resume_args(ctx))
     if code:
         raise typer.Exit(code)
-
-
-def _resume_args(ctx: typer.Context) -> list[str]:
-    """The command that resumes this run: every option given that differs from its default, except
-    ``--overwrite`` (resuming must not delete), and ``--verbose`` if it was given before or after."""
-    args = ["vitalflow", ctx.info_name or "preprocess"]
-    for param in ctx.command.params:
-        name, value = param.name, ctx.params.get(param.name)
-        if name in ("overwrite", "verbose") or not getattr(param, "opts", None) or value is None:
-            continue
-        if not param.required and value == param.default:
-            continue
-        flag = max(param.opts, key=len)  # the long name
-        if getattr(param, "is_flag", False):
-            if value:
-                args.append(flag)
-            elif param.secondary_opts:
-                args.append(max(param.secondary_opts, key=len))
-        else:
-            args += [flag, str(value.value if isinstance(value, enum.Enum) else value)]
-    if _state["verbose"]:
-        args.append("--verbose")
-    return args
-
-
-def _reporter(quiet: bool, log_format: str, interval: float):
-    from vitalflow.runtime.progress import BarReporter, LogReporter, Reporter
-
-    if quiet:
-        return Reporter()
-    if log_format == "text" and sys.stderr.isatty():
-        return BarReporter(err)
-    return LogReporter(interval)
 
 
 def _preprocess_and_report(input_dir, clinical, output, cases, config_path, options, reporter,
@@ -268,7 +219,7 @@ def _preprocess_and_report(input_dir, clinical, output, cases, config_path, opti
         _print_summary(card)
         for f in card.failed:
             err.print(f"  failed  case {f['case_id']} ({f['stage']}): {_case_message(f)}", markup=False)
-            if _state["verbose"] and f.get("traceback"):
+            if state["verbose"] and f.get("traceback"):
                 err.print(f["traceback"].rstrip(), markup=False)
         for e in card.excluded:
             out.print(f"  excluded case {e['case_id']}: {_case_message(e, 'reason')}", markup=False)
@@ -382,9 +333,9 @@ def demo(
     from vitalflow.run.preprocess import RunOptions
 
     resume = ["vitalflow", "preprocess", "--input", str(corpus), "--clinical", str(corpus / "clinical.csv"),
-              "--output", str(output), "--config", str(config), "--merge"] + (["--verbose"] if _state["verbose"] else [])
+              "--output", str(output), "--config", str(config), "--merge"] + (["--verbose"] if state["verbose"] else [])
     code = _preprocess_and_report(str(corpus), str(corpus / "clinical.csv"), str(output), None, str(config),
-                                  RunOptions(overwrite=True, merge=True), _reporter(False, "text", 30.0), resume)
+                                  RunOptions(overwrite=True, merge=True), progress_reporter(False, "text", 30.0), resume)
     if code:
         raise typer.Exit(code)
     out.print(f"read it in TensorFlow: see README 'Output schema'; card: {output / 'preprocessing_metadata.json'}")

@@ -81,10 +81,10 @@ def one_line(error: BaseException | str) -> str:
     A pydantic ``ValidationError`` becomes ``field: reason; ...`` for each of its errors (a missing
     field says "missing", an unknown one "unknown key", pydantic's "Value error, " prefix is cut,
     and a request's ``body`` level is not named); an OS error ``file: reason``; anything else its
-    text, its lines joined by "; " and each run of blanks made one space.
+    text with every run of blanks and line breaks made one space.
 
     >>> one_line("first line\\n  second   line\\n")
-    'first line; second line'
+    'first line second line'
     >>> one_line(FileNotFoundError(2, "No such file or directory", "/data/1.vital"))
     '/data/1.vital: No such file or directory'
     >>> from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -116,7 +116,7 @@ def one_line(error: BaseException | str) -> str:
         text = f"{' -> '.join(files)}: {error.strerror}" if files else error.strerror
     else:
         text = str(error)
-    return "; ".join(" ".join(line.split()) for line in text.splitlines() if line.strip())
+    return " ".join(text.split())
 
 
 _URI = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s?#]*@)?(?P<rest>[^\s?#]*)"

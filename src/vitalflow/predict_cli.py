@@ -7,14 +7,15 @@ cases with a table is below ``min_success_rate``; 75 stopped by a signal (rerun 
 from __future__ import annotations
 
 import logging
-import os
 import shlex
-import sys
 from typing import Callable, Optional
 
 import typer
 from rich.console import Console
 
+from vitalflow.cli_run import (CASES, CLINICAL, COMMIT_EVERY, INPUT, LOG_FORMAT, PROGRESS_INTERVAL, QUIET,
+                               RETRY_FAILED, WORKERS, LogFormat, configure_logging, progress_reporter,
+                               resume_args)
 from vitalflow.errors import one_line
 
 out = Console(highlight=False, soft_wrap=True)
@@ -22,57 +23,44 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 EXIT_LOW_SUCCESS, EXIT_STOPPED = 3, 75
 
 
-def _resume_command(ctx: typer.Context) -> str:
-    """The command that resumes this run: the options given, without ``--overwrite``."""
-    args = ["vitalflow", "predict"]
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name)
-        if param.name in ("overwrite", "verbose") or value is None or not getattr(param, "opts", None):
-            continue
-        if not param.required and value == param.default:
-            continue
-        flag = max(param.opts, key=len)
-        if getattr(param, "is_flag", False):
-            if value:
-                args.append(flag)
-        else:
-            args += [flag, str(value)]
-    return shlex.join(args)
-
-
 def predict(
     ctx: typer.Context,
     model: str = typer.Option(..., "--model", "-m", help="Model directory (path or s3://), NAME@ALIAS or NAME/VERSION."),
-    input: str = typer.Option(..., "--input", "-i", help="Folder or s3:// prefix of <caseid>.vital files."),
-    clinical: str = typer.Option(..., "--clinical", "-c", help="VitalDB clinical table (CSV; path or s3://)."),
+    input: str = INPUT,
+    clinical: str = CLINICAL,
     output: str = typer.Option(..., "--output", "-o", help="Output folder or s3:// prefix (cases/, ledger, card)."),
-    cases: Optional[str] = typer.Option(None, "--cases", help='Cases to predict, e.g. "1-10,17,0022" (default: all files).'),
+    cases: Optional[str] = CASES,
     config: Optional[str] = typer.Option(None, "--config", help="Run config YAML: crop, window step, limits (the spec "
                                                                 "and window length are the model's)."),
     csv: bool = typer.Option(False, "--csv", help="Also write each case's table as CSV."),
     plots: bool = typer.Option(False, "--plots", help="Also write a PNG timeline per case (predicted vs recorded)."),
-    workers: int = typer.Option(os.cpu_count() or 1, "--workers", "-w", min=1, help="Worker processes (read + transform)."),
-    commit_every: int = typer.Option(16, "--commit-every", min=1, help="Cases per commit (case files + ledger record)."),
+    workers: int = WORKERS,
+    commit_every: int = COMMIT_EVERY,
+    retry_failed: bool = RETRY_FAILED,
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete this run's predictions in --output and start fresh."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    quiet: bool = QUIET,
+    log_format: LogFormat = LOG_FORMAT,
+    progress_interval: float = PROGRESS_INTERVAL,
 ) -> None:
     """Predict the 8 targets over recordings with a model, through the spec it was trained with; resumes."""
     from vitalflow.predict import PredictOptions
     from vitalflow.predict import predict as run
     from vitalflow.run.cases import parse_case_selection
-    from vitalflow.runtime.progress import BarReporter, LogReporter, Reporter
     from vitalflow.sagemaker.env import detect
     from vitalflow.spec import load_config
 
+    log_format = LogFormat(log_format).value
+    configure_logging(log_format)
     job = detect()
     if job.kind != "local":
         logging.getLogger("vitalflow").warning(
             "%s: host %s is %d of %d", job.description, job.current_host, job.host_index + 1, job.host_count)
-    options = PredictOptions(workers=workers, commit_every=commit_every, overwrite=overwrite, csv=csv, plots=plots,
-                             host_index=job.host_index, host_count=job.host_count)
+    options = PredictOptions(workers=workers, commit_every=commit_every, overwrite=overwrite,
+                             retry_failed=retry_failed, csv=csv, plots=plots, host_index=job.host_index,
+                             host_count=job.host_count)
     run_config = load_config(config)[0] if config is not None else None
     selected = parse_case_selection(cases) if cases is not None else None
-    reporter = Reporter() if quiet else (BarReporter(err) if sys.stderr.isatty() else LogReporter(30.0))
+    reporter = progress_reporter(quiet, log_format, progress_interval)
     result = run(model, input, clinical, output, cases=selected, options=options, config=run_config,
                  reporter=reporter)
     card = result.card
@@ -94,7 +82,7 @@ def predict(
             err.print(f"  failed  case {f['case_id']} ({f['stage']}): {one_line(f['error'])}", markup=False)
         for e in card.excluded:
             out.print(f"  excluded case {e['case_id']}: {one_line(e['reason'])}", markup=False)
-    resume = _resume_command(ctx)
+    resume = shlex.join(resume_args(ctx))
     if not result.complete:
         why = f"stopped by {result.stopped_by}" if result.stopped_by else "stopped"
         err.print(f"Error: {why}: {c.done} of {c.selected} cases are committed and the card is marked partial. "

@@ -105,6 +105,11 @@ class JobRequest(BaseModel):
         return [self.kind, *args]
 
 
+#: A per-case command run by the app logs JSON lines with a progress record every 2 s (both
+#: ``preprocess`` and ``predict`` take these options: `vitalflow.cli_run`).
+STRUCTURED_PROGRESS = ("--log-format", "json", "--progress-interval", "2")
+
+
 def _opt(flag: str, value: Any) -> list[str]:
     return [] if value is None else [flag, str(value)]
 
@@ -197,7 +202,7 @@ class PreprocessRequest(JobRequest, _Cases):
                 *_opt("--cases", self.cases), *_opt("--config", self.config), "--workers", str(self.workers)]
         if self.target == "local":
             args += [*_flag("--merge", self.merge), *_flag("--retry-failed", self.retry_failed),
-                     *_flag("--overwrite", self.overwrite), "--log-format", "json", "--progress-interval", "2"]
+                     *_flag("--overwrite", self.overwrite), *STRUCTURED_PROGRESS]
         return args
 
 
@@ -286,7 +291,8 @@ class PredictRequest(JobRequest, _Cases):
         args = ["--model", self.model, "--input", self.input, "--clinical", self.clinical, "--output", self.output,
                 *_opt("--cases", self.cases), *_opt("--config", self.config), "--workers", str(self.workers)]
         if self.target == "local":
-            args += [*_flag("--csv", self.csv), *_flag("--plots", self.plots), *_flag("--overwrite", self.overwrite)]
+            args += [*_flag("--csv", self.csv), *_flag("--plots", self.plots), *_flag("--overwrite", self.overwrite),
+                     *STRUCTURED_PROGRESS]
         return args
 
 

@@ -21,9 +21,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import logging
-import os
-import re
-import socket
 import time
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -31,7 +28,7 @@ from pathlib import Path
 from typing import Iterable
 
 from vitalflow.dataset.ledger import MANIFEST_FORMAT, Ledger, manifest_differences
-from vitalflow.errors import InputError, ModelError, OutputError
+from vitalflow.errors import ModelError, OutputError
 from vitalflow.model.card import CARD_NAME, ModelCard, read_model_card
 from vitalflow.predict.card import (CaseCounts, ModelRef, PredictionCard, Registered, Target, card_name)
 from vitalflow.predict.job import Outputs, PredictionCommitter, PredictJob, leftover_files
@@ -39,35 +36,25 @@ from vitalflow.predict.model_process import ModelProcess
 from vitalflow.predict.table import PARQUET, case_files, context_inputs, output_columns, prediction_labels
 from vitalflow.registry.resolve import resolve_model
 from vitalflow.run.cases import CaseSelection
-from vitalflow.run.inputs import find_case_files, input_identity, read_input_bytes
-from vitalflow.run.preprocess import host_cases
+from vitalflow.registry.versions import ModelReference
+from vitalflow.run.driver import CaseRunOptions, OutputKind, failed_ids, open_output, plan_cases, running
 from vitalflow.run.preprocess_job import PreprocessJob
 from vitalflow.runtime.pool import peak_rss_mb
-from vitalflow.runtime.progress import Reporter, Tally
+from vitalflow.runtime.progress import Reporter
 from vitalflow.runtime.runner import WorkerLimits, run_cases
-from vitalflow.runtime.stop import StopRequest
 from vitalflow.spec.model import Config, content_hash
 from vitalflow.store import Store
-from vitalflow.vital.clinical import read_clinical
 
 log = logging.getLogger("vitalflow")
 MANIFEST_KIND = "prediction"
 
 
 @dataclass(frozen=True)
-class PredictOptions:
-    workers: int = os.cpu_count() or 1
-    commit_every: int = 16  # cases per commit (case files, then one ledger record)
-    overwrite: bool = False
+class PredictOptions(CaseRunOptions):
+    """A prediction run's options: the per-case run's (`CaseRunOptions`), and which extra files to write."""
+
     csv: bool = False
     plots: bool = False
-    host_index: int = 0  # this host among host_count hosts sharing the run (SageMaker instances)
-    host_count: int = 1
-    stop_grace_s: float = 20.0
-
-    @property
-    def host(self) -> str:
-        return f"h{self.host_index}"
 
 
 @dataclass
@@ -90,15 +77,10 @@ def registered(reference: str, model_dir: str) -> Registered | None:
     >>> registered("/models/m1", "/models/m1") is None
     True
     """
-    if reference == model_dir:
+    parsed = ModelReference.parse(reference)
+    if reference == model_dir or parsed is None:
         return None
-    m = re.fullmatch(r"([^@/]+)@([^@/]+)", reference)
-    if m:
-        return Registered(name=m.group(1), alias=m.group(2))
-    m = re.fullmatch(r"([^@/]+)/([0-9]+)", reference)
-    if m:
-        return Registered(name=m.group(1), version=m.group(2))
-    return None
+    return Registered(name=parsed.name, alias=parsed.alias, version=parsed.version)
 
 
 def prediction_config(card: ModelCard, config: Config | None) -> Config:
@@ -135,19 +117,8 @@ def predict(
     card_bytes = Store(model_dir).read_bytes(CARD_NAME)
     spec = card.spec.load()
     config = prediction_config(card, config)
-    input_uri, clinical_uri = str(input_uri), str(clinical_uri)
-    clinical = read_input_bytes(clinical_uri, "clinical table")
-    patients = read_clinical(clinical, clinical_uri)
-    files = find_case_files(input_uri)
-    if cases is not None and not isinstance(cases, CaseSelection):
-        cases = CaseSelection.of(cases)
-    selection = cases if cases is not None else CaseSelection.of(files)
-    selected = selection.among(files)
-    if not selected:
-        what = f"none of the {len(selection)} selected case ids ({selection.head(5)}) has" if cases else "no"
-        raise InputError(f"{input_uri}: {what} case file (<caseid>.vital)")
-    without_file = selection.without(files) if options.host_index == 0 else CaseSelection(())
-    mine = host_cases(selected, options.host_index, options.host_count)
+    plan = plan_cases(input_uri, clinical_uri, cases, options)
+    mine, inputs = plan.mine, plan.inputs
     outputs = Outputs(csv=options.csv, plots=options.plots)
     model_ref = ModelRef(
         reference=reference, dir=model_dir, registered=registered(reference, model_dir),
@@ -155,12 +126,6 @@ def predict(
         spec={"name": card.spec.name, "version": card.spec.version, "hash": card.spec.hash},
         config_hash=card.config_hash, dataset_fingerprint=card.dataset.fingerprint, dataset_uri=card.dataset.uri,
         window_s=card.window_s, horizon_s=card.horizon_s)
-    inputs = {
-        "input": input_identity(input_uri, files, selected),
-        "clinical": {"uri": clinical_uri, "sha256": hashlib.sha256(clinical).hexdigest()},
-        "selection": selection.text if cases is not None else None,
-        "without_file": {"count": len(without_file), "ids": without_file.head(50)},
-    }
     run_config = {"crop_to_anesthesia": config.crop_to_anesthesia, "windows": config.windows.model_dump(mode="json"),
                   "limits": config.limits.model_dump(mode="json"), "min_success_rate": config.min_success_rate}
     settings = {"model_card_sha256": model_ref.card_sha256, "config": run_config,
@@ -174,7 +139,7 @@ def predict(
         "spec": model_ref.spec,
         "model": model_ref.model_dump(mode="json"),
         "settings": settings,
-        "cases": selected,
+        "cases": plan.selected,
         "clinical_sha256": inputs["clinical"]["sha256"],
         "inputs": inputs,
     }
@@ -182,11 +147,14 @@ def predict(
     ledger = Ledger(store, options.host)
     name = card_name(options.host, options.host_count)
     reporter = reporter or Reporter()
-    with store.lock(ledger.lock_name, f"vitalflow predict on {socket.gethostname()}"), StopRequest() as stop:
-        _open_ledger(store, ledger, manifest, options, name, mine)
-        state = ledger.load()
-        done = state.outcomes
-        ok = {c for c, o in done.items() if o.status == "ok"}
+    mine_set = set(mine)
+    kind = OutputKind("predictions", name, lambda n: case_files.parse(n) in mine_set,
+                      lambda existing, new: _differences(store, existing, new, failed_ids(ledger)),
+                      lambda: _clear(store, mine, name))
+    with running(store, ledger, "predict", mine, options,
+                 lambda: open_output(store, ledger, manifest, options, kind)) as run:
+        stop, state, tally, todo = run.stop, run.state, run.tally, run.todo
+        ok = {c for c, o in state.outcomes.items() if o.status == "ok" and c not in todo}
         removed = leftover_files(store, mine, ok)
         for leftover in removed:
             store.delete(leftover)
@@ -194,14 +162,8 @@ def predict(
             log.warning("removed %d file(s) of cases an interrupted run did not commit: %s", len(removed),
                         ", ".join(removed[:10]))
         store.clear_staging(options.host)
-        todo = [c for c in mine if c not in done]
-        tally = Tally(total=len(mine))
-        for c in mine:
-            if c in done:
-                tally.add(done[c].windows, done[c].status == "failed")
-        tally.done_at_start = tally.done
-        job = PredictJob(PreprocessJob(input_uri, files, patients, {}, config, spec), "mask" in card.inputs,
-                         prediction_labels(card), context_inputs(card))
+        job = PredictJob(PreprocessJob(plan.input_uri, plan.files, plan.patients, {}, config, spec),
+                         "mask" in card.inputs, prediction_labels(card), context_inputs(card))
         timings = {"read": 0.0, "transform": 0.0, "pack": 0.0, "model": 0.0, "write": 0.0}
         run_info = {"workers": options.workers, "commit_every": options.commit_every, "stopped_by": None,
                     "cases_processed": 0, "removed_leftovers": removed, "worker_deaths": []}
@@ -273,25 +235,18 @@ def _card(model_ref: ModelRef, card: ModelCard, mine: list[int], outcomes: dict,
     )
 
 
-def _open_ledger(store: Store, ledger: Ledger, manifest: dict, options: PredictOptions, card: str,
-                 mine: list[int]) -> None:
-    """Start fresh, resume, or refuse an output made by another model, from other inputs or settings."""
-    if options.overwrite:
-        ledger.clear()
-        for name in store.list(case_files.prefix):
-            if case_files.parse(name) in set(mine):
-                store.delete(name)
-        store.delete(card)
-    existing = ledger.read_manifest()
-    if existing is None:
-        mine_set = set(mine)
-        foreign = [n for n in store.list() if n == card or n.startswith(ledger.prefix + "/")
-                   or case_files.parse(n) in mine_set]
-        if foreign:
-            raise OutputError(f"{store.uri} already holds predictions ({foreign[0]}) this run did not start; "
-                              "choose another --output or pass --overwrite to replace them")
-        ledger.write_manifest(manifest)
-        return
+def _clear(store: Store, mine: list[int], card: str) -> None:
+    """``--overwrite``: delete this host's case files and card (the driver clears the ledger)."""
+    mine_set = set(mine)
+    for name in store.list(case_files.prefix):
+        if case_files.parse(name) in mine_set:
+            store.delete(name)
+    store.delete(card)
+
+
+def _differences(store: Store, existing: dict, manifest: dict, failed: set[str]) -> list[str]:
+    """Why predictions already in the output cannot be resumed by this run; refuses outright an
+    output that holds a dataset or another model's predictions."""
     if existing.get("kind") != MANIFEST_KIND:
         raise OutputError(f"{store.uri} holds a preprocessed dataset, not predictions: choose another --output")
     old_model, new_model = existing.get("model") or {}, manifest["model"]
@@ -301,11 +256,8 @@ def _open_ledger(store: Store, ledger: Ledger, manifest: dict, options: PredictO
             f"{old_model.get('dir', '?')}, created {old_model.get('created_utc', '?')}); --model "
             f"{new_model['reference']} is {new_model['dir']}, created {new_model['created_utc']}. "
             "Choose another --output, or pass --overwrite to replace them")
-    differences = manifest_differences(existing, manifest)
+    differences = manifest_differences(existing, manifest, failed)
     if existing.get("settings") != manifest["settings"]:
         differences = [d for d in differences if not d.startswith("config or spec")]
         differences.insert(0, "settings (--config, --csv or --plots)")
-    if differences:
-        raise OutputError(
-            f"{store.uri} was predicted from other inputs or settings: {'; '.join(differences)}. "
-            "Use the original inputs and settings to resume, or pass --overwrite to start fresh")
+    return differences
