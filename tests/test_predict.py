@@ -268,6 +268,32 @@ def test_sigterm_exits_75_and_the_rerun_finishes(model, unseen, tmp_path):
     assert json.loads((out / "prediction_card.json").read_text())["status"] == "complete"
 
 
+def test_retry_failed_predicts_a_fixed_recording_and_progress_is_json(model, unseen, predicted, tmp_path):
+    """The run driver's options hold for predict as for preprocess: a failed case stays failed on
+    resume, ``--retry-failed`` runs it again once its recording is fixed (a changed recording of a
+    failed case does not block the resume), and ``--log-format json`` writes progress records."""
+    rec = tmp_path / "rec"
+    shutil.copytree(unseen / "rec", rec)
+    out = tmp_path / "out"
+    args = ["predict", "-m", model, "-i", rec, "-c", rec / "clinical.csv", "-o", out, "--config", unseen / "run.yaml",
+            "-w", "1", "--log-format", "json", "--progress-interval", "0.1"]
+    first = vitalflow(*args, check=0)
+    records = [json.loads(line) for line in first.stderr.splitlines() if line.startswith("{")]
+    progress = [r["progress"] for r in records if "progress" in r]
+    assert progress and progress[-1]["done"] == 8 and progress[-1]["total"] == 8, first.stderr
+    card = json.loads((out / "prediction_card.json").read_text())
+    assert GARBAGE in {f["case_id"] for f in card["failed"]}
+    shutil.copy(rec / "0003.vital", rec / f"{GARBAGE}.vital")  # the bad file replaced by a readable recording
+    vitalflow(*args, check=0)
+    card = json.loads((out / "prediction_card.json").read_text())
+    assert GARBAGE in {f["case_id"] for f in card["failed"]}  # resume alone does not rerun it
+    vitalflow(*args, "--retry-failed", check=0)
+    card = json.loads((out / "prediction_card.json").read_text())
+    assert GARBAGE not in {f["case_id"] for f in card["failed"]}
+    assert NO_ROW in {f["case_id"] for f in card["failed"]}  # still no clinical row: fails again
+    assert table(out, GARBAGE).num_rows > 0
+
+
 def test_a_model_of_another_spec_predicts_with_its_own_spec(trainable_dataset, tiny_config, unseen, tmp_path):
     """A model trained on data of an edited spec (version 3, propofol range [0, 20]) transforms the
     recordings with that spec, though the spec file is gone and the installed default differs."""
