@@ -13,7 +13,6 @@ import enum
 import functools
 import inspect
 import json
-import logging
 import os
 import shlex
 import traceback
@@ -28,7 +27,7 @@ from typer.core import TyperGroup
 from vitalflow import __version__, app_cli, deploy_cli, launch_cli, models_cli, predict_cli, serve_cli
 from vitalflow.cli_run import (CASES, CLINICAL, COMMIT_EVERY, INPUT, LOG_FORMAT, PROGRESS_INTERVAL, QUIET,
                                RETRY_FAILED, WORKERS, LogFormat, configure_logging, progress_reporter,
-                               resume_args, state)
+                               resume_args, start_run, state)
 from vitalflow.errors import VitalflowError, one_line
 
 if TYPE_CHECKING:
@@ -180,16 +179,10 @@ def preprocess(
 ) -> None:
     """Preprocess recordings into train/validation/test TFRecords; resumes an interrupted run."""
     from vitalflow.run.preprocess import RunOptions
-    from vitalflow.sagemaker.env import detect
 
-    log_format = LogFormat(log_format).value
-    configure_logging(log_format)
-    job = detect()
+    log_format, job = start_run(log_format)
     options = RunOptions(workers=workers, commit_every=commit_every, overwrite=overwrite,
                          retry_failed=retry_failed, merge=merge, host_index=job.host_index, host_count=job.host_count)
-    if job.kind != "local":
-        logging.getLogger("vitalflow").warning(
-            "%s: host %s is %d of %d", job.description, job.current_host, job.host_index + 1, job.host_count)
     code = _preprocess_and_report(input, clinical, output, cases, config, options,
                                   progress_reporter(quiet, log_format, progress_interval), resume_args(ctx))
     if code:

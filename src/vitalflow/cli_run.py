@@ -54,6 +54,20 @@ def configure_logging(log_format: str) -> None:
     logging.getLogger("vitalflow.progress").setLevel(logging.INFO)
 
 
+def start_run(log_format: LogFormat | str):
+    """Configure logging for ``log_format`` and find where the run is (`vitalflow.sagemaker.env`:
+    this machine, or one host of a SageMaker job, said in one warning line): (format, job)."""
+    from vitalflow.sagemaker.env import detect
+
+    log_format = LogFormat(log_format).value
+    configure_logging(log_format)
+    job = detect()
+    if job.kind != "local":
+        logging.getLogger("vitalflow").warning(
+            "%s: host %s is %d of %d", job.description, job.current_host, job.host_index + 1, job.host_count)
+    return log_format, job
+
+
 def resume_args(ctx: typer.Context) -> list[str]:
     """The command that resumes this run: every option given that differs from its default, except
     ``--overwrite`` (resuming must not delete), and ``--verbose`` if it was given before or after."""

@@ -6,7 +6,6 @@ cases with a table is below ``min_success_rate``; 75 stopped by a signal (rerun 
 
 from __future__ import annotations
 
-import logging
 import shlex
 from typing import Callable, Optional
 
@@ -14,8 +13,7 @@ import typer
 from rich.console import Console
 
 from vitalflow.cli_run import (CASES, CLINICAL, COMMIT_EVERY, INPUT, LOG_FORMAT, PROGRESS_INTERVAL, QUIET,
-                               RETRY_FAILED, WORKERS, LogFormat, configure_logging, progress_reporter,
-                               resume_args)
+                               RETRY_FAILED, WORKERS, LogFormat, progress_reporter, resume_args, start_run)
 from vitalflow.errors import one_line
 
 out = Console(highlight=False, soft_wrap=True)
@@ -46,15 +44,9 @@ def predict(
     from vitalflow.predict import PredictOptions
     from vitalflow.predict import predict as run
     from vitalflow.run.cases import parse_case_selection
-    from vitalflow.sagemaker.env import detect
     from vitalflow.spec import load_config
 
-    log_format = LogFormat(log_format).value
-    configure_logging(log_format)
-    job = detect()
-    if job.kind != "local":
-        logging.getLogger("vitalflow").warning(
-            "%s: host %s is %d of %d", job.description, job.current_host, job.host_index + 1, job.host_count)
+    log_format, job = start_run(log_format)
     options = PredictOptions(workers=workers, commit_every=commit_every, overwrite=overwrite,
                              retry_failed=retry_failed, csv=csv, plots=plots, host_index=job.host_index,
                              host_count=job.host_count)
