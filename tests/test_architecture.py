@@ -168,3 +168,10 @@ def test_each_concept_is_defined_once(concept, pattern, home):
     """A second definition of these (each once had several, already drifting) fails here."""
     found = _definitions(pattern)
     assert len(found) == 1 and found[0].startswith(home + ":"), f"{concept}: {found}"
+
+
+def test_the_app_reads_no_log_text():
+    """The app's job runner reads the JSON logs' structured fields, not message words: it holds no
+    regular expression (a second reader of log text would have to import ``re`` here)."""
+    runner = (SRC / "api" / "runner.py").read_text()
+    assert "import re\n" not in runner and "re.compile(" not in runner

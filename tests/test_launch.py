@@ -353,6 +353,29 @@ def test_launch_without_a_kind_means_preprocess():
 # Against moto
 # ---------------------------------------------------------------------------------------------
 
+def test_a_launch_with_json_logs_names_its_job_to_the_app(aws):
+    """The app runs every command with VITALFLOW_LOG_FORMAT=json and reads the submitted job's name
+    from the structured ``sagemaker_job`` field of a log record (`vitalflow.api.runner.parse_line`),
+    never from the printed text; with text logs no such record is written (stdout says it)."""
+    from vitalflow import cli_run
+    from vitalflow.api.runner import parse_line
+    from vitalflow.cli import app as vitalflow_app
+
+    args = ["launch", "preprocess", *BASE_ARGS, "--role", ROLE]
+    try:
+        result = runner.invoke(vitalflow_app, [*args, "--job-name", "vitalflow-json-1"],
+                               env={"VITALFLOW_LOG_FORMAT": "json"})
+        assert result.exit_code == 0, result.output
+        progress: dict = {}
+        for line in result.stderr.splitlines():
+            parse_line(line, progress)
+        assert progress.get("sagemaker_job") == "vitalflow-json-1", result.stderr
+        text = runner.invoke(vitalflow_app, [*args, "--job-name", "vitalflow-text-1"], env={"VITALFLOW_LOG_FORMAT": ""})
+        assert text.exit_code == 0 and "sagemaker_job" not in text.stderr and "vitalflow-text-1" in text.stdout
+    finally:
+        cli_run.configure_logging("text")
+
+
 def test_launch_processing_job(aws):
     result = invoke("launch", "preprocess", *BASE_ARGS, "--cases", "1-3000", "--config", f"s3://{BUCKET}/run.yaml",
                     "--instance-count", "3", "--workers", "4", "--role", ROLE, "--job-name", "vitalflow-proc-1")

@@ -27,7 +27,7 @@ from typer.core import TyperGroup
 from vitalflow import __version__, app_cli, deploy_cli, launch_cli, models_cli, predict_cli, serve_cli
 from vitalflow.cli_run import (CASES, CLINICAL, COMMIT_EVERY, INPUT, LOG_FORMAT, PROGRESS_INTERVAL, QUIET,
                                RETRY_FAILED, WORKERS, LogFormat, configure_logging, progress_reporter,
-                               resume_args, start_run, state)
+                               log_format_of_environment, resume_args, start_run, state)
 from vitalflow.errors import VitalflowError, one_line
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     state["verbose"] = verbose
-    configure_logging("text")
+    configure_logging(log_format_of_environment())
 
 
 
@@ -120,7 +120,7 @@ def _errors(fn):
     def wrapper(*args, verbose: bool = False, **kwargs):
         if verbose and not state["verbose"]:
             state["verbose"] = True
-            configure_logging("text")
+            configure_logging(state["log_format"])
         try:
             return fn(*args, **kwargs)
         except (VitalflowError, OSError) as exc:

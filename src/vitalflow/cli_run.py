@@ -16,7 +16,12 @@ import typer
 from rich.console import Console
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-state = {"verbose": False}  # set by the root command's --verbose (before or after the subcommand)
+state = {"verbose": False, "log_format": "text"}  # --verbose (before or after the subcommand); the log format
+LOG_FORMAT_ENV = "VITALFLOW_LOG_FORMAT"  # every command's log format when it has no --log-format (the app sets json)
+#: The structured fields a log record may carry, written as they are in JSON lines: a per-case
+#: run's progress (`vitalflow.runtime.progress`), a finished training epoch (`vitalflow.train.fit`),
+#: a submitted SageMaker job (``vitalflow launch``). The app reads these, never the message text.
+EVENT_FIELDS = ("progress", "epoch", "sagemaker_job")
 
 
 class LogFormat(str, enum.Enum):
@@ -32,7 +37,7 @@ WORKERS = typer.Option(os.cpu_count() or 1, "--workers", "-w", min=1, help="Work
 COMMIT_EVERY = typer.Option(16, "--commit-every", min=1, help="Cases per commit (their files + one ledger record).")
 RETRY_FAILED = typer.Option(False, "--retry-failed", help="On resume, run failed cases again.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress output.")
-LOG_FORMAT = typer.Option(LogFormat.text, "--log-format", case_sensitive=False,
+LOG_FORMAT = typer.Option(LogFormat.text, "--log-format", case_sensitive=False, envvar=LOG_FORMAT_ENV,
                           help="text, or json (one JSON object per log line).")
 PROGRESS_INTERVAL = typer.Option(30.0, "--progress-interval", min=0.1,
                                  help="Seconds between progress lines when not on a terminal.")
@@ -42,12 +47,25 @@ class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         data = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
                 "message": record.getMessage()}
-        if hasattr(record, "progress"):
-            data["progress"] = record.progress
+        data.update({name: getattr(record, name) for name in EVENT_FIELDS if hasattr(record, name)})
         return json.dumps(data)
 
 
+def log_format_of_environment() -> str:
+    """``$VITALFLOW_LOG_FORMAT`` (text or json; anything else is text)."""
+    value = os.environ.get(LOG_FORMAT_ENV, "").strip().lower()
+    return value if value in ("text", "json") else "text"
+
+
+def event(message: str, **fields) -> None:
+    """A structured record (`EVENT_FIELDS`) for whoever reads JSON logs; nothing in text logs, where
+    the command's own output says it already."""
+    if state["log_format"] == "json":
+        logging.getLogger("vitalflow.progress").info(message, extra=fields)
+
+
 def configure_logging(log_format: str) -> None:
+    state["log_format"] = log_format
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter() if log_format == "json" else logging.Formatter("%(levelname)s %(message)s"))
     logging.basicConfig(level=logging.INFO if state["verbose"] else logging.WARNING, handlers=[handler], force=True)

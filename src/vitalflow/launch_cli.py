@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
+from vitalflow.cli_run import event
 from vitalflow.errors import LaunchError, VitalflowError
 from vitalflow.sagemaker import launch as sm
 
@@ -131,6 +132,7 @@ def _launch(kind: sm.JobKind, arguments: dict[str, Any], *, instance_count: int,
     launched = sm.launch(options)
     region = launched.region
     out.print(f"submitted job {launched.name} ({launched.variant})", markup=False)
+    event(f"submitted job {launched.name}", sagemaker_job=launched.name)
     out.print(f"  arn:     {launched.arn}", markup=False)
     out.print(f"  code:    {launched.code_uri}", markup=False)
     out.print(f"  console: {sm.console_url(launched.container, launched.name, region)}", markup=False)

@@ -105,9 +105,10 @@ class JobRequest(BaseModel):
         return [self.kind, *args]
 
 
-#: A per-case command run by the app logs JSON lines with a progress record every 2 s (both
-#: ``preprocess`` and ``predict`` take these options: `vitalflow.cli_run`).
-STRUCTURED_PROGRESS = ("--log-format", "json", "--progress-interval", "2")
+#: A per-case command run by the app writes a progress record every 2 s (both ``preprocess`` and
+#: ``predict`` take this option: `vitalflow.cli_run`); its logs are JSON lines because the runner
+#: sets ``VITALFLOW_LOG_FORMAT=json`` for every job (`vitalflow.api.runner.parse_line`).
+STRUCTURED_PROGRESS = ("--progress-interval", "2")
 
 
 def _opt(flag: str, value: Any) -> list[str]:

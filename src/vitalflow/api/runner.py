@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -198,60 +197,46 @@ class JobStore:
 
 # -- progress from a job's log -------------------------------------------------------------------
 
-_EPOCH = re.compile(r"epoch (\d+)/(\d+): loss ([-+0-9.eE]+|nan|inf), val_loss ([-+0-9.eE]+|nan|inf)")
-_PROGRESS = re.compile(r"progress: (\d+)/(\d+) cases \([^)]*\), (\d+) windows, ([0-9.]+) cases/s, ETA (\S+), (\d+) failed")
-_SUBMITTED = re.compile(r"^submitted job (\S+)")
-
-
-def _seconds(text: str) -> Optional[int]:
-    parts = text.split(":")
-    if len(parts) != 3 or not all(p.isdigit() for p in parts):
-        return None
-    h, m, s = map(int, parts)
-    return h * 3600 + m * 60 + s
-
-
 def parse_line(line: str, progress: dict) -> dict:
-    """``progress`` updated with what one log line says: cases done/total, windows, ETA (a progress
-    record, JSON or text), or a finished epoch (epoch, epochs, loss, val_loss, and the history).
+    """``progress`` updated with what one log line of a job says. The job runs with JSON logs
+    (``VITALFLOW_LOG_FORMAT=json``) and only their structured fields are read
+    (`vitalflow.cli_run.EVENT_FIELDS`), never the message text: a per-case run's ``progress``
+    (cases done/total, windows, failed, ETA), a training ``epoch`` (and so the loss history) and a
+    launched ``sagemaker_job``; besides, the CLI's own ``Error:`` line (its contract with scripts).
 
     >>> parse_line('{"message": "x", "progress": {"done": 3, "total": 12, "windows": 40, "failed": 0, '
     ...            '"cases_per_s": 0.5, "eta_s": 18}}', {})["cases"]
     {'done': 3, 'total': 12, 'windows': 40, 'failed': 0, 'eta_s': 18}
-    >>> p = parse_line("INFO epoch 2/6: loss 0.1200, val_loss 0.1500 (best) (3.1 s)", {})
+    >>> p = parse_line('{"message": "any words", "epoch": {"epoch": 2, "epochs": 6, "loss": 0.12, '
+    ...                '"val_loss": 0.15}}', {})
     >>> p["epoch"], p["history"]
     ({'epoch': 2, 'epochs': 6, 'loss': 0.12, 'val_loss': 0.15}, [[2, 0.12, 0.15]])
+    >>> parse_line("INFO epoch 2/6: loss 0.1200, val_loss 0.1500 (3.1 s)", {})  # text: not read
+    {}
     """
     line = line.strip()
-    message = line
-    if line.startswith("{"):
-        try:
-            record = json.loads(line)
-        except ValueError:
-            record = None
-        if isinstance(record, dict):
-            message = str(record.get("message", ""))
-            if isinstance(record.get("progress"), dict):
-                p = record["progress"]
-                progress["cases"] = {k: p.get(k) for k in ("done", "total", "windows", "failed", "eta_s")}
-                return progress
-    m = _PROGRESS.search(message)
-    if m:
-        progress["cases"] = {"done": int(m[1]), "total": int(m[2]), "windows": int(m[3]), "failed": int(m[6]),
-                             "eta_s": _seconds(m[5])}
+    if line.startswith("Error: "):
+        progress["error"] = line[len("Error: "):]
         return progress
-    m = _EPOCH.search(message)
-    if m:
-        epoch, epochs, loss, val_loss = int(m[1]), int(m[2]), float(m[3]), float(m[4])
-        progress["epoch"] = {"epoch": epoch, "epochs": epochs, "loss": loss, "val_loss": val_loss}
+    if not line.startswith("{"):
+        return progress
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return progress
+    if not isinstance(record, dict):
+        return progress
+    if isinstance(record.get("progress"), dict):
+        p = record["progress"]
+        progress["cases"] = {k: p.get(k) for k in ("done", "total", "windows", "failed", "eta_s")}
+    if isinstance(record.get("epoch"), dict):
+        e = record["epoch"]
+        epoch, loss, val_loss = e.get("epoch"), e.get("loss"), e.get("val_loss")
+        progress["epoch"] = {"epoch": epoch, "epochs": e.get("epochs"), "loss": loss, "val_loss": val_loss}
         history = [h for h in progress.get("history", []) if h[0] != epoch]
         progress["history"] = sorted([*history, [epoch, loss, val_loss]])
-        return progress
-    if message.startswith("Error: "):
-        progress["error"] = message[len("Error: "):]
-    m = _SUBMITTED.match(message)
-    if m:
-        progress["sagemaker_job"] = m[1]
+    if isinstance(record.get("sagemaker_job"), str):
+        progress["sagemaker_job"] = record["sagemaker_job"]
     return progress
 
 
@@ -419,7 +404,7 @@ class JobRunner:
         command = [self.python, "-m", "vitalflow.api.supervise", str(exit_file), "--",
                    self.python, "-m", "vitalflow", *job.argv]
         env = {k: v for k, v in os.environ.items() if k != "VITALFLOW_APP_TOKEN"}
-        env.update(PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3")
+        env.update(PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3", VITALFLOW_LOG_FORMAT="json")  # parse_line
         if self.settings.mlflow:
             env["MLFLOW_TRACKING_URI"] = self.settings.mlflow
         log_file = open(self.log_path(job.id), "ab")

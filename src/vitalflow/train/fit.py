@@ -226,7 +226,9 @@ def fit(model: keras.Model, config: TrainConfig, dataset: Dataset, checkpoints: 
         state = checkpoints.save(state, model.get_weights(), [v.numpy() for v in model.optimizer.variables], improved)
         log.info("epoch %d/%d: loss %.4f, val_loss %.4f%s%s (%.1f s)", epoch + 1, config.epochs, history["loss"][-1],
                  val_loss, f", val_auprc {scores['val_auprc']:.4f}" if decisions else "", " (best)" if improved else "",
-                 time.monotonic() - started)
+                 time.monotonic() - started,
+                 extra={"epoch": {"epoch": epoch + 1, "epochs": config.epochs, "loss": float(history["loss"][-1]),
+                                  "val_loss": float(val_loss)}})
         if on_epoch is not None:
             on_epoch(epoch + 1, scores)
     return state, False
