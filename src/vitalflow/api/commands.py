@@ -48,7 +48,7 @@ def _check(value: Any, info: ValidationInfo, *, must_exist: bool) -> Optional[st
         raise ValueError(str(exc)) from None
 
 
-class JobRequest(BaseModel):
+class AppJobRequest(BaseModel):
     """What every kind shares: where the job runs, and for SageMaker, on what."""
 
     model_config = ConfigDict(extra="forbid")
@@ -181,7 +181,7 @@ TrainConfigPath = Annotated[Optional[str], BeforeValidator(_existing), AfterVali
 ModelReference = Annotated[str, BeforeValidator(_model_reference)]
 
 
-class PreprocessRequest(JobRequest, _Cases):
+class PreprocessRequest(AppJobRequest, _Cases):
     """``vitalflow preprocess``: recordings + clinical table -> a dataset."""
 
     kind: Literal["preprocess"] = "preprocess"
@@ -207,7 +207,7 @@ class PreprocessRequest(JobRequest, _Cases):
         return args
 
 
-class TrainRequest(JobRequest):
+class TrainRequest(AppJobRequest):
     """``vitalflow train``: a dataset -> a model directory (registered in the registry)."""
 
     kind: Literal["train"] = "train"
@@ -252,7 +252,7 @@ def _model(value: Any, info: ValidationInfo) -> str:
     return path if (Path(path) / CARD_NAME).is_file() else text  # a local folder wins, as in the CLI
 
 
-class EvaluateRequest(JobRequest):
+class EvaluateRequest(AppJobRequest):
     """``vitalflow evaluate``: a model on a dataset's split, against the baselines."""
 
     kind: Literal["evaluate"] = "evaluate"
@@ -269,7 +269,7 @@ class EvaluateRequest(JobRequest):
         return [self.model, self.dataset, "--split", self.split, *_opt("--output", self.output)]
 
 
-class PredictRequest(JobRequest, _Cases):
+class PredictRequest(AppJobRequest, _Cases):
     """``vitalflow predict``: a model over recordings -> per-case prediction timelines."""
 
     kind: Literal["predict"] = "predict"
@@ -297,13 +297,13 @@ class PredictRequest(JobRequest, _Cases):
         return args
 
 
-REQUESTS: dict[str, type[JobRequest]] = {"preprocess": PreprocessRequest, "train": TrainRequest,
+REQUESTS: dict[str, type[AppJobRequest]] = {"preprocess": PreprocessRequest, "train": TrainRequest,
                                          "evaluate": EvaluateRequest, "predict": PredictRequest}
 AnyRequest = Annotated[Union[PreprocessRequest, TrainRequest, EvaluateRequest, PredictRequest],
                        Field(discriminator="kind")]
 
 
-def validate_request(kind: str, data: dict, roots: tuple[str, ...]) -> JobRequest:
+def validate_request(kind: str, data: dict, roots: tuple[str, ...]) -> AppJobRequest:
     """The request of ``kind`` from ``data`` (a form's or a JSON body's fields), checked against ``roots``;
     raises pydantic's ValidationError."""
     model = REQUESTS[kind]

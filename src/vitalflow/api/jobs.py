@@ -36,7 +36,7 @@ from vitalflow.api.commands import (
     validate_request,
 )
 from vitalflow.api.pages import dataset_href, templates
-from vitalflow.api.runner import ACTIVE, Job, JobError, JobRunner
+from vitalflow.api.runner import ACTIVE, AppJob, JobError, JobRunner
 
 router = APIRouter()
 
@@ -164,7 +164,7 @@ def resume_job(request: Request, job_id: str) -> dict:
 # -- pages ---------------------------------------------------------------------------------------
 
 
-def _view(job: Job, request: Request) -> dict:
+def _view(job: AppJob, request: Request) -> dict:
     """What the templates show of a job."""
     settings = request.app.state.settings
     link = None

@@ -18,7 +18,7 @@ starts queued jobs. Closing the app stops its running jobs gracefully (SIGTERM, 
 ``stop_grace_s``); a job still running after that keeps running, and an app started later picks
 it up again (or reads its exit code from the exit file).
 
-The database (``<state_dir>/app.db``, WAL) holds every job across restarts; records are `Job`.
+The database (``<state_dir>/app.db``, WAL) holds every job across restarts; records are `AppJob`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
-from vitalflow.api.commands import JobRequest, REQUESTS
+from vitalflow.api.commands import AppJobRequest, REQUESTS
 from vitalflow.api.settings import AppSettings
 from vitalflow.errors import VitalflowError
 from vitalflow.errors import redact
@@ -84,7 +84,7 @@ class JobError(VitalflowError):
 
 
 @dataclass(frozen=True)
-class Job:
+class AppJob:
     """One job record (what the database holds and the API returns)."""
 
     id: str
@@ -147,13 +147,13 @@ class JobStore:
         return db
 
     @staticmethod
-    def _job(row: sqlite3.Row) -> Job:
+    def _job(row: sqlite3.Row) -> AppJob:
         d = dict(row)
         d["request"], d["argv"], d["progress"] = (json.loads(d[k]) for k in ("request", "argv", "progress"))
         d["stop_requested"] = bool(d["stop_requested"])
-        return Job(**d)
+        return AppJob(**d)
 
-    def insert(self, job: Job) -> None:
+    def insert(self, job: AppJob) -> None:
         values = [json.dumps(getattr(job, c)) if c in ("request", "argv", "progress") else getattr(job, c)
                   for c in _COLUMNS]
         db = self._connect()
@@ -162,7 +162,7 @@ class JobStore:
         finally:
             db.close()
 
-    def update(self, job_id: str, **fields) -> Job:
+    def update(self, job_id: str, **fields) -> AppJob:
         sets = ", ".join(f"{k} = ?" for k in fields)
         values = [json.dumps(v) if k in ("request", "argv", "progress") else v for k, v in fields.items()]
         db = self._connect()
@@ -172,7 +172,7 @@ class JobStore:
             db.close()
         return self.get(job_id)
 
-    def get(self, job_id: str) -> Job:
+    def get(self, job_id: str) -> AppJob:
         db = self._connect()
         try:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -182,7 +182,7 @@ class JobStore:
             raise JobError(f"no job {job_id!r}", 404)
         return self._job(row)
 
-    def list(self, status: Optional[tuple[str, ...]] = None, limit: int = 200) -> list[Job]:
+    def list(self, status: Optional[tuple[str, ...]] = None, limit: int = 200) -> list[AppJob]:
         query, args = "SELECT * FROM jobs", []
         if status:
             query += f" WHERE status IN ({', '.join('?' * len(status))})"
@@ -328,20 +328,20 @@ class JobRunner:
 
     # -- actions ---------------------------------------------------------------------------------
 
-    def submit(self, request: JobRequest) -> Job:
-        job = Job(id=uuid.uuid4().hex[:12], kind=request.kind, target=request.target,
+    def submit(self, request: AppJobRequest) -> AppJob:
+        job = AppJob(id=uuid.uuid4().hex[:12], kind=request.kind, target=request.target,
                   request=request.model_dump(mode="json"), argv=request.argv(), status=QUEUED, created=time.time())
         self.store.insert(job)
         self._wake.set()
         return job
 
-    def get(self, job_id: str) -> Job:
+    def get(self, job_id: str) -> AppJob:
         return self.store.get(job_id)
 
-    def list(self, limit: int = 200) -> list[Job]:
+    def list(self, limit: int = 200) -> list[AppJob]:
         return self.store.list(limit=limit)
 
-    def stop(self, job_id: str) -> Job:
+    def stop(self, job_id: str) -> AppJob:
         with self._lock:
             job = self.store.get(job_id)
             if job.status == QUEUED:
@@ -351,7 +351,7 @@ class JobRunner:
             self._signal(job_id)
             return self.store.update(job_id, stop_requested=1)
 
-    def resume(self, job_id: str) -> Job:
+    def resume(self, job_id: str) -> AppJob:
         """Run the job's command again (without ``--overwrite``): it continues where it stopped."""
         with self._lock:
             job = self.store.get(job_id)
@@ -398,7 +398,7 @@ class JobRunner:
                 self._launch(job)
                 running += job.target == "local"
 
-    def _launch(self, job: Job) -> None:
+    def _launch(self, job: AppJob) -> None:
         exit_file = self._exit_path(job.id)
         exit_file.unlink(missing_ok=True)
         command = [self.python, "-m", "vitalflow.api.supervise", str(exit_file), "--",
@@ -469,7 +469,7 @@ class JobRunner:
         if json.dumps(process.progress, sort_keys=True) != before:
             self.store.update(job_id, progress=process.progress)
 
-    def _finish(self, job: Job, code: int, progress: Optional[dict] = None) -> None:
+    def _finish(self, job: AppJob, code: int, progress: Optional[dict] = None) -> None:
         progress = dict(progress if progress is not None else job.progress)
         error = progress.pop("error", None)
         sagemaker_job = progress.pop("sagemaker_job", None)

@@ -48,9 +48,9 @@ from vitalflow.serve.inputs import (
     parse_windows_request,
     read_npy,
 )
-from vitalflow.serve.jobs import InputRefused, JobRequest, run_job, status_doc
+from vitalflow.serve.jobs import InputRefused, AsyncJobRequest, run_job, status_doc
 from vitalflow.serve.model_host import READY, ModelHost, ModelUnavailable
-from vitalflow.serve.queue import Job, JobQueue
+from vitalflow.serve.queue import ServiceJob, JobQueue
 from vitalflow.serve.settings import ServeSettings
 from vitalflow.serve.worker import WorkerSupervisor
 from vitalflow.predict.model_process import outputs_of
@@ -120,11 +120,11 @@ class AsyncJobs:
         """Run a job in this call (SageMaker's asynchronous endpoint): 200 and the Completed
         status document, or 4xx with the Failed one (SageMaker writes it to the failure path)."""
         try:
-            request = JobRequest.model_validate(document)
+            request = AsyncJobRequest.model_validate(document)
         except ValidationError as exc:
             return 422, {"jobId": document.get("jobId"), "status": "Failed", "error": one_line(exc)}
         now = time.time()
-        job = Job(job_id=request.jobId, request=document, status="InProgress", attempts=1, lease_owner=None,
+        job = ServiceJob(job_id=request.jobId, request=document, status="InProgress", attempts=1, lease_owner=None,
                   lease_expires=None, heartbeat_at=None, submitted_at=now, started_at=now, finished_at=None,
                   result=None, error=None, completions=0, notified=False)
         try:

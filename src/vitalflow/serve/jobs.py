@@ -32,7 +32,7 @@ from vitalflow.errors import CaseDataError
 from vitalflow.predict.recording import PATIENT_KEYS, patient_from, predict_recording
 from vitalflow.predict.table import CaseTable
 from vitalflow.errors import redact
-from vitalflow.serve.queue import FINAL, Job
+from vitalflow.serve.queue import FINAL, ServiceJob
 from vitalflow.serve.settings import ServeSettings
 from vitalflow.store import Store
 
@@ -51,7 +51,7 @@ class JobOptions(BaseModel):
     csv: bool = False  # also write the timeline as CSV
 
 
-class JobRequest(BaseModel):
+class AsyncJobRequest(BaseModel):
     """An asynchronous job request; unknown keys are refused (a typo is an error, not ignored)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -84,7 +84,7 @@ class JobRequest(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _one_location(self) -> JobRequest:
+    def _one_location(self) -> AsyncJobRequest:
         if (self.s3Key is None) == (self.inputUri is None):
             raise ValueError("give exactly one of s3Key (relative to the allowed input prefix) and inputUri")
         return self
@@ -114,7 +114,7 @@ def _inside(location: str, prefix: str) -> bool:
     return location == prefix or location.startswith(prefix + "/")
 
 
-def input_location(settings: ServeSettings, request: JobRequest) -> str:
+def input_location(settings: ServeSettings, request: AsyncJobRequest) -> str:
     """The recording's location (canonical), checked to lie below one of ``settings.input_prefixes``."""
     prefixes = [_normal(p.rstrip("/") if p.rstrip("/") else p, "input prefix") for p in settings.input_prefixes]
     if not prefixes:
@@ -149,7 +149,7 @@ def iso(unix: float | None) -> str | None:
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
-def status_doc(job: Job) -> dict[str, Any]:
+def status_doc(job: ServiceJob) -> dict[str, Any]:
     seconds = job.processing_time_s
     return {
         "jobId": job.job_id,
@@ -191,12 +191,12 @@ class Abandoned(Exception):
     """The worker no longer holds the job (cancelled, or its lease went to another worker)."""
 
 
-def run_job(settings: ServeSettings, predictor, job: Job, still_mine: Callable[[], bool] = lambda: True) -> dict:
+def run_job(settings: ServeSettings, predictor, job: ServiceJob, still_mine: Callable[[], bool] = lambda: True) -> dict:
     """Read the job's recording, predict it, write its timeline and summary below
     ``settings.results`` (summary last); the result for the status document. Raises a
     `VitalflowError` or `InputRefused` saying why the job fails, `Abandoned` when ``still_mine``
     says the job is no longer this worker's (nothing is written then)."""
-    request = JobRequest.model_validate(job.request)
+    request = AsyncJobRequest.model_validate(job.request)
     location = input_location(settings, request)
     parent, _, name = location.rpartition("/")
     data = Store(parent).read_bytes(name)
@@ -227,7 +227,7 @@ def remove_outputs(settings: ServeSettings, job_id: str) -> None:
         out.delete(f"{job_id}/{name}")
 
 
-def write_failure(settings: ServeSettings, job: Job, error: str) -> str:
+def write_failure(settings: ServeSettings, job: ServiceJob, error: str) -> str:
     """``<jobId>.json`` below ``settings.failures``: the status document, the request (its
     location without credentials) and the attempts."""
     request = {k: (redact(v) if isinstance(v, str) else v) for k, v in job.request.items()}
@@ -247,5 +247,5 @@ def failure_reason(exc: BaseException) -> str:
     return redact(f"internal error: {type(exc).__name__}: {text}")
 
 
-__all__ = ["JobRequest", "JobOptions", "InputRefused", "Abandoned", "input_location", "status_doc", "run_job",
+__all__ = ["AsyncJobRequest", "JobOptions", "InputRefused", "Abandoned", "input_location", "status_doc", "run_job",
            "write_failure", "remove_outputs", "failure_reason"]

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from vitalflow.errors import one_line
 from vitalflow.errors import redact
-from vitalflow.serve.jobs import InputRefused, JobRequest, input_location, status_doc
+from vitalflow.serve.jobs import InputRefused, AsyncJobRequest, input_location, status_doc
 from vitalflow.serve.queue import STATUSES, JobQueue
 from vitalflow.serve.settings import ServeSettings
 
@@ -33,7 +33,7 @@ def submit_job(settings: ServeSettings, queue: JobQueue, body: Any) -> tuple[int
     if not isinstance(body, dict):
         return 422, {"error": f"a job request is a JSON object, not {type(body).__name__}"}
     try:
-        request = JobRequest.model_validate(body)
+        request = AsyncJobRequest.model_validate(body)
     except ValidationError as exc:
         return 422, {"error": redact(one_line(exc))}
     existing = queue.get(request.jobId)

@@ -61,7 +61,7 @@ _CLAIMABLE = ("SELECT * FROM jobs WHERE status = 'Queued' OR (status = 'InProgre
 
 
 @dataclass(frozen=True)
-class Job:
+class ServiceJob:
     """One row of the queue."""
 
     job_id: str
@@ -92,7 +92,7 @@ class Claim:
     """What ``claim`` hands a worker: ``run`` the job, or only ``notify`` for a job finished
     by a worker that died before it notified (the job's status is final then)."""
 
-    job: Job
+    job: ServiceJob
     kind: Literal["run", "notify"]
 
 
@@ -133,17 +133,17 @@ class JobQueue:
             db.execute("COMMIT")
 
     @staticmethod
-    def _job(row: sqlite3.Row | None) -> Job | None:
+    def _job(row: sqlite3.Row | None) -> ServiceJob | None:
         if row is None:
             return None
-        return Job(job_id=row["job_id"], request=json.loads(row["request"]), status=row["status"],
+        return ServiceJob(job_id=row["job_id"], request=json.loads(row["request"]), status=row["status"],
                    attempts=row["attempts"], lease_owner=row["lease_owner"], lease_expires=row["lease_expires"],
                    heartbeat_at=row["heartbeat_at"], submitted_at=row["submitted_at"], started_at=row["started_at"],
                    finished_at=row["finished_at"], result=json.loads(row["result"]) if row["result"] else None,
                    error=row["error"], completions=row["completions"], notified=bool(row["notified"]))
 
     # -- the API -----------------------------------------------------------------------------
-    def submit(self, job_id: str, request: dict[str, Any]) -> tuple[Job, bool]:
+    def submit(self, job_id: str, request: dict[str, Any]) -> tuple[ServiceJob, bool]:
         """Queue a job: (the job, True) or, for a jobId already known, (the existing job, False)."""
         with self._write() as db:
             cur = db.execute("INSERT OR IGNORE INTO jobs (job_id, request, status, submitted_at) VALUES (?, ?, ?, ?)",
@@ -219,7 +219,7 @@ class JobQueue:
                              "AND lease_owner = ? AND status IN ('Completed', 'Failed')", (job_id, worker_id))
             return cur.rowcount == 1
 
-    def cancel(self, job_id: str) -> Job | None:
+    def cancel(self, job_id: str) -> ServiceJob | None:
         """Cancel a Queued or InProgress job (its worker learns it at its next heartbeat); a
         finished job stays as it is. None for an unknown jobId."""
         now = self.clock()
@@ -241,11 +241,11 @@ class JobQueue:
                 db.execute("UPDATE jobs SET lease_expires = 0 WHERE seq = ?", (seq,))
         return len(dead)
 
-    def get(self, job_id: str) -> Job | None:
+    def get(self, job_id: str) -> ServiceJob | None:
         with self._connect() as db:
             return self._job(db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone())
 
-    def list(self, limit: int = 50, offset: int = 0, status: str | None = None) -> list[Job]:
+    def list(self, limit: int = 50, offset: int = 0, status: str | None = None) -> list[ServiceJob]:
         """The most recent jobs first."""
         query, args = "SELECT * FROM jobs", []
         if status is not None:
