@@ -163,6 +163,8 @@ def _definitions(pattern: str) -> list[str]:
     ("vitalflow's home directory", r"^\s*def home\(", "locations.py"),
     ("the missing-region error", r"no AWS region", "sagemaker/launch.py"),
     ("the model reference pattern", r"re\.compile\(.*\((\?:)?@", "registry/versions.py"),
+    ("a card's writer", r"^class Tool\(", "dataset/record.py"),
+    ("the open-or-refuse rule of an output", r"def _?open_(ledger|output)\(", "run/driver.py"),
 ])
 def test_each_concept_is_defined_once(concept, pattern, home):
     """A second definition of these (each once had several, already drifting) fails here."""

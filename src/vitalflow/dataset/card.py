@@ -17,7 +17,7 @@ from pydantic import ConfigDict, model_validator
 
 from vitalflow.dataset.naming import NAMES
 from vitalflow.dataset.parts import FileEntry, PartRecord
-from vitalflow.dataset.record import Record
+from vitalflow.dataset.record import Record, Tool
 from vitalflow.dataset.schema import EXAMPLE_SCHEMA_VERSION, ExampleSchema, example_schema
 from vitalflow.dataset.split import achieved_fractions
 from vitalflow.errors import OutputError
@@ -56,11 +56,6 @@ class CaseOutcome:
     label_counts: dict[str, list[int]] = field(default_factory=dict)
     setpoint_sources: dict[str, str | None] = field(default_factory=dict)  # set-point -> track (None: absent)
     traceback: str | None = None  # of an ``internal`` failure (a bug or an unforeseen input): for reports
-
-
-class Tool(Record):
-    name: str
-    version: str
 
 
 class SpecRef(Record):

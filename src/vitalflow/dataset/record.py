@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_serializer
 
 from vitalflow.errors import OutputError, one_line
 
@@ -34,3 +34,21 @@ class Record(BaseModel):
     def to_json(self, **dumps) -> bytes:
         """The record as a JSON file's bytes (``dumps``: options of `json.dumps`; no NaN)."""
         return (json.dumps(self.model_dump(mode="json"), allow_nan=False, **dumps) + "\n").encode()
+
+
+class Tool(Record):
+    """What wrote a card: vitalflow and its version, and for a model the frameworks that can read it
+    back (TensorFlow and Keras; absent, not null, in the other cards).
+
+    >>> Tool(name="vitalflow", version="0.1").model_dump()
+    {'name': 'vitalflow', 'version': '0.1'}
+    """
+
+    name: str
+    version: str
+    tensorflow: str | None = None
+    keras: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_absent_frameworks(self, handler):
+        return {k: v for k, v in handler(self).items() if v is not None}

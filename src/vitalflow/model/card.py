@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from vitalflow.dataset.record import Record
+from vitalflow.dataset.record import Record, Tool
 from vitalflow.errors import ModelError
 from vitalflow.spec.model import Spec
 from vitalflow.store import Store
@@ -29,13 +29,6 @@ EXPORT_DIR = "export"
 MODEL_CARD_FORMAT = "vitalflow-model/2"
 #: The files (besides the card) a complete model directory holds.
 REQUIRED = (MODEL_FILE, f"{EXPORT_DIR}/saved_model.pb")
-
-
-class Tool(Record):
-    name: str
-    version: str
-    tensorflow: str
-    keras: str
 
 
 class SpecPin(Record):

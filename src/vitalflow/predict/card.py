@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from vitalflow.dataset.record import Record
+from vitalflow.dataset.record import Record, Tool
 
 PREDICTION_CARD_FORMAT = "vitalflow-prediction/1"
 
@@ -63,7 +63,7 @@ class PredictionCard(Record):
     format: str = PREDICTION_CARD_FORMAT
     status: Literal["complete", "partial"]
     created_utc: str
-    tool: dict[str, str]
+    tool: Tool
     model: ModelRef
     targets: list[Target]
     inputs: dict[str, Any]  # input, clinical (uri, sha256), selection, without_file
