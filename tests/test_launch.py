@@ -26,7 +26,7 @@ import typer
 from typer.testing import CliRunner
 
 from moto_server import ENV_UNSET, REGION, MotoServer
-from vitalflow import launch_cli
+from vitalflow.cli import sagemaker as launch_cli
 from vitalflow.sagemaker import entry
 from vitalflow.sagemaker import launch as sm
 from vitalflow.sagemaker.env import PROCESSING_JOB, TRAINING_JOB
@@ -41,7 +41,7 @@ runner = CliRunner()
 
 
 def invoke(*args: str):
-    from vitalflow.launch_cli import app
+    from vitalflow.cli.sagemaker import app
 
     return runner.invoke(app, list(args))
 
@@ -103,7 +103,7 @@ def s3_get(uri: str) -> bytes:
 
 def assert_code_shipped(code_uri: str) -> None:
     names = tar_names(s3_get(code_uri))
-    assert {"entry.py", "pyproject.toml", "src/vitalflow/__init__.py", "src/vitalflow/cli.py",
+    assert {"entry.py", "pyproject.toml", "src/vitalflow/__init__.py", "src/vitalflow/cli/__init__.py",
             "src/vitalflow/spec/master_poc.yaml", "src/vitalflow/sagemaker/entry.py"} <= names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     assert s3_get(code_uri.rsplit("/", 1)[0] + "/entry.py") == sm.entry_script().read_bytes()
@@ -357,7 +357,7 @@ def test_a_launch_with_json_logs_names_its_job_to_the_app(aws):
     """The app runs every command with VITALFLOW_LOG_FORMAT=json and reads the submitted job's name
     from the structured ``sagemaker_job`` field of a log record (`vitalflow.api.runner.parse_line`),
     never from the printed text; with text logs no such record is written (stdout says it)."""
-    from vitalflow import cli_run
+    from vitalflow.cli import run as cli_run
     from vitalflow.api.runner import parse_line
     from vitalflow.cli import app as vitalflow_app
 
@@ -692,7 +692,7 @@ def test_entry_finds_and_judges_the_shipped_source(tmp_path):
     code.mkdir()
     (code / "source.tar.gz").write_bytes(sm.build_code_tarball())
     src = entry.source_dir(code)  # processing: the tarball beside entry.py is extracted
-    assert (src / "pyproject.toml").is_file() and (src / "src" / "vitalflow" / "cli.py").is_file()
+    assert (src / "pyproject.toml").is_file() and (src / "src" / "vitalflow" / "cli" / "__init__.py").is_file()
     assert entry.source_dir(src) == src  # training: the toolkit extracted it around entry.py
     version = entry.shipped_version(src)
     assert version == entry.installed_version()  # this venv has vitalflow installed
@@ -786,7 +786,7 @@ def test_entry_prepare_keeps_a_training_job_containers_code_dir(tmp_path, monkey
         tar.extractall(code, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     monkeypatch.setattr(entry, "installed_version", lambda: entry.shipped_version(code))
     entry.prepare(code)
-    assert (code / "pyproject.toml").is_file() and (code / "src" / "vitalflow" / "cli.py").is_file()
+    assert (code / "pyproject.toml").is_file() and (code / "src" / "vitalflow" / "cli" / "__init__.py").is_file()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from moto_server import REGION
 from test_launch import BUCKET, ROLE, _no_real_aws, _one_error_line, aws, invoke, moto_server, s3_keys  # noqa: F401
-from vitalflow import launch_cli
+from vitalflow.cli import sagemaker as launch_cli
 from vitalflow.errors import SpecError
 from vitalflow.model.config import TrainConfig, load_train_config
 from vitalflow.sagemaker import entry

@@ -435,7 +435,7 @@ def test_container_entry_serves_opt_ml_model_on_all_interfaces(model, tmp_path, 
     """SageMaker runs the image with ``serve`` alone: the model comes from /opt/ml/model, the port
     from SAGEMAKER_BIND_TO_PORT, and 0.0.0.0 needs no token there (IAM guards the endpoint)."""
     from vitalflow.errors import ModelError
-    from vitalflow.serve_cli import serve_settings
+    from vitalflow.cli.serve import serve_settings
 
     monkeypatch.delenv("VITALFLOW_SERVE_TOKEN", raising=False)
     monkeypatch.setenv("SAGEMAKER_BIND_TO_PORT", "8099")

@@ -69,7 +69,7 @@ def test_a_bad_number_in_the_environment_is_one_line(environment):
 
 def test_the_container_entry_reads_the_prefixes(environment, tmp_path):
     """`vitalflow serve` with no option in a SageMaker container: everything from the environment."""
-    from vitalflow.serve_cli import serve_settings
+    from vitalflow.cli.serve import serve_settings
 
     model_dir = tmp_path / "opt-ml-model"
     model_dir.mkdir()

@@ -106,7 +106,7 @@ class AppJobRequest(BaseModel):
 
 
 #: A per-case command run by the app writes a progress record every 2 s (both ``preprocess`` and
-#: ``predict`` take this option: `vitalflow.cli_run`); its logs are JSON lines because the runner
+#: ``predict`` take this option: `vitalflow.cli.run`); its logs are JSON lines because the runner
 #: sets ``VITALFLOW_LOG_FORMAT=json`` for every job (`vitalflow.api.runner.parse_line`).
 STRUCTURED_PROGRESS = ("--progress-interval", "2")
 

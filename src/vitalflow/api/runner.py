@@ -200,7 +200,7 @@ class JobStore:
 def parse_line(line: str, progress: dict) -> dict:
     """``progress`` updated with what one log line of a job says. The job runs with JSON logs
     (``VITALFLOW_LOG_FORMAT=json``) and only their structured fields are read
-    (`vitalflow.cli_run.EVENT_FIELDS`), never the message text: a per-case run's ``progress``
+    (`vitalflow.cli.run.EVENT_FIELDS`), never the message text: a per-case run's ``progress``
     (cases done/total, windows, failed, ETA), a training ``epoch`` (and so the loss history) and a
     launched ``sagemaker_job``; besides, the CLI's own ``Error:`` line (its contract with scripts).
 

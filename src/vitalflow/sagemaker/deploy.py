@@ -1,6 +1,6 @@
 """The inference service as a SageMaker **asynchronous endpoint** that scales to zero, and jobs sent to it.
 
-``vitalflow deploy`` (:mod:`vitalflow.deploy_cli`) makes, in this order:
+``vitalflow deploy`` (:mod:`vitalflow.cli.deploy`) makes, in this order:
 
 1. ``model.tar.gz``: the model directory uploaded as SageMaker expects it
    (:func:`vitalflow.sagemaker.model_registry.upload_model`, the tarball ``models push`` uploads

@@ -4,7 +4,7 @@ A **job kind** (:class:`JobKind`, registered in :data:`JOB_KINDS`) says which vi
 job runs, which of its arguments are S3 locations and how each reaches the container, and which
 instance, image and spot rules apply. ``preprocess`` (:data:`PREPROCESS`), ``train``
 (:data:`TRAIN`) and ``predict`` (:data:`PREDICT`) are registered; another is one more :func:`register` call: the
-request builders, the ``vitalflow launch <kind>`` command line (:mod:`vitalflow.launch_cli`) and
+request builders, the ``vitalflow launch <kind>`` command line (:mod:`vitalflow.cli.sagemaker`) and
 the script a job runs (``entry.py``) all follow the registry.
 
 One job, N instances, the same command on each (``preprocess`` hosts derive their share of the

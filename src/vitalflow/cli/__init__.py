@@ -24,8 +24,8 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from vitalflow import __version__, app_cli, deploy_cli, launch_cli, models_cli, predict_cli, serve_cli
-from vitalflow.cli_run import (CASES, CLINICAL, COMMIT_EVERY, INPUT, LOG_FORMAT, PROGRESS_INTERVAL, QUIET,
+from vitalflow import __version__
+from vitalflow.cli.run import (CASES, CLINICAL, COMMIT_EVERY, INPUT, LOG_FORMAT, PROGRESS_INTERVAL, QUIET,
                                RETRY_FAILED, WORKERS, LogFormat, configure_logging, progress_reporter,
                                log_format_of_environment, resume_args, start_run, state)
 from vitalflow.errors import VitalflowError, one_line
@@ -530,12 +530,14 @@ def spec_table(
     out.print(markdown_tables(spec), markup=False)
 
 
-launch_cli.register(app, _errors)
-models_cli.register(app, _errors)
-predict_cli.register(app, _errors)
-serve_cli.register(app, _errors)
-deploy_cli.register(app, _errors)
-app_cli.register(app, _errors)
+from vitalflow.cli import api, deploy, predict, registry, sagemaker, serve  # noqa: E402 (the command groups)
+
+sagemaker.register(app, _errors)
+registry.register(app, _errors)
+predict.register(app, _errors)
+serve.register(app, _errors)
+deploy.register(app, _errors)
+api.register(app, _errors)
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from typing import Callable, Optional
 import typer
 from rich.console import Console
 
-from vitalflow.cli_run import (CASES, CLINICAL, COMMIT_EVERY, INPUT, LOG_FORMAT, PROGRESS_INTERVAL, QUIET,
+from vitalflow.cli.run import (CASES, CLINICAL, COMMIT_EVERY, INPUT, LOG_FORMAT, PROGRESS_INTERVAL, QUIET,
                                RETRY_FAILED, WORKERS, LogFormat, progress_reporter, resume_args, start_run)
 from vitalflow.errors import one_line
 

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from vitalflow.cli_run import event
+from vitalflow.cli.run import event
 from vitalflow.errors import LaunchError, VitalflowError
 from vitalflow.sagemaker import launch as sm
 
