@@ -161,7 +161,7 @@ def _definitions(pattern: str) -> list[str]:
     ("redaction", r"^def redact\(", "errors.py"),
     ("the cache directory", r"^\s*def cache_dir\(", "locations.py"),
     ("vitalflow's home directory", r"^\s*def home\(", "locations.py"),
-    ("the missing-region error", r"no AWS region", "sagemaker/launch.py"),
+    ("the missing-region error", r"no AWS region", "sagemaker/aws.py"),
     ("the model reference pattern", r"re\.compile\(.*\((\?:)?@", "registry/versions.py"),
     ("a card's writer", r"^class Tool\(", "dataset/record.py"),
     ("the open-or-refuse rule of an output", r"def _?open_(ledger|output)\(", "run/driver.py"),
@@ -177,3 +177,12 @@ def test_the_app_reads_no_log_text():
     regular expression (a second reader of log text would have to import ``re`` here)."""
     runner = (SRC / "api" / "runner.py").read_text()
     assert "import re\n" not in runner and "re.compile(" not in runner
+
+
+def test_no_module_imports_another_modules_private_helpers_in_sagemaker():
+    """The SageMaker modules share the AWS helpers through `vitalflow.sagemaker.aws`'s public names."""
+    import re
+
+    for path in (SRC / "sagemaker").glob("*.py"):
+        for line in path.read_text().splitlines():
+            assert not re.match(r"\s*from vitalflow\.sagemaker\.\w+ import .*\b_[a-z]", line), f"{path.name}: {line}"

@@ -178,7 +178,7 @@ def invoke(
 ) -> None:
     """Submit a recording to an asynchronous endpoint as a FeMo job and print its result."""
     from vitalflow.sagemaker import deploy as dp
-    from vitalflow.sagemaker.launch import require_region, resolve_region
+    from vitalflow.sagemaker.aws import require_region, resolve_region
 
     features = dp.parse_patient(patient)
     timeout_s = _seconds(timeout, "--timeout")

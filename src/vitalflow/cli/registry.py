@@ -165,11 +165,10 @@ def push(
                                          "AWS_DEFAULT_REGION or the profile's)."),
 ) -> None:
     """Create a SageMaker model package (PendingManualApproval, metrics attached) from a model."""
-    from vitalflow.errors import LaunchError
     from vitalflow.registry.log import lineage_tags, local_copy
     from vitalflow.registry.versions import PACKAGE_TAG, set_version_tag
     from vitalflow.sagemaker import model_registry
-    from vitalflow.sagemaker.launch import require_region, resolve_region
+    from vitalflow.sagemaker.aws import require_region, resolve_region
 
     region = require_region(resolve_region(region))
     model_registry.check_group(group)

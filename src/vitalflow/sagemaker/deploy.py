@@ -69,8 +69,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from vitalflow.errors import LaunchError
-from vitalflow.sagemaker.launch import (_JOB_NAME, ROLE_ENV, _call, _client, _split_s3, check_role_and_region,
-                                        resolve_region)
+from vitalflow.sagemaker.aws import (JOB_NAME, ROLE_ENV, aws_call, aws_client, check_role_and_region, resolve_region,
+                                     split_s3)
 from vitalflow.sagemaker.model_registry import MODEL_TARBALL, is_model_tarball, upload_model
 
 VARIANT = "AllTraffic"
@@ -160,7 +160,7 @@ def check_input_prefixes(prefixes: tuple[str, ...] | list[str]) -> tuple[str, ..
 
 
 def check_endpoint_name(name: str, max_chars: int = 63) -> str:
-    if not _JOB_NAME.fullmatch(name) or len(name) > max_chars:
+    if not JOB_NAME.fullmatch(name) or len(name) > max_chars:
         raise LaunchError(f"bad endpoint name {name!r}: 1-{max_chars} letters, digits and hyphens, starting and "
                           "ending with a letter or digit")
     return name
@@ -410,7 +410,7 @@ def upload_call(o: DeployOptions) -> Call | None:
     """The model upload, described (the body is the model directory's tarball)."""
     if o.upload_from is None:
         return None
-    bucket, key = _split_s3(o.model_data_url)
+    bucket, key = split_s3(o.model_data_url)
     return Call("s3", "PutObject", {"Bucket": bucket, "Key": key, "Body": f"<{MODEL_TARBALL} of {o.upload_from}>"})
 
 
@@ -457,8 +457,8 @@ class Deployed:
 
 
 def _account(region: str) -> str:
-    sts = _client("sts", region)
-    return _call("reading the AWS account (sts get-caller-identity)", sts.get_caller_identity)["Account"]
+    sts = aws_client("sts", region)
+    return aws_call("reading the AWS account (sts get-caller-identity)", sts.get_caller_identity)["Account"]
 
 
 def endpoint_exists(sm, name: str) -> bool:
@@ -509,7 +509,7 @@ def deploy(o: DeployOptions, local_dir: Path | None = None, *, poll_s: float = 3
     credentials are missing or the endpoint exists."""
     validate(o)
     region = o.region
-    sm = _client("sagemaker", region)
+    sm = aws_client("sagemaker", region)
     if endpoint_exists(sm, o.name):
         raise LaunchError(f"endpoint {o.name} exists already in {region}: choose another --name, or delete it "
                           f"first (aws sagemaker delete-endpoint --endpoint-name {o.name})")
@@ -524,23 +524,23 @@ def deploy(o: DeployOptions, local_dir: Path | None = None, *, poll_s: float = 3
         uploaded = True
         on_event(f"uploaded {o.model_data_url}")
     model, config, endpoint = planned_requests(replace(o, upload_from=None), image)[:3]
-    model_arn = _call(f"CreateModel {o.model_name}", sm.create_model, **model.request)["ModelArn"]
+    model_arn = aws_call(f"CreateModel {o.model_name}", sm.create_model, **model.request)["ModelArn"]
     on_event(f"created model {o.model_name}")
-    config_arn = _call(f"CreateEndpointConfig {o.config_name}", sm.create_endpoint_config,
+    config_arn = aws_call(f"CreateEndpointConfig {o.config_name}", sm.create_endpoint_config,
                        **config.request)["EndpointConfigArn"]
     on_event(f"created endpoint config {o.config_name}")
-    endpoint_arn = _call(f"CreateEndpoint {o.name}", sm.create_endpoint, **endpoint.request)["EndpointArn"]
+    endpoint_arn = aws_call(f"CreateEndpoint {o.name}", sm.create_endpoint, **endpoint.request)["EndpointArn"]
     sent += [model, config, endpoint]
-    wait_in_service(lambda: _call(f"DescribeEndpoint {o.name}", sm.describe_endpoint, EndpointName=o.name), o.name,
+    wait_in_service(lambda: aws_call(f"DescribeEndpoint {o.name}", sm.describe_endpoint, EndpointName=o.name), o.name,
                     poll_s=poll_s, timeout_s=timeout_s, on_event=on_event, sleep=sleep)
-    scaling = _client("application-autoscaling", region)
+    scaling = aws_client("application-autoscaling", region)
     target, tracking, wake, _ = scaling_requests(o)
-    _call(f"RegisterScalableTarget {o.resource_id}", scaling.register_scalable_target, **target.request)
-    tracking_arn = _call(f"PutScalingPolicy {TARGET_POLICY}", scaling.put_scaling_policy,
+    aws_call(f"RegisterScalableTarget {o.resource_id}", scaling.register_scalable_target, **target.request)
+    tracking_arn = aws_call(f"PutScalingPolicy {TARGET_POLICY}", scaling.put_scaling_policy,
                          **tracking.request)["PolicyARN"]
-    wake_arn = _call(f"PutScalingPolicy {WAKE_POLICY}", scaling.put_scaling_policy, **wake.request)["PolicyARN"]
+    wake_arn = aws_call(f"PutScalingPolicy {WAKE_POLICY}", scaling.put_scaling_policy, **wake.request)["PolicyARN"]
     alarm = scaling_requests(o, wake_arn)[3]
-    _call(f"PutMetricAlarm {o.alarm_name}", _client("cloudwatch", region).put_metric_alarm, **alarm.request)
+    aws_call(f"PutMetricAlarm {o.alarm_name}", aws_client("cloudwatch", region).put_metric_alarm, **alarm.request)
     sent += [target, tracking, wake, alarm]
     return Deployed(o.name, region, image, o.model_data_url, uploaded, model_arn, config_arn, endpoint_arn,
                     tracking_arn, wake_arn, o.alarm_name, tuple(sent))
@@ -644,9 +644,9 @@ def invoke_request(endpoint: str, input_location: str, job_id: str) -> dict[str,
 
 def default_request_prefix(endpoint: str, region: str) -> str:
     """``<S3OutputPath>/requests`` of the endpoint's current config (DescribeEndpoint, DescribeEndpointConfig)."""
-    sm = _client("sagemaker", region)
-    described = _call(f"DescribeEndpoint {endpoint}", sm.describe_endpoint, EndpointName=endpoint)
-    config = _call(f"DescribeEndpointConfig {described['EndpointConfigName']}", sm.describe_endpoint_config,
+    sm = aws_client("sagemaker", region)
+    described = aws_call(f"DescribeEndpoint {endpoint}", sm.describe_endpoint, EndpointName=endpoint)
+    config = aws_call(f"DescribeEndpointConfig {described['EndpointConfigName']}", sm.describe_endpoint_config,
                    EndpointConfigName=described["EndpointConfigName"])
     output = (config.get("AsyncInferenceConfig") or {}).get("OutputConfig", {}).get("S3OutputPath")
     if not output:
@@ -677,11 +677,11 @@ def submit_job(endpoint: str, input_uri: str, region: str, *, patient: Mapping[s
     prefix = request_prefix or default_request_prefix(endpoint, region)
     body = job_body(job_id, input_uri, now, patient)
     location = request_location(prefix, job_id)
-    bucket, key = _split_s3(location)
-    _call(f"upload of {location}", _client("s3", region).put_object, Bucket=bucket, Key=key,
+    bucket, key = split_s3(location)
+    aws_call(f"upload of {location}", aws_client("s3", region).put_object, Bucket=bucket, Key=key,
           Body=json.dumps(body).encode(), ContentType="application/json")
-    runtime = _client("sagemaker-runtime", region)
-    answer = _call(f"InvokeEndpointAsync {endpoint}", runtime.invoke_endpoint_async,
+    runtime = aws_client("sagemaker-runtime", region)
+    answer = aws_call(f"InvokeEndpointAsync {endpoint}", runtime.invoke_endpoint_async,
                    **invoke_request(endpoint, location, job_id))
     return Submitted(job_id, endpoint, location, answer["OutputLocation"], answer.get("FailureLocation"), body)
 
@@ -699,10 +699,10 @@ def s3_readers(region: str) -> tuple[Callable[[str], bool], Callable[[str], byte
     """(exists, read) over S3 for :func:`wait_for_result`."""
     from botocore.exceptions import ClientError
 
-    s3 = _client("s3", region)
+    s3 = aws_client("s3", region)
 
     def exists(uri: str) -> bool:
-        bucket, key = _split_s3(uri)
+        bucket, key = split_s3(uri)
         try:
             s3.head_object(Bucket=bucket, Key=key)
             return True
@@ -712,8 +712,8 @@ def s3_readers(region: str) -> tuple[Callable[[str], bool], Callable[[str], byte
             raise LaunchError(f"checking {uri}: {exc.response.get('Error', {}).get('Code', 'error')}") from exc
 
     def read(uri: str) -> bytes:
-        bucket, key = _split_s3(uri)
-        return _call(f"reading {uri}", s3.get_object, Bucket=bucket, Key=key)["Body"].read()
+        bucket, key = split_s3(uri)
+        return aws_call(f"reading {uri}", s3.get_object, Bucket=bucket, Key=key)["Body"].read()
 
     return exists, read
 

@@ -99,6 +99,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from vitalflow.errors import LaunchError
+from vitalflow.sagemaker.aws import (JOB_NAME, ROLE_ENV, aws_call, aws_client, check_role_and_region,
+                                     resolve_region, split_s3)
 from vitalflow.model.config import load_train_config
 from vitalflow.sagemaker.entry import (COMMAND_KEY, DEFAULT_EXTRAS, EXTRAS_ENV, INLINE_PREFIX,
                                        command_from_hyperparameters)
@@ -114,7 +116,6 @@ PROCESSING_MAX_INSTANCES = 100  # ProcessingClusterConfig.InstanceCount maximum
 PROCESSING_MAX_VOLUME_GB = 16_384
 MAX_ARGUMENT_CHARS = 256  # ContainerArgument, ProcessingEnvironmentValue
 MAX_HYPERPARAMETER_CHARS = 2500
-ROLE_ENV = "VITALFLOW_SAGEMAKER_ROLE"
 
 CODE_DIR = "_code"
 CHECKPOINT_DIR = "_checkpoints"
@@ -186,8 +187,6 @@ TENSORFLOW_ACCOUNTS = {
 }
 TENSORFLOW = FrameworkImage("TensorFlow 2.19.0 training CPU", TENSORFLOW_IMAGE, TENSORFLOW_ACCOUNTS)
 
-_JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
-_ROLE_ARN = re.compile(r"arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+")
 _DURATION = re.compile(r"\s*(\d+)\s*([smhd]?)\s*")
 _OPTION_NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 _TERMINAL = {"Completed", "Failed", "Stopped"}
@@ -530,31 +529,6 @@ def read_inline(options: LaunchOptions) -> LaunchOptions:
     return replace(options, inline=inline)
 
 
-def resolve_region(region: str | None = None, environ: dict[str, str] | None = None) -> str | None:
-    """``region``, else ``$AWS_REGION``, ``$AWS_DEFAULT_REGION``, the AWS profile's region, else None."""
-    environ = os.environ if environ is None else environ
-    return region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or _profile_region()
-
-
-def require_region(region: str | None) -> str:
-    """``region`` (what `resolve_region` found), or the one error every AWS command gives without one."""
-    if not region:
-        raise LaunchError("no AWS region: pass --region or set AWS_REGION or AWS_DEFAULT_REGION "
-                          "(or a region in your AWS profile)")
-    return region
-
-
-def _profile_region() -> str | None:
-    try:
-        import boto3
-    except ImportError:
-        return None
-    try:
-        return boto3.session.Session().region_name
-    except Exception:  # a broken profile must not hide the real message ("no region")
-        return None
-
-
 def _as_channel(arg: Arg, value: Any) -> bool:
     """Whether ``value`` of ``arg`` is downloaded as a channel (an ``or_value`` channel's
     non-S3 value is passed as given)."""
@@ -637,21 +611,12 @@ def _validate_resources(o: LaunchOptions) -> None:
                               f"{TRAINING_MAX_RUN_S} s (28 days)")
 
 
-def check_role_and_region(role: str | None, region: str | None, what: str) -> None:
-    """The execution role (an IAM role ARN) and the region every SageMaker request needs."""
-    if not role:
-        raise LaunchError(f"no IAM role for {what}: pass --role or set {ROLE_ENV}")
-    if not _ROLE_ARN.fullmatch(role):
-        raise LaunchError(f"--role must be an IAM role ARN like arn:aws:iam::123456789012:role/Name (got {role!r})")
-    require_region(region)
-
-
 def validate(options: LaunchOptions) -> None:
     """Raise :class:`LaunchError` naming the first option that SageMaker would refuse."""
     o = settle(options)
     check_role_and_region(o.role, o.region, "the job")
     _validate_arguments(o)
-    if not _JOB_NAME.fullmatch(o.job_name):
+    if not JOB_NAME.fullmatch(o.job_name):
         raise LaunchError(f"bad job name {o.job_name!r}: 1-63 letters, digits and hyphens, "
                           "starting and ending with a letter or digit")
     _validate_resources(o)
@@ -915,55 +880,19 @@ def build_code_tarball() -> bytes:
     return buffer.getvalue()
 
 
-def _split_s3(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    return bucket, key
-
-
 def upload_code(options: LaunchOptions, tarball: bytes | None = None) -> str:
     """Put ``source.tar.gz`` and ``entry.py`` under ``<output>/_code/<job>/``; returns the tarball URI."""
     tarball = build_code_tarball() if tarball is None else tarball
-    s3 = _client("s3", options.region)
+    s3 = aws_client("s3", options.region)
     for name, data in ((TARBALL, tarball), (ENTRY, entry_script().read_bytes())):
-        bucket, key = _split_s3(options.code_prefix + name)
-        _call(f"upload of {options.code_prefix + name}", s3.put_object, Bucket=bucket, Key=key, Body=data)
+        bucket, key = split_s3(options.code_prefix + name)
+        aws_call(f"upload of {options.code_prefix + name}", s3.put_object, Bucket=bucket, Key=key, Body=data)
     return options.code_uri
 
 
 # ---------------------------------------------------------------------------------------------
-# AWS calls
+# Submitting (the AWS client and call rules: `vitalflow.sagemaker.aws`)
 # ---------------------------------------------------------------------------------------------
-
-def _client(service: str, region: str | None):
-    """A boto3 client; the endpoint comes from ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_<SERVICE>``)."""
-    try:
-        import boto3
-    except ImportError as exc:
-        raise LaunchError("boto3 is not installed: pip install 'vitalflow[aws]'") from exc
-    session = boto3.session.Session(region_name=region)
-    if session.get_credentials() is None:
-        raise LaunchError("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                          "or AWS_PROFILE, or run where an IAM role provides them")
-    require_region(session.region_name)
-    return session.client(service)
-
-
-def _call(what: str, fn: Callable, **kwargs):
-    """Call boto3 and turn its errors into one-line :class:`LaunchError`."""
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
-    try:
-        return fn(**kwargs)
-    except NoCredentialsError as exc:
-        raise LaunchError("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                          "or AWS_PROFILE, or run where an IAM role provides them") from exc
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        raise LaunchError(f"{what}: {error.get('Code', 'error')}: {error.get('Message', exc)}") from exc
-    except BotoCoreError as exc:
-        raise LaunchError(f"{what}: {exc}") from exc
-
-
 
 @dataclass(frozen=True)
 class _Api:
@@ -985,8 +914,8 @@ def submit(request: dict[str, Any], region: str | None = None) -> str:
     """Send a request built by :func:`build_request`; returns the job's ARN."""
     api = _APIS[request_container(request)]
     name = request[api.field("Name")]
-    sm = _client("sagemaker", region)
-    return _call(f"Create{api.word}Job {name}", getattr(sm, api.method("create")), **request)[api.field("Arn")]
+    sm = aws_client("sagemaker", region)
+    return aws_call(f"Create{api.word}Job {name}", getattr(sm, api.method("create")), **request)[api.field("Arn")]
 
 
 @dataclass(frozen=True)
@@ -1005,7 +934,7 @@ def launch(options: LaunchOptions) -> Launched:
     options are invalid or no credentials are found."""
     options = resolve(options)
     container, request = build_request(options)
-    _client("sagemaker", options.region)  # fail on missing credentials before uploading anything
+    aws_client("sagemaker", options.region)  # fail on missing credentials before uploading anything
     code_uri = upload_code(options)
     arn = submit(request, options.region)
     return Launched(container, options.variant, options.job_name, arn, code_uri, options.region, request)
@@ -1075,12 +1004,12 @@ def job_info(container: str, raw: dict[str, Any]) -> JobInfo:
 
 def _describe_raw(sm, name: str, container: str) -> dict[str, Any]:
     api = _APIS[container]
-    return _call(f"Describe{api.word}Job {name}", getattr(sm, api.method("describe")), **{api.field("Name"): name})
+    return aws_call(f"Describe{api.word}Job {name}", getattr(sm, api.method("describe")), **{api.field("Name"): name})
 
 
 def describe_job(name: str, region: str | None = None, container: str | None = None) -> JobInfo:
     """The job called ``name``: a processing job, else a training-job container's (or only ``container``)."""
-    sm = _client("sagemaker", region)
+    sm = aws_client("sagemaker", region)
     for c in [container] if container else CONTAINERS:
         try:
             return job_info(c, _describe_raw(sm, name, c))
@@ -1097,13 +1026,13 @@ def list_jobs(region: str | None = None, limit: int = 20, name_contains: str | N
     """The ``limit`` most recent jobs of both container types whose name contains
     ``name_contains``, newest first. With ``details`` each is described (for its instance count
     and type, and the command it runs)."""
-    sm = _client("sagemaker", region)
+    sm = aws_client("sagemaker", region)
     query: dict[str, Any] = {"SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": max(1, min(limit, 100))}
     if name_contains:
         query["NameContains"] = name_contains
     found: list[JobInfo] = []
     for container, api in _APIS.items():
-        answer = _call(f"List{api.word}Jobs", getattr(sm, api.method("list", plural=True)), **query)
+        answer = aws_call(f"List{api.word}Jobs", getattr(sm, api.method("list", plural=True)), **query)
         found += [job_info(container, summary) for summary in answer.get(api.field("Summaries"), [])]
     epoch = _dt.datetime.min.replace(tzinfo=_dt.timezone.utc)
     found.sort(key=lambda j: _aware(j.created) or epoch, reverse=True)
@@ -1131,7 +1060,7 @@ def wait(name: str, container: str, region: str | None = None, *, poll_s: float 
     :class:`LaunchError`.
     """
     if describe is None:
-        sm = _client("sagemaker", region)
+        sm = aws_client("sagemaker", region)
 
         def describe(job: str) -> dict[str, Any]:
             return _describe_raw(sm, job, container)

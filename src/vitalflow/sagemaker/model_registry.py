@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from vitalflow.errors import LaunchError
-from vitalflow.sagemaker.launch import TENSORFLOW_ACCOUNTS, FrameworkImage, _call, _client, _split_s3
+from vitalflow.sagemaker.aws import aws_call, aws_client, split_s3
+from vitalflow.sagemaker.launch import TENSORFLOW_ACCOUNTS, FrameworkImage
 
 INFERENCE_IMAGE = "tensorflow-inference:2.19.0-cpu"
 INFERENCE = FrameworkImage("TensorFlow 2.19.0 inference CPU", INFERENCE_IMAGE, TENSORFLOW_ACCOUNTS)
@@ -74,7 +75,7 @@ def artifact_prefix(s3_prefix: str, name: str, version: str) -> str:
     >>> artifact_prefix("s3://b/models/", "vitalflow", "3")
     's3://b/models/vitalflow/3'
     """
-    if not s3_prefix.startswith("s3://") or not _split_s3(s3_prefix)[0]:
+    if not s3_prefix.startswith("s3://") or not split_s3(s3_prefix)[0]:
         raise LaunchError(f"--s3-prefix {s3_prefix!r} is not an s3:// location (s3://bucket/prefix)")
     return f"{s3_prefix.rstrip('/')}/{name}/{version}"
 
@@ -132,9 +133,9 @@ def is_model_tarball(uri: str) -> bool:
 def upload_model(model_dir: Path, model_data_url: str, region: str) -> str:
     """Put the model directory as ``model.tar.gz`` (:func:`model_tarball`) at ``model_data_url``;
     returns the URL. What ``models push`` and ``vitalflow deploy`` upload."""
-    bucket, key = _split_s3(model_data_url)
-    s3 = _client("s3", region)
-    _call(f"upload of {model_data_url}", s3.put_object, Bucket=bucket, Key=key, Body=model_tarball(model_dir))
+    bucket, key = split_s3(model_data_url)
+    s3 = aws_client("s3", region)
+    aws_call(f"upload of {model_data_url}", s3.put_object, Bucket=bucket, Key=key, Body=model_tarball(model_dir))
     return model_data_url
 
 
@@ -149,8 +150,8 @@ class Pushed:
 
 
 def _account(region: str) -> str:
-    sts = _client("sts", region)
-    return _call("reading the AWS account (sts get-caller-identity)", sts.get_caller_identity)["Account"]
+    sts = aws_client("sts", region)
+    return aws_call("reading the AWS account (sts get-caller-identity)", sts.get_caller_identity)["Account"]
 
 
 def push(model_dir: Path, group: str, name: str, version: str, metrics: Mapping | None,
@@ -162,23 +163,23 @@ def push(model_dir: Path, group: str, name: str, version: str, metrics: Mapping 
     model_data_url = upload_model(model_dir, f"{prefix}/{MODEL_TARBALL}", region)
     metrics_url = None
     if metrics:
-        s3 = _client("s3", region)
+        s3 = aws_client("s3", region)
         metrics_url = f"{prefix}/{METRICS_FILE}"
-        bucket, key = _split_s3(metrics_url)
-        _call(f"upload of {metrics_url}", s3.put_object, Bucket=bucket, Key=key,
+        bucket, key = split_s3(metrics_url)
+        aws_call(f"upload of {metrics_url}", s3.put_object, Bucket=bucket, Key=key,
               Body=json.dumps(metrics, indent=1).encode(), ContentType="application/json")
-    sm = _client("sagemaker", region)
+    sm = aws_client("sagemaker", region)
     created = False
     try:
-        _call(f"describing model package group {group}", sm.describe_model_package_group,
+        aws_call(f"describing model package group {group}", sm.describe_model_package_group,
               ModelPackageGroupName=group)
     except LaunchError as exc:  # a missing group is a ValidationException (AWS) or ResourceNotFound
         if not re.search(r"ValidationException|ResourceNotFound|does not exist", str(exc)):
             raise
-        _call(f"creating model package group {group}", sm.create_model_package_group, **group_request(group))
+        aws_call(f"creating model package group {group}", sm.create_model_package_group, **group_request(group))
         created = True
     description = f"{name}/{version}: " + ", ".join(f"{k} {v}" for k, v in metadata.items()
                                                    if k in ("spec.name", "spec.version", "dataset.fingerprint"))
-    answer = _call(f"creating a model package in {group}", sm.create_model_package,
+    answer = aws_call(f"creating a model package in {group}", sm.create_model_package,
                    **package_request(group, image, model_data_url, metrics_url, description, metadata))
     return Pushed(answer["ModelPackageArn"], group, created, model_data_url, metrics_url, region)
