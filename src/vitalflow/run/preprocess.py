@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from vitalflow.dataset.card import build_card, card_name, example_schema, write_card
+from vitalflow.dataset.card import DatasetCard, build_card, card_name, example_schema, write_card
 from vitalflow.dataset.ledger import MANIFEST_FORMAT, Ledger, manifest_differences
 from vitalflow.dataset.merge import merge_parts
 from vitalflow.dataset.split import assign_splits
@@ -40,7 +40,7 @@ class RunOptions(CaseRunOptions):
 @dataclass
 class RunResult:
     output: str
-    card: dict
+    card: DatasetCard
     verify: VerifyReport | None  # None when the run stopped early (the card says partial)
     stopped_by: str | None = None
 
