@@ -181,48 +181,57 @@ def test_small_batches_get_xla_compiled_after_ready_and_answer_as_predict_on_bat
         assert_close(r.json()["predictions"], want[:n])
 
 
-def test_the_model_host_answers_small_batches_without_predict_on_batch_once_compiled(model, expected):
-    """In process: once XLA has compiled, batches of up to 8 windows never reach predict_on_batch
-    (made to fail here) and equal it; a batch of 9 does reach it."""
-    import asyncio
+HOST_CHECK = """
+import asyncio, json, sys, time
+import numpy as np
+from vitalflow.serve.model_host import ModelHost
 
-    from vitalflow.serve.model_host import ModelHost
+model, arrays = sys.argv[1], np.load(sys.argv[2])
+ts, st = np.repeat(arrays["ts"], 2, 0)[:9], np.repeat(arrays["st"], 2, 0)[:9]
+host = ModelHost(model)
+host.start()
+assert host.wait(120) and host.state == "ready", host.error
+deadline = time.monotonic() + 120
+while host.compiled_batches != [1, 2, 4, 8]:
+    assert time.monotonic() < deadline, host.compiled_batches
+    time.sleep(0.1)
+reference = np.asarray(host.predictor.model.predict_on_batch({"timeseries": ts, "static": st}))
 
-    host = ModelHost(str(model))
-    host.start()
-    assert host.wait(120) and host.state == "ready", host.error
-    deadline = time.monotonic() + 120
-    while host.compiled_batches != [1, 2, 4, 8]:
-        assert time.monotonic() < deadline, host.compiled_batches
-        time.sleep(0.1)
-    predictor = host.predictor
-    _, ts, st, _ = expected
-    reference = np.asarray(predictor.model.predict_on_batch({"timeseries": np.repeat(ts, 2, 0)[:9],
-                                                             "static": np.repeat(st, 2, 0)[:9]}))
+def refused(*args, **kwargs):
+    raise RuntimeError("predict_on_batch was called")
 
-    def refused(*args, **kwargs):
-        raise RuntimeError("predict_on_batch was called")
+host.predictor.model.predict_on_batch = refused
 
-    predictor.model.predict_on_batch = refused
-
-    async def predict(n: int) -> np.ndarray:
-        return await host.predict_normalized(np.repeat(ts, 2, 0)[:n], np.repeat(st, 2, 0)[:n])
-
-    async def both() -> tuple[list, BaseException]:
-        small = [await predict(n) for n in (1, 2, 3, 5, 8)]
-        try:
-            await predict(9)
-        except RuntimeError as exc:
-            return small, exc
-        raise AssertionError("a batch of 9 did not reach predict_on_batch")
-
+async def both():
+    small = {n: (await host.predict_normalized(ts[:n], st[:n])).tolist() for n in (1, 2, 3, 5, 8)}
     try:
-        small, refusal = asyncio.run(both())
-        for got in small:
-            np.testing.assert_allclose(got, reference[:len(got)], rtol=1e-5, atol=1e-5)
-        assert "predict_on_batch was called" in str(refusal)
-    finally:
-        host.close()
+        await host.predict_normalized(ts, st)
+        nine = "answered"
+    except RuntimeError as exc:
+        nine = str(exc)
+    return small, nine
+
+small, nine = asyncio.run(both())
+host.close()
+print(json.dumps({"small": small, "nine": nine, "reference": reference.tolist()}))
+"""
+
+
+def test_the_model_host_answers_small_batches_without_predict_on_batch_once_compiled(model, expected, tmp_path):
+    """In a process of its own (TensorFlow's threads must not run in the test process, which forks
+    workers later): once XLA has compiled, batches of up to 8 windows never reach predict_on_batch
+    (made to fail there) and equal it; a batch of 9 does reach it."""
+    _, ts, st, _ = expected
+    np.savez(tmp_path / "windows.npz", ts=ts, st=st)
+    result = subprocess.run([sys.executable, "-c", HOST_CHECK, str(model), str(tmp_path / "windows.npz")],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    reference = np.asarray(out["reference"])
+    for n, got in out["small"].items():
+        np.testing.assert_allclose(np.asarray(got), reference[:int(n)], rtol=1e-5, atol=1e-5)
+    assert out["nine"] == "predict_on_batch was called"
 
 
 def test_a_model_that_fails_to_load_is_503_with_the_reason(model, tmp_path):
