@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from vitalflow.errors import CaseDataError
 from vitalflow.predict.recording import PATIENT_KEYS, patient_from, predict_recording
 from vitalflow.predict.table import CaseTable
-from vitalflow.errors import redact
+from vitalflow.errors import one_line, redact
 from vitalflow.serve.queue import FINAL, ServiceJob
 from vitalflow.serve.settings import ServeSettings
 from vitalflow.store import Store
@@ -241,7 +241,7 @@ def failure_reason(exc: BaseException) -> str:
     """One line, without credentials."""
     from vitalflow.errors import VitalflowError
 
-    text = " ".join(str(exc).split())
+    text = one_line(exc)
     if isinstance(exc, (VitalflowError, InputRefused)):
         return redact(text)
     return redact(f"internal error: {type(exc).__name__}: {text}")

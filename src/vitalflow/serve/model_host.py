@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from vitalflow.errors import VitalflowError
+from vitalflow.errors import VitalflowError, one_line
 
 if TYPE_CHECKING:
     from vitalflow.model.predictor import Predictor
@@ -162,7 +162,7 @@ class ModelHost:
                 compiled(predictor.network_inputs(*self._zeros(predictor, size)))
             except Exception as exc:  # noqa: BLE001 - any XLA failure leaves predict_on_batch in place
                 log.warning("model %s: XLA could not compile it (%s: %s); every batch uses predict_on_batch",
-                            self.reference, type(exc).__name__, " ".join(str(exc).split())[:300])
+                            self.reference, type(exc).__name__, one_line(exc)[:300])
                 return
             self._compiled[size] = compiled
 
